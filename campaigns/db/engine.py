@@ -1,0 +1,96 @@
+"""One engine/session factory for every database URL a user may write.
+
+`sqlite:///path` and `postgresql://user:pass@host:port/db` are accepted as users write them; the
+async driver behind each (aiosqlite, asyncpg) is this module's business.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from campaigns.errors import InvalidSettings
+
+DEFAULT_DATABASE_URL = "sqlite:///./dialer.db"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+_ASYNC_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+}
+
+
+def async_url(url: str | URL) -> URL:
+    """Turn a user's URL into one with the project's async driver (keeps an explicit async one)."""
+    try:
+        parsed = make_url(url) if isinstance(url, str) else url
+    except ArgumentError:
+        raise InvalidSettings(
+            f"cannot parse the database URL {redact(str(url))!r}: write sqlite:///path/to/file.db "
+            "or postgresql://user:password@host:5432/dbname"
+        ) from None
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend not in _ASYNC_DRIVERS:
+        raise InvalidSettings(
+            f"unsupported database {parsed.drivername!r}: use sqlite:///path or postgresql://..."
+        )
+    if driver in ("aiosqlite", "asyncpg"):
+        return parsed
+    return parsed.set(drivername=_ASYNC_DRIVERS[backend])
+
+
+def redact(url: str | URL) -> str:
+    """The URL with its password hidden: safe for logs and error messages."""
+    try:
+        parsed = make_url(url) if isinstance(url, str) else url
+    except ArgumentError:
+        return "<unparseable database URL>"
+    return parsed.render_as_string(hide_password=True)
+
+
+def is_sqlite(url: str | URL) -> bool:
+    return async_url(url).get_backend_name() == "sqlite"
+
+
+def create_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
+    """An AsyncEngine for `url`; SQLite gets WAL, a busy timeout, foreign keys and BEGIN IMMEDIATE."""
+    aurl = async_url(url)
+    if aurl.get_backend_name() == "sqlite":
+        return _sqlite_engine(aurl, **kwargs)
+    kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("pool_size", 10)
+    kwargs.setdefault("max_overflow", 10)
+    return create_async_engine(aurl, **kwargs)
+
+
+def _sqlite_engine(aurl: URL, **kwargs: Any) -> AsyncEngine:
+    connect_args = dict(kwargs.pop("connect_args", {}))
+    connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)
+    engine = create_async_engine(aurl, connect_args=connect_args, **kwargs)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control from the driver so that BEGIN IMMEDIATE below is what runs:
+        # a writer then waits for the lock up front instead of failing on a read->write upgrade.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)

@@ -1,0 +1,249 @@
+"""SQLAlchemy 2 models of the core tables (DESIGN.md, "Data model").
+
+Alembic migrations in `migrations/` are the only way the schema is created; a test proves the two
+agree on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from campaigns.db.types import JSONType, UTCDateTime, utcnow
+
+# Deterministic constraint names, so that migrations and models compare equal everywhere.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# BigInteger ids on PostgreSQL; INTEGER PRIMARY KEY (rowid) on SQLite.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class CampaignStatus:
+    DRAFT = "draft"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class ContactStatus:
+    QUEUED = "queued"
+    DIALING = "dialing"
+    IN_CALL = "in_call"
+    DONE = "done"
+
+
+class AttemptState:
+    CREATED = "created"
+    DIALED = "dialed"
+    ANSWERED = "answered"
+    ENDED = "ended"
+    NOT_PLACED = "not_placed"
+
+    #: States in which an attempt holds a channel (a call may be alive).
+    IN_FLIGHT = ("created", "dialed", "answered")
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    status: Mapped[str] = mapped_column(String(20), default=CampaignStatus.DRAFT)
+    from_number: Mapped[str] = mapped_column(String(32))
+    connection_id: Mapped[str] = mapped_column(String(100))
+    #: Telnyx Dial fields that apply to every call of the campaign, with Telnyx names.
+    dial_settings: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    #: The dialer's own keys (pacing, call flow, retry policy, calling window); see
+    #: `campaigns.settings.CampaignSettings`.
+    settings: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    #: Set by `campaign stop --hangup`: the engine hangs up the campaign's live calls.
+    hangup_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ContactImport(Base):
+    __tablename__ = "contact_imports"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    file_name: Mapped[str] = mapped_column(Text)
+    file_sha256: Mapped[str | None] = mapped_column(String(64))
+    columns: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    phone_column: Mapped[str | None] = mapped_column(Text)
+    rows_read: Mapped[int] = mapped_column(Integer, default=0)
+    accepted: Mapped[int] = mapped_column(Integer, default=0)
+    invalid: Mapped[int] = mapped_column(Integer, default=0)
+    duplicates: Mapped[int] = mapped_column(Integer, default=0)
+    dnc_suppressed: Mapped[int] = mapped_column(Integer, default=0)
+    tz_unknown: Mapped[int] = mapped_column(Integer, default=0)
+    tz_ambiguous: Mapped[int] = mapped_column(Integer, default=0)
+    elapsed_secs: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_contact_imports_campaign", "campaign_id"),)
+
+
+class Contact(Base):
+    __tablename__ = "contacts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    import_id: Mapped[int | None] = mapped_column(
+        ForeignKey("contact_imports.id", ondelete="SET NULL")
+    )
+    source_row: Mapped[int | None] = mapped_column(Integer)
+    phone_e164: Mapped[str] = mapped_column(String(20))
+    phone_raw: Mapped[str | None] = mapped_column(Text)
+    extension: Mapped[str | None] = mapped_column(String(40))
+    first_name: Mapped[str | None] = mapped_column(Text)
+    last_name: Mapped[str | None] = mapped_column(Text)
+    email: Mapped[str | None] = mapped_column(Text)
+    region: Mapped[str | None] = mapped_column(Text)
+    postal_code: Mapped[str | None] = mapped_column(Text)
+    #: Candidate IANA zones; the calling window must hold in all of them.
+    timezones: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    #: How the zones were found: explicit, region, number, fallback.
+    timezone_source: Mapped[str | None] = mapped_column(String(16))
+    #: Every other column of the uploaded row, by original header, as text.
+    custom_fields: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default=ContactStatus.QUEUED)
+    outcome: Mapped[str | None] = mapped_column(String(20))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    first_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_attempt_id: Mapped[int | None] = mapped_column(BigId)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "phone_e164", name="uq_contacts_campaign_phone"),
+        # The scheduler's claim: due contacts of one campaign in next_attempt_at order. Partial, so
+        # it holds only what is still queued and stays small as the campaign progresses.
+        Index(
+            "ix_contacts_due",
+            "campaign_id",
+            "next_attempt_at",
+            "id",
+            postgresql_where=text("status = 'queued'"),
+            sqlite_where=text("status = 'queued'"),
+        ),
+        Index("ix_contacts_campaign_status", "campaign_id", "status"),
+    )
+
+
+class CallAttempt(Base):
+    __tablename__ = "call_attempts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    attempt_no: Mapped[int] = mapped_column(Integer)
+    phone_e164: Mapped[str] = mapped_column(String(20))
+    #: Deterministic per attempt: a re-send after a timeout/5xx reuses it (Telnyx dedupes 60 s).
+    command_id: Mapped[str] = mapped_column(String(80), unique=True)
+    #: Base64 sent as client_state on dial: identifies the attempt in every webhook.
+    client_state: Mapped[str] = mapped_column(String(200))
+    call_control_id: Mapped[str | None] = mapped_column(String(200), unique=True)
+    call_leg_id: Mapped[str | None] = mapped_column(String(64))
+    call_session_id: Mapped[str | None] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default=AttemptState.CREATED)
+    #: Where the AMD call flow is (none, message, awaiting_greeting, voicemail, transfer, hangup).
+    flow_state: Mapped[str | None] = mapped_column(String(24))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    dial_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    dial_sends: Mapped[int] = mapped_column(Integer, default=0)
+    dialed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    hangup_cause: Mapped[str | None] = mapped_column(String(32))
+    hangup_source: Mapped[str | None] = mapped_column(String(16))
+    sip_hangup_cause: Mapped[str | None] = mapped_column(String(16))
+    amd_result: Mapped[str | None] = mapped_column(String(24))
+    greeting_result: Mapped[str | None] = mapped_column(String(24))
+    voicemail_left: Mapped[bool] = mapped_column(Boolean, default=False)
+    message_played: Mapped[bool] = mapped_column(Boolean, default=False)
+    outcome: Mapped[str | None] = mapped_column(String(20))
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    error_detail: Mapped[str | None] = mapped_column(Text)
+    reconcile_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("contact_id", "attempt_no", name="uq_call_attempts_contact_attempt"),
+        Index("ix_call_attempts_phone_created", "phone_e164", "created_at"),
+        Index("ix_call_attempts_campaign_state", "campaign_id", "state"),
+        Index(
+            "ix_call_attempts_in_flight",
+            "reconcile_after",
+            postgresql_where=text("state IN ('created', 'dialed', 'answered')"),
+            sqlite_where=text("state IN ('created', 'dialed', 'answered')"),
+        ),
+        Index("ix_call_attempts_contact", "contact_id"),
+    )
+
+
+class WebhookEvent(Base):
+    __tablename__ = "webhook_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    event_type: Mapped[str] = mapped_column(String(64))
+    call_control_id: Mapped[str | None] = mapped_column(String(200))
+    attempt_id: Mapped[int | None] = mapped_column(BigId)
+    occurred_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    #: pending -> processed | ignored | orphan
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index(
+            "ix_webhook_events_pending",
+            "id",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+        Index("ix_webhook_events_call", "call_control_id"),
+        Index("ix_webhook_events_attempt", "attempt_id"),
+    )
+
+
+class DncNumber(Base):
+    __tablename__ = "dnc_numbers"
+
+    phone_e164: Mapped[str] = mapped_column(String(20), primary_key=True)
+    raw_input: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str | None] = mapped_column(Text)
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,119 @@
+"""Campaign operations on the database: create, look up, list, change state.
+
+Each function runs inside the caller's session and transaction, so a failure changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from campaigns import outcomes
+from campaigns.db.models import Campaign, CampaignStatus, Contact, ContactStatus
+from campaigns.db.types import utcnow
+from campaigns.errors import AlreadyExists, InvalidSettings, NotFound
+from campaigns.lifecycle import next_status
+from campaigns.settings import split_and_validate
+
+NAME_MAX = 200
+
+
+async def create_campaign(session: AsyncSession, name: str, values: Mapping[str, Any]) -> Campaign:
+    name = name.strip()
+    if not name or len(name) > NAME_MAX:
+        raise InvalidSettings(f"name: must be 1-{NAME_MAX} characters")
+    split = split_and_validate(values)
+    if await session.scalar(select(Campaign.id).where(Campaign.name == name)) is not None:
+        raise AlreadyExists(f"a campaign named {name!r} already exists: pick another name")
+    campaign = Campaign(
+        name=name,
+        status=CampaignStatus.DRAFT,
+        from_number=split.from_number,
+        connection_id=split.connection_id,
+        dial_settings=split.dial_settings,
+        settings=split.settings,
+    )
+    session.add(campaign)
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise AlreadyExists(f"a campaign named {name!r} already exists: pick another name") from None
+    return campaign
+
+
+async def get_campaign(session: AsyncSession, name: str, *, for_update: bool = False) -> Campaign:
+    stmt = select(Campaign).where(Campaign.name == name)
+    if for_update:
+        stmt = stmt.with_for_update()
+    campaign = await session.scalar(stmt)
+    if campaign is None:
+        known = (await session.scalars(select(Campaign.name).order_by(Campaign.name).limit(5))).all()
+        hint = f" (known: {', '.join(known)})" if known else " (none exist yet: `dialer campaign create`)"
+        raise NotFound(f"no campaign named {name!r}{hint}")
+    return campaign
+
+
+async def change_status(session: AsyncSession, name: str, action: str, *,
+                        hangup_live_calls: bool = False) -> Campaign:
+    """Apply a lifecycle action. `stop` also cancels every contact not yet dialed."""
+    campaign = await get_campaign(session, name, for_update=True)
+    target = next_status(campaign.name, campaign.status, action)
+    now = utcnow()
+    campaign.status = target
+    campaign.updated_at = now
+    if action == "start":
+        campaign.started_at = now
+        campaign.last_error = None
+    if action == "resume":
+        campaign.last_error = None
+    if target in (CampaignStatus.CANCELLED, CampaignStatus.COMPLETED):
+        campaign.finished_at = now
+    if action == "stop":
+        campaign.hangup_requested = hangup_live_calls
+        await session.execute(
+            update(Contact)
+            .where(Contact.campaign_id == campaign.id, Contact.status == ContactStatus.QUEUED)
+            .values(status=ContactStatus.DONE, outcome=outcomes.CANCELED, next_attempt_at=None,
+                    updated_at=now)
+        )
+    await session.flush()
+    return campaign
+
+
+@dataclass
+class CampaignCounts:
+    contacts: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+    by_outcome: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def done(self) -> int:
+        return self.by_status.get(ContactStatus.DONE, 0)
+
+
+async def campaign_counts(session: AsyncSession, campaign_ids: list[int]) -> dict[int, CampaignCounts]:
+    counts: dict[int, CampaignCounts] = {cid: CampaignCounts() for cid in campaign_ids}
+    if not campaign_ids:
+        return counts
+    rows = await session.execute(
+        select(Contact.campaign_id, Contact.status, Contact.outcome, func.count())
+        .where(Contact.campaign_id.in_(campaign_ids))
+        .group_by(Contact.campaign_id, Contact.status, Contact.outcome)
+    )
+    for cid, status, outcome, n in rows:
+        c = counts[cid]
+        c.contacts += n
+        c.by_status[status] = c.by_status.get(status, 0) + n
+        if outcome:
+            c.by_outcome[outcome] = c.by_outcome.get(outcome, 0) + n
+    return counts
+
+
+async def list_campaigns(session: AsyncSession) -> list[Campaign]:
+    return list((await session.scalars(select(Campaign).order_by(Campaign.created_at,
+                                                                 Campaign.id))).all())

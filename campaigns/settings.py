@@ -1,0 +1,227 @@
+"""Campaign settings: the dialer's own keys, and the split of a flat settings mapping (TOML keys and
+CLI flags share one namespace) into Telnyx dial fields and dialer keys.
+
+Pure: validation returns or raises; nothing here touches a database.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from campaigns.errors import InvalidSettings
+from campaigns.fieldspec import INVALID, MISSING, NOT_E164, FieldProblem, FieldSpec, check_value
+from campaigns.outcomes import RETRYABLE_BY_DEFAULT
+from campaigns.windows import CallingWindow, WindowError
+
+E164_RE = r"^\+[1-9]\d{1,14}$"
+
+
+def _s(name: str, kind: Any, help: str, **kw: Any) -> FieldSpec:
+    return FieldSpec(name=name, kind=kind, help=help, **kw)
+
+
+#: The dialer's own campaign keys, in documentation order.
+OWN_FIELDS: dict[str, FieldSpec] = {
+    f.name: f
+    for f in [
+        _s("cps", "float", "Dials per second for this campaign (at most the account limit); "
+           "unset shares the account limit", minimum=0.1, maximum=1000),
+        _s("max_concurrent", "int", "Calls in flight at once for this campaign", minimum=1,
+           maximum=10000, default=10),
+        _s("max_attempts", "int", "Calls to one contact at most", minimum=1, maximum=20, default=3),
+        _s("calling_hours", "str", "Local calling window of the contact, HH:MM-HH:MM "
+           "(00:00-24:00 is all day)", default="09:00-20:00"),
+        _s("calling_days", "str", "Days calls may be placed, local to the contact: mon-sat, "
+           "mon,wed,fri, mon-fri,sun", default="mon-sat"),
+        _s("fallback_timezone", "str", "IANA zone for contacts whose zone is unknown",
+           default="America/New_York"),
+        _s("on_human", "str", "What to do when a person answers",
+           enum=("play", "speak", "transfer", "hangup"), default="hangup"),
+        _s("on_machine", "str", "What to do when an answering machine answers",
+           enum=("hangup", "voicemail"), default="hangup"),
+        _s("message_audio_url", "str", "Audio (WAV/MP3 URL) played to a person (on_human=play)"),
+        _s("message_media_name", "str", "Uploaded media played to a person (on_human=play)"),
+        _s("message_text", "str", "Text spoken to a person (on_human=speak)"),
+        _s("voicemail_audio_url", "str", "Audio URL left as voicemail (on_machine=voicemail)"),
+        _s("voicemail_media_name", "str", "Uploaded media left as voicemail"),
+        _s("voicemail_text", "str", "Text spoken as voicemail (when no voicemail audio)"),
+        _s("voice", "str", "Voice for spoken text", default="female"),
+        _s("language", "str", "Language for spoken text", default="en-US"),
+        _s("transfer_to", "str", "Agent number a person is transferred to (on_human=transfer)",
+           pattern=E164_RE, pattern_help="must be a +E164 number like +14155550100"),
+        _s("voicemail_wait_secs", "float", "Leave the voicemail after this long when no "
+           "greeting-ended event comes", minimum=1, maximum=120, default=20),
+        _s("retry_on", "str_or_array", "Outcomes that are retried: busy, no_answer, machine, "
+           "silence, failed, rejected", default=list(RETRYABLE_BY_DEFAULT)),
+        _s("retry_busy_secs", "float", "Delay before retrying a busy number", minimum=0,
+           maximum=30 * 86400, default=300),
+        _s("retry_no_answer_secs", "float", "Delay before retrying an unanswered number",
+           minimum=0, maximum=30 * 86400, default=3600),
+        _s("retry_machine_secs", "float", "Delay before retrying a machine (no voicemail left)",
+           minimum=0, maximum=30 * 86400, default=7200),
+        _s("retry_silence_secs", "float", "Delay before retrying after silence", minimum=0,
+           maximum=30 * 86400, default=3600),
+        _s("retry_failed_secs", "float", "Delay before retrying a failed call", minimum=0,
+           maximum=30 * 86400, default=900),
+        _s("retry_rejected_secs", "float", "Delay before the one retry of a rejected call",
+           minimum=0, maximum=30 * 86400, default=86400),
+        _s("retry_jitter_secs", "float", "Random extra delay (0..N s) added to each retry",
+           minimum=0, maximum=86400, default=60),
+    ]
+}
+
+#: Keys held in their own columns.
+CORE_KEYS = ("from", "connection_id")
+
+
+@dataclass(frozen=True)
+class CampaignSettings:
+    """A validated, defaults-filled view of a campaign's own settings."""
+
+    values: Mapping[str, Any]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def window(self) -> CallingWindow:
+        return CallingWindow.parse(self.values["calling_hours"], self.values["calling_days"])
+
+    @property
+    def retry_outcomes(self) -> frozenset[str]:
+        return frozenset(self.values["retry_on"])
+
+
+def with_defaults(values: Mapping[str, Any]) -> dict[str, Any]:
+    merged = {k: f.default for k, f in OWN_FIELDS.items() if f.default is not None}
+    merged.update(values)
+    if isinstance(merged.get("retry_on"), str):
+        merged["retry_on"] = [p.strip() for p in merged["retry_on"].split(",") if p.strip()]
+    return merged
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise InvalidSettings(f"campaign file {str(path)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidSettings(f"campaign file {str(path)!r} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise InvalidSettings(f"cannot read campaign file {str(path)!r}: {exc.strerror}") from None
+
+
+@dataclass(frozen=True)
+class SplitSettings:
+    from_number: str
+    connection_id: str
+    dial_settings: dict[str, Any]
+    settings: dict[str, Any]
+
+
+def split_and_validate(values: Mapping[str, Any]) -> SplitSettings:
+    """Validate a flat mapping of campaign settings and split it by where each key lives.
+
+    Raises InvalidSettings naming every bad field and what it accepts.
+    """
+    from campaigns.dial_fields import CAMPAIGN_DIAL_FIELDS, validate_campaign_dial_settings
+
+    problems: list[FieldProblem] = []
+    dial: dict[str, Any] = {}
+    own: dict[str, Any] = {}
+    for key, value in values.items():
+        if key in CORE_KEYS:
+            continue
+        if key in OWN_FIELDS:
+            own[key] = value
+        elif key in CAMPAIGN_DIAL_FIELDS:
+            dial[key] = value
+        else:
+            known = [*OWN_FIELDS, *CAMPAIGN_DIAL_FIELDS, *CORE_KEYS]
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(FieldProblem(key, INVALID, "Unknown setting",
+                                         f"is not a campaign setting{hint}"))
+
+    from_number = values.get("from")
+    connection_id = values.get("connection_id")
+    if not from_number:
+        problems.append(FieldProblem("from", MISSING, "Missing required parameter",
+                                     "is required (--from +E164)"))
+    elif not isinstance(from_number, str) or not re.fullmatch(E164_RE, from_number):
+        problems.append(FieldProblem("from", NOT_E164, "Invalid phone number",
+                                     f"{from_number!r} is not a +E164 number like +14155550100"))
+    if connection_id is None or str(connection_id).strip() == "":
+        problems.append(FieldProblem("connection_id", MISSING, "Missing required parameter",
+                                     "is required (--connection-id ID)"))
+
+    problems.extend(validate_campaign_dial_settings(dial))
+    own_full = with_defaults(own)
+    problems.extend(validate_own(own_full))
+    if problems:
+        raise InvalidSettings("; ".join(str(p) for p in problems))
+    return SplitSettings(str(from_number), str(connection_id), dial, own_full)
+
+
+def validate_own(values: Mapping[str, Any]) -> list[FieldProblem]:
+    """Check the dialer's own keys, each alone and together."""
+    problems: list[FieldProblem] = []
+    for key, value in values.items():
+        spec = OWN_FIELDS[key]
+        if spec.kind == "float" and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        problem = check_value(spec, value)
+        if problem:
+            problems.append(problem)
+    if problems:
+        return problems
+
+    try:
+        CallingWindow.parse(values["calling_hours"], values["calling_days"])
+    except WindowError as exc:
+        problems.append(FieldProblem(exc.field, INVALID, "Invalid calling window", str(exc)))
+    try:
+        ZoneInfo(values["fallback_timezone"])
+    except (ZoneInfoNotFoundError, ValueError):
+        problems.append(FieldProblem("fallback_timezone", INVALID, "Unknown time zone",
+                                     f"{values['fallback_timezone']!r} is not an IANA time zone "
+                                     "like America/New_York"))
+    bad = [o for o in values["retry_on"] if o not in RETRYABLE_BY_DEFAULT]
+    if bad:
+        problems.append(FieldProblem("retry_on", INVALID, "Invalid enumerated value",
+                                     f"{', '.join(bad)} cannot be retried; allowed: "
+                                     f"{', '.join(RETRYABLE_BY_DEFAULT)}"))
+
+    def need(cond: bool, field: str, detail: str) -> None:
+        if not cond:
+            problems.append(FieldProblem(field, MISSING, "Missing required parameter", detail))
+
+    on_human, on_machine = values["on_human"], values["on_machine"]
+    need(on_human != "play" or bool(values.get("message_audio_url") or
+                                    values.get("message_media_name")),
+         "message_audio_url", "on_human=play needs message_audio_url or message_media_name")
+    need(on_human != "speak" or bool(values.get("message_text")),
+         "message_text", "on_human=speak needs message_text")
+    need(on_human != "transfer" or bool(values.get("transfer_to")),
+         "transfer_to", "on_human=transfer needs transfer_to")
+    need(on_machine != "voicemail" or bool(values.get("voicemail_audio_url") or
+                                           values.get("voicemail_media_name") or
+                                           values.get("voicemail_text")),
+         "voicemail_audio_url",
+         "on_machine=voicemail needs voicemail_audio_url, voicemail_media_name or voicemail_text")
+    if values.get("message_audio_url") and values.get("message_media_name"):
+        problems.append(FieldProblem("message_media_name", INVALID, "Invalid parameter",
+                                     "message_audio_url and message_media_name cannot be used "
+                                     "together"))
+    return problems
