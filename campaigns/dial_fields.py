@@ -28,18 +28,19 @@ from campaigns.fieldspec import (
 )
 
 __all__ = [
-    "DIAL_FIELDS",
-    "NESTED_FIELDS",
+    "AMD_MODES",
     "CAMPAIGN_DIAL_FIELDS",
-    "PER_CALL_DIAL_FIELDS",
-    "SECRET_DIAL_FIELDS",
-    "REQUIRED_DIAL_FIELDS",
+    "DIAL_FIELDS",
     "E164_PATTERN",
-    "validate_dial_request",
+    "NESTED_FIELDS",
+    "PER_CALL_DIAL_FIELDS",
+    "REQUIRED_DIAL_FIELDS",
+    "SECRET_DIAL_FIELDS",
     "validate_campaign_dial_settings",
+    "validate_dial_request",
 ]
 
-E164_PATTERN = r"\+[1-9]\d{1,14}"
+E164_PATTERN = r"\+[1-9][0-9]{1,14}"  # ASCII digits: \d also matches other scripts
 _E164 = re.compile(E164_PATTERN)
 # A single `to` string may carry DTMF digits after a comma ("+18004247767,200"), per the OpenAPI.
 _DTMF = r"[0-9A-DwW*#]{1,64}"
@@ -134,9 +135,9 @@ _FIELDS: list[FieldSpec] = [
     _f("record_channels", "str", "Recording channels: single or dual.",
        enum=("single", "dual"), default="dual"),
     _f("record_format", "str", "Recording format: wav or mp3.", enum=("wav", "mp3"), default="mp3"),
-    _f("record_max_length", "int", "Maximum recording length in seconds (0 = unlimited, max 43200).",
+    _f("record_max_length", "int", "Maximum recording seconds (0 = unlimited, max 43200).",
        minimum=0, maximum=43200, default=0),
-    _f("record_timeout_secs", "int", "Stop recording after this many seconds of silence (0 = never).",
+    _f("record_timeout_secs", "int", "Stop recording after this many silent seconds (0 = never).",
        minimum=0, maximum=_INT32_MAX, default=0),
     _f("record_track", "str", "Recorded track: both, inbound or outbound.",
        enum=("both", "inbound", "outbound"), default="both"),
@@ -168,7 +169,8 @@ _FIELDS: list[FieldSpec] = [
        enum=("POST", "GET"), default="POST"),
     _f("webhook_retries_policies", "object",
        "Map of event type to {retries_ms: [...]}: at most 5 retries, 60000 ms in total."),
-    _f("deepfake_detection", "object", "Detect AI-generated voices: {enabled, rtp_timeout, timeout}."),
+    _f("deepfake_detection", "object",
+       "Detect AI-generated voices: {enabled, rtp_timeout, timeout}."),
     _f("stream_auth_token", "str", "Token sent when opening the stream WebSocket (max 4000 chars).",
        max_length=4000, secret=True),
     _f("assistant", "object", "AI assistant that handles the call: {id, ...}."),
@@ -240,10 +242,12 @@ NESTED_FIELDS: dict[str, dict[str, FieldSpec]] = {
         _f(f"{_CONF}.hold_media_name", "str", "Uploaded media played while on hold."),
         _f(f"{_CONF}.mute", "bool", "Mute the party after joining."),
         _f(f"{_CONF}.start_conference_on_create", "bool", "Start the conference on creation."),
-        _f(f"{_CONF}.start_conference_on_enter", "bool", "Start the conference when this party joins."),
+        _f(f"{_CONF}.start_conference_on_enter", "bool",
+           "Start the conference when this party joins."),
         _f(f"{_CONF}.supervisor_role", "str", "Join as supervisor.",
            enum=("barge", "monitor", "none", "whisper")),
-        _f(f"{_CONF}.whisper_call_control_ids", "array", "Call control ids the supervisor whispers to."),
+        _f(f"{_CONF}.whisper_call_control_ids", "array",
+           "Call control ids the supervisor whispers to."),
     ]),
     "dialogflow_config": _nested("dialogflow_config", [
         _f("dialogflow_config.analyze_sentiment", "bool", "Enable sentiment analysis.",
@@ -322,7 +326,9 @@ def _check_object(
     return problems
 
 
-def _check_headers(field: str, value: list[Any], names: tuple[str, ...] | None) -> list[FieldProblem]:
+def _check_headers(
+    field: str, value: list[Any], names: tuple[str, ...] | None
+) -> list[FieldProblem]:
     """A list of {name, value} objects (custom_headers, sip_headers)."""
     problems: list[FieldProblem] = []
     for i, header in enumerate(value):
@@ -343,7 +349,8 @@ def _check_base64(field: str, value: str) -> FieldProblem | None:
     try:
         base64.b64decode(value.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError):
-        return _problem(field, INVALID, "Invalid parameter", "must be a valid Base-64 encoded string")
+        return _problem(field, INVALID, "Invalid parameter",
+                        "must be a valid Base-64 encoded string")
     return None
 
 

@@ -37,3 +37,7 @@ class DatabaseUnavailable(CampaignsError):
 
 class ImportFailed(CampaignsError):
     """A contact file could not be imported; nothing was written."""
+
+
+class ReportError(CampaignsError):
+    """A report cannot be produced as asked (unwritable path, a binary format without a file)."""

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from alembic import command
@@ -33,8 +34,15 @@ def head_revision() -> str:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    """Apply migrations up to `revision` (blocking; runs its own event loop)."""
-    command.upgrade(alembic_config(url), revision)
+    """Apply migrations up to `revision` (blocking; runs its own event loop, in a worker thread
+    when the caller already has one running)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        command.upgrade(alembic_config(url), revision)
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(command.upgrade, alembic_config(url), revision).result()
 
 
 async def upgrade_async(url: str, revision: str = "head") -> None:

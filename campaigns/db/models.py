@@ -196,7 +196,15 @@ class CallAttempt(Base):
     outcome: Mapped[str | None] = mapped_column(String(20))
     error_code: Mapped[str | None] = mapped_column(String(32))
     error_detail: Mapped[str | None] = mapped_column(Text)
+    #: When to ask Telnyx whether the call is still alive (no call.hangup seen by then).
     reconcile_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Deadline of the call flow's timer (voicemail fallback when no greeting event comes).
+    flow_deadline: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: An ended attempt waits until this for late facts (AMD result, playback end) before settling.
+    settle_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The `dialer run` instance that claimed it (crash recovery re-sends only a dead owner's).
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     __table_args__ = (
@@ -210,6 +218,18 @@ class CallAttempt(Base):
             sqlite_where=text("state IN ('created', 'dialed', 'answered')"),
         ),
         Index("ix_call_attempts_contact", "contact_id"),
+        Index(
+            "ix_call_attempts_flow_deadline",
+            "flow_deadline",
+            postgresql_where=text("flow_deadline IS NOT NULL"),
+            sqlite_where=text("flow_deadline IS NOT NULL"),
+        ),
+        Index(
+            "ix_call_attempts_unsettled",
+            "settle_after",
+            postgresql_where=text("state = 'ended' AND settled_at IS NULL"),
+            sqlite_where=text("state = 'ended' AND settled_at IS NULL"),
+        ),
     )
 
 
@@ -247,3 +267,16 @@ class DncNumber(Base):
     raw_input: Mapped[str | None] = mapped_column(Text)
     source: Mapped[str | None] = mapped_column(Text)
     added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class EngineInstance(Base):
+    """A running `dialer run` process: heartbeats let instances share the account's dial rate and
+    find the work of an instance that died."""
+
+    __tablename__ = "engine_instances"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -20,6 +20,11 @@ from dialer.errors import DialerError
 COMMANDS = [
     ("dialer.cli.db_cmd", "db"),
     ("dialer.cli.campaign_cmd", "campaign"),
+    ("dialer.cli.contacts_cmd", "contacts"),
+    ("dialer.cli.dnc_cmd", "dnc"),
+    ("dialer.cli.run_cmd", "run"),
+    ("dialer.cli.status_cmd", "status"),
+    ("dialer.cli.report_cmd", "report"),
     ("dialer.cli.simulator_cmd", "simulator"),
     ("dialer.cli.demo_cmd", "demo"),
 ]

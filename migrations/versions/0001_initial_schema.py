@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 21:54:36.147227
+Create Date: 2026-11-26 22:00:00.124319
 """
 from __future__ import annotations
 
@@ -44,6 +44,14 @@ def upgrade() -> None:
     sa.Column('source', sa.Text(), nullable=True),
     sa.Column('added_at', campaigns.db.types.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('phone_e164', name=op.f('pk_dnc_numbers'))
+    )
+    op.create_table('engine_instances',
+    sa.Column('id', sa.String(length=64), nullable=False),
+    sa.Column('hostname', sa.String(length=200), nullable=False),
+    sa.Column('pid', sa.Integer(), nullable=False),
+    sa.Column('started_at', campaigns.db.types.UTCDateTime(), nullable=False),
+    sa.Column('heartbeat_at', campaigns.db.types.UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_engine_instances'))
     )
     op.create_table('webhook_events',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -150,6 +158,10 @@ def upgrade() -> None:
     sa.Column('error_code', sa.String(length=32), nullable=True),
     sa.Column('error_detail', sa.Text(), nullable=True),
     sa.Column('reconcile_after', campaigns.db.types.UTCDateTime(), nullable=True),
+    sa.Column('flow_deadline', campaigns.db.types.UTCDateTime(), nullable=True),
+    sa.Column('settle_after', campaigns.db.types.UTCDateTime(), nullable=True),
+    sa.Column('settled_at', campaigns.db.types.UTCDateTime(), nullable=True),
+    sa.Column('claimed_by', sa.String(length=64), nullable=True),
     sa.Column('updated_at', campaigns.db.types.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['campaign_id'], ['campaigns.id'], name=op.f('fk_call_attempts_campaign_id_campaigns'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['contact_id'], ['contacts.id'], name=op.f('fk_call_attempts_contact_id_contacts'), ondelete='CASCADE'),
@@ -161,15 +173,19 @@ def upgrade() -> None:
     with op.batch_alter_table('call_attempts', schema=None) as batch_op:
         batch_op.create_index('ix_call_attempts_campaign_state', ['campaign_id', 'state'], unique=False)
         batch_op.create_index('ix_call_attempts_contact', ['contact_id'], unique=False)
+        batch_op.create_index('ix_call_attempts_flow_deadline', ['flow_deadline'], unique=False, postgresql_where=sa.text('flow_deadline IS NOT NULL'), sqlite_where=sa.text('flow_deadline IS NOT NULL'))
         batch_op.create_index('ix_call_attempts_in_flight', ['reconcile_after'], unique=False, postgresql_where=sa.text("state IN ('created', 'dialed', 'answered')"), sqlite_where=sa.text("state IN ('created', 'dialed', 'answered')"))
         batch_op.create_index('ix_call_attempts_phone_created', ['phone_e164', 'created_at'], unique=False)
+        batch_op.create_index('ix_call_attempts_unsettled', ['settle_after'], unique=False, postgresql_where=sa.text("state = 'ended' AND settled_at IS NULL"), sqlite_where=sa.text("state = 'ended' AND settled_at IS NULL"))
 
 
 
 def downgrade() -> None:
     with op.batch_alter_table('call_attempts', schema=None) as batch_op:
+        batch_op.drop_index('ix_call_attempts_unsettled', postgresql_where=sa.text("state = 'ended' AND settled_at IS NULL"), sqlite_where=sa.text("state = 'ended' AND settled_at IS NULL"))
         batch_op.drop_index('ix_call_attempts_phone_created')
         batch_op.drop_index('ix_call_attempts_in_flight', postgresql_where=sa.text("state IN ('created', 'dialed', 'answered')"), sqlite_where=sa.text("state IN ('created', 'dialed', 'answered')"))
+        batch_op.drop_index('ix_call_attempts_flow_deadline', postgresql_where=sa.text('flow_deadline IS NOT NULL'), sqlite_where=sa.text('flow_deadline IS NOT NULL'))
         batch_op.drop_index('ix_call_attempts_contact')
         batch_op.drop_index('ix_call_attempts_campaign_state')
 
@@ -189,5 +205,6 @@ def downgrade() -> None:
         batch_op.drop_index('ix_webhook_events_attempt')
 
     op.drop_table('webhook_events')
+    op.drop_table('engine_instances')
     op.drop_table('dnc_numbers')
     op.drop_table('campaigns')

@@ -1,0 +1,105 @@
+"""`dialer run`: the engine (pacer + webhook receiver), optionally with the simulator in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import click
+
+from dialer.cli.common import app_context, err
+from dialer.config import (
+    DEFAULT_API_URL,
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    ENV_API_KEY,
+    ENV_API_URL,
+    ENV_HOST,
+    ENV_PORT,
+    ENV_PUBLIC_KEY,
+    ENV_PUBLIC_URL,
+)
+from dialer.engine.runner import EngineConfig, run_engine
+from dialer.errors import ConfigurationError
+
+log = logging.getLogger("dialer.run")
+
+
+def engine_options(fn: Any) -> Any:
+    opts = [
+        click.option("--host", envvar=ENV_HOST, show_envvar=True, default=DEFAULT_HOST,
+                     show_default=True, help="Address the webhook receiver listens on."),
+        click.option("--port", envvar=ENV_PORT, show_envvar=True, type=int, default=DEFAULT_PORT,
+                     show_default=True, help="Port of the webhook receiver (0: any free port)."),
+        click.option("--public-url", envvar=ENV_PUBLIC_URL, show_envvar=True,
+                     help="Public base URL of the receiver; dials send webhooks to "
+                          "{public-url}/webhooks/telnyx [default: http://HOST:PORT]"),
+        click.option("--api-url", envvar=ENV_API_URL, show_envvar=True, default=DEFAULT_API_URL,
+                     show_default=True, help="Telnyx API base URL."),
+        click.option("--api-key", envvar=ENV_API_KEY, show_envvar=True, show_default=False,
+                     help="Telnyx API key (secret; prefer the environment variable)."),
+        click.option("--public-key", envvar=ENV_PUBLIC_KEY, show_envvar=True,
+                     help="Base64 Ed25519 public key that verifies webhooks."),
+        click.option("--cps", envvar="DIALER_CPS", show_envvar=True, type=click.FloatRange(0.1),
+                     default=30.0, show_default=True,
+                     help="Account dials per second, shared by all campaigns and engines."),
+        click.option("--max-concurrent", envvar="DIALER_MAX_CONCURRENT", show_envvar=True,
+                     type=click.IntRange(1), default=10, show_default=True,
+                     help="Account channel limit: calls in flight at once."),
+        click.option("--per-number-cap", envvar="DIALER_PER_NUMBER_CAP", show_envvar=True,
+                     type=click.IntRange(1), default=3, show_default=True,
+                     help="Calls to one number in any rolling 24 h, across all campaigns."),
+        click.option("--insecure-webhooks", is_flag=True,
+                     help="Accept unsigned webhooks (trusted networks only; logged loudly)."),
+        click.option("--exit-when-idle", is_flag=True,
+                     help="Stop once no campaign is running or paused and nothing is in flight."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+@click.command()
+@engine_options
+@click.option("--simulate", is_flag=True,
+              help="Start the Telnyx simulator in-process and dial it (no account needed).")
+@click.option("--speed", type=click.FloatRange(min=0.01), default=20.0, show_default=True,
+              help="With --simulate: how much faster than real time simulated calls run.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="With --simulate: the seed of the simulated call scenarios.")
+def run(host: str, port: int, public_url: str | None, api_url: str, api_key: str | None,
+        public_key: str | None, cps: float, max_concurrent: int, per_number_cap: int,
+        insecure_webhooks: bool, exit_when_idle: bool, simulate: bool, speed: float,
+        seed: int) -> None:
+    """Run the engine: dial running campaigns and process their webhooks until stopped."""
+    config = EngineConfig(
+        database_url=app_context().database_url, api_url=api_url, api_key=api_key or "",
+        public_key=public_key, public_url=public_url, host=host, port=port, cps=cps,
+        max_concurrent=max_concurrent, per_number_cap=per_number_cap,
+        insecure_webhooks=insecure_webhooks, exit_when_idle=exit_when_idle, seed=seed,
+    )
+    if not simulate and not api_key:
+        raise ConfigurationError("TELNYX_API_KEY is not set (or use --simulate for a dry run)")
+    asyncio.run(_main(config, simulate, speed, seed))
+
+
+async def _main(config: EngineConfig, simulate: bool, speed: float, seed: int) -> None:
+    if not simulate:
+        await run_engine(config)
+        return
+    from dialer.simulator.config import SimulatorConfig
+    from dialer.simulator.server import Simulator
+
+    sim = Simulator(SimulatorConfig(cps_limit=max(1, int(config.cps)),
+                                    channels=config.max_concurrent, speed=speed, seed=seed))
+    await sim.start()
+    try:
+        config.api_url = sim.api_url
+        config.api_key = config.api_key or "simulated"
+        config.public_key = sim.public_key_b64
+        config.time_scale = speed
+        err.print(f"simulator at {sim.api_url} (speed x{speed:g}); engine starting")
+        await run_engine(config)
+    finally:
+        await sim.stop()

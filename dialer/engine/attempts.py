@@ -1,0 +1,365 @@
+"""Attempt state changes: dial results, webhook facts, the call flow, and settling.
+
+Every change here is forward-only (an attempt never moves back, a fact once known is kept), and
+the outcome is computed from accumulated facts when the attempt settles, so duplicated, reordered
+and late webhooks cannot change a result. Rows are locked (`FOR UPDATE`) while they change, so
+several engines on one PostgreSQL can process events for the same call safely.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from campaigns import outcomes as o
+from campaigns import retry
+from campaigns.db.models import (
+    AttemptState,
+    CallAttempt,
+    Campaign,
+    CampaignStatus,
+    Contact,
+    ContactStatus,
+    WebhookEvent,
+)
+from campaigns.settings import with_defaults
+from campaigns.windows import CallingWindow
+from dialer.engine import flow
+from dialer.engine.events import parse_time
+from dialer.engine.identity import decode_client_state
+
+log = logging.getLogger("dialer.engine")
+
+_STATE_ORDER = {AttemptState.CREATED: 0, AttemptState.DIALED: 1, AttemptState.ANSWERED: 2,
+                AttemptState.ENDED: 3}
+
+
+@dataclass
+class Timing:
+    """Engine time constants, divided by the time scale when running against a fast simulator."""
+
+    scale: float = 1.0
+    settle_grace_secs: float = 10.0
+    reconcile_grace_secs: float = 60.0
+    reconcile_recheck_secs: float = 300.0
+    lost_dial_secs: float = 120.0
+
+    #: Waits for webhooks are never shorter than this in wall-clock time, however fast the
+    #: simulated calls: network delays and retries do not speed up with the simulator.
+    min_wait_secs: float = 2.0
+
+    def secs(self, value: float) -> timedelta:
+        return timedelta(seconds=value / self.scale)
+
+    def wait(self, value: float) -> timedelta:
+        """A wait for webhooks that may come late: scaled, but not below `min_wait_secs`."""
+        return timedelta(seconds=max(value / self.scale, min(value, self.min_wait_secs)))
+
+
+@dataclass(frozen=True)
+class PendingAction:
+    """A Call Control action to send after the transaction that decided it commits."""
+
+    attempt_id: int
+    call_control_id: str
+    command_id: str
+    action: flow.Action
+    settings: dict[str, Any]
+
+
+@dataclass
+class DialOutcome:
+    """What the dial request for one attempt came back with."""
+
+    attempt_id: int
+    kind: str  # ok | rate_limited | invalid | auth | failed
+    call_control_id: str | None = None
+    call_leg_id: str | None = None
+    call_session_id: str | None = None
+    sends: int = 1
+    error_code: str | None = None
+    error_detail: str | None = None
+    codes: list[str] = field(default_factory=list)
+
+
+def advance(attempt: CallAttempt, state: str) -> None:
+    """Move the attempt forward to `state`; never back."""
+    if attempt.state == AttemptState.NOT_PLACED:
+        return
+    if _STATE_ORDER.get(state, 0) > _STATE_ORDER.get(attempt.state, 0):
+        attempt.state = state
+
+
+def amd_mode(campaign: Campaign) -> str:
+    return str((campaign.dial_settings or {}).get("answering_machine_detection", "disabled"))
+
+
+def first_reconcile(campaign: Campaign, now: datetime, timing: Timing) -> datetime:
+    """When to ask Telnyx about a call whose hangup never came: after it must have stopped
+    ringing (timeout_secs) plus a grace; re-checked later while the call is alive."""
+    ring = float((campaign.dial_settings or {}).get("timeout_secs", 30))
+    return now + timing.secs(ring) + timing.wait(timing.reconcile_grace_secs)
+
+
+async def _campaigns(session: AsyncSession, ids: Iterable[int]) -> dict[int, Campaign]:
+    ids = set(ids)
+    if not ids:
+        return {}
+    rows = await session.scalars(select(Campaign).where(Campaign.id.in_(ids)))
+    return {c.id: c for c in rows}
+
+
+async def apply_dial_outcomes(session: AsyncSession, results: Sequence[DialOutcome],
+                              now: datetime, timing: Timing) -> list[int]:
+    """Record dial results; returns the ids of campaigns to pause (authentication failures)."""
+    if not results:
+        return []
+    by_id = {r.attempt_id: r for r in results}
+    attempts = {a.id: a for a in await session.scalars(
+        select(CallAttempt).where(CallAttempt.id.in_(by_id)).with_for_update())}
+    contacts = {c.id: c for c in await session.scalars(
+        select(Contact).where(Contact.id.in_({a.contact_id for a in attempts.values()}))
+        .with_for_update())}
+    campaigns = await _campaigns(session, {a.campaign_id for a in attempts.values()})
+    to_pause: set[int] = set()
+    for attempt_id, r in by_id.items():
+        attempt = attempts.get(attempt_id)
+        if attempt is None:
+            continue
+        contact = contacts[attempt.contact_id]
+        campaign = campaigns[attempt.campaign_id]
+        attempt.dial_sends = max(attempt.dial_sends or 0, r.sends)
+        attempt.dial_sent_at = attempt.dial_sent_at or now
+        if r.kind == "ok":
+            if attempt.call_control_id is None:
+                attempt.call_control_id = r.call_control_id
+            attempt.call_leg_id = attempt.call_leg_id or r.call_leg_id
+            attempt.call_session_id = attempt.call_session_id or r.call_session_id
+            attempt.dialed_at = attempt.dialed_at or now
+            advance(attempt, AttemptState.DIALED)
+            if attempt.state != AttemptState.ENDED and attempt.reconcile_after is None:
+                attempt.reconcile_after = first_reconcile(campaign, now, timing)
+            if contact.status == ContactStatus.DIALING and contact.last_attempt_id == attempt.id:
+                contact.status = ContactStatus.IN_CALL
+            continue
+        if attempt.state != AttemptState.CREATED:
+            # Webhooks already proved a call exists: the error response was for a placed call.
+            continue
+        attempt.error_code = r.error_code
+        attempt.error_detail = (r.error_detail or "")[:2000] or None
+        if r.kind in ("rate_limited", "auth"):
+            # Not an attempt: no call was placed. The contact goes back to the queue at once.
+            _not_placed(attempt, None, now)
+            if contact.last_attempt_id == attempt.id and contact.status == ContactStatus.DIALING:
+                contact.status = ContactStatus.QUEUED
+                contact.attempts = max(0, contact.attempts - 1)
+                contact.next_attempt_at = now
+            if r.kind == "auth":
+                to_pause.add(campaign.id)
+        elif r.kind == "invalid":
+            outcome = o.dial_error_outcome(422, r.codes)
+            _not_placed(attempt, outcome, now)
+            if contact.last_attempt_id == attempt.id:
+                _finish_contact(contact, outcome, now)
+        else:
+            # 5xx or network after the bounded re-sends: the call may or may not exist. Webhooks
+            # (client_state) will tell; if none come, reconciliation finalises it as failed.
+            attempt.reconcile_after = now + timing.wait(timing.lost_dial_secs)
+    return sorted(to_pause)
+
+
+def _not_placed(attempt: CallAttempt, outcome: str | None, now: datetime) -> None:
+    attempt.state = AttemptState.NOT_PLACED
+    attempt.outcome = outcome
+    attempt.settled_at = now
+    attempt.reconcile_after = None
+
+
+def _finish_contact(contact: Contact, outcome: str, now: datetime) -> None:
+    contact.status = ContactStatus.DONE
+    contact.outcome = outcome
+    contact.next_attempt_at = None
+    contact.updated_at = now
+
+
+async def find_attempts(session: AsyncSession, events: Sequence[WebhookEvent]
+                        ) -> dict[int, CallAttempt]:
+    """Attempts named by the events (client_state first, call_control_id as fallback), locked;
+    sets `event.attempt_id` for each event that found one."""
+    refs = {}
+    for ev in events:
+        ref = decode_client_state((ev.payload.get("data", {}).get("payload") or {})
+                                  .get("client_state"))
+        if ref is not None:
+            refs[ev.id] = ref
+    attempts: dict[int, CallAttempt] = {}
+    if refs:
+        pairs = {(r.contact_id, r.attempt_no) for r in refs.values()}
+        rows = await session.scalars(
+            select(CallAttempt)
+            .where(tuple_(CallAttempt.contact_id, CallAttempt.attempt_no).in_(list(pairs)))
+            .with_for_update())
+        by_pair = {(a.contact_id, a.attempt_no): a for a in rows}
+        for ev in events:
+            ref = refs.get(ev.id)
+            a = by_pair.get((ref.contact_id, ref.attempt_no)) if ref else None
+            if a is not None:
+                ev.attempt_id = a.id
+                attempts[a.id] = a
+    missing = [ev for ev in events if ev.attempt_id is None and ev.call_control_id]
+    if missing:
+        rows = await session.scalars(
+            select(CallAttempt)
+            .where(CallAttempt.call_control_id.in_({ev.call_control_id for ev in missing}))
+            .with_for_update())
+        by_cc = {a.call_control_id: a for a in rows}
+        for ev in missing:
+            a = by_cc.get(ev.call_control_id)
+            if a is not None:
+                ev.attempt_id = a.id
+                attempts[a.id] = a
+    return attempts
+
+
+def apply_event(attempt: CallAttempt, campaign: Campaign, event_type: str,
+                payload: dict[str, Any], occurred_at: datetime | None,
+                now: datetime, timing: Timing) -> list[flow.Action]:
+    """Merge one event's facts into the attempt and advance its call flow. Returns the actions
+    to send (none once the call has ended)."""
+    at = occurred_at or now
+    if attempt.call_control_id is None and isinstance(payload.get("call_control_id"), str):
+        attempt.call_control_id = payload["call_control_id"]
+    for attr in ("call_leg_id", "call_session_id"):
+        if getattr(attempt, attr) is None and isinstance(payload.get(attr), str):
+            setattr(attempt, attr, payload[attr])
+    if attempt.state == AttemptState.NOT_PLACED:
+        log.warning("event %s for attempt %s that was recorded as not placed", event_type,
+                    attempt.id)
+        return []
+
+    settings = with_defaults(campaign.settings or {})
+    mode = amd_mode(campaign)
+    if event_type == "call.initiated":
+        attempt.dialed_at = attempt.dialed_at or at
+        advance(attempt, AttemptState.DIALED)
+    elif event_type == "call.answered":
+        attempt.answered_at = attempt.answered_at or at
+        advance(attempt, AttemptState.ANSWERED)
+    elif event_type == "call.hangup":
+        advance(attempt, AttemptState.ENDED)
+        attempt.ended_at = attempt.ended_at or parse_time(payload.get("end_time")) or at
+        attempt.hangup_cause = attempt.hangup_cause or _str(payload.get("hangup_cause"))
+        attempt.hangup_source = attempt.hangup_source or _str(payload.get("hangup_source"))
+        attempt.sip_hangup_cause = attempt.sip_hangup_cause or _str(
+            payload.get("sip_hangup_cause"))
+        attempt.reconcile_after = None
+        attempt.flow_deadline = None
+    elif event_type in flow.DETECTION_EVENTS:
+        attempt.amd_result = attempt.amd_result or _str(payload.get("result"))
+    elif event_type in flow.GREETING_EVENTS:
+        attempt.greeting_result = attempt.greeting_result or _str(payload.get("result"))
+
+    step = flow.step(attempt.flow_state, event_type, payload, settings, mode,
+                     greeting_seen=attempt.greeting_result == "beep_detected")
+    actions: list[flow.Action] = []
+    if step is not None:
+        attempt.flow_state = step.flow_state
+        if step.voicemail_left:
+            attempt.voicemail_left = True
+        if step.message_played:
+            attempt.message_played = True
+        attempt.flow_deadline = (now + timing.secs(step.timer_secs)
+                                 if step.timer_secs is not None else None)
+        if attempt.state != AttemptState.ENDED:
+            actions = step.actions
+    if attempt.state == AttemptState.ENDED:
+        attempt.flow_deadline = None
+        if attempt.settled_at is None:
+            attempt.settle_after = (now if not facts_pending(attempt, mode)
+                                    else attempt.settle_after or now + timing.wait(
+                                        timing.settle_grace_secs))
+    return actions
+
+
+def _str(v: Any) -> str | None:
+    return str(v)[:32] if v is not None else None
+
+
+def answered(attempt: CallAttempt) -> bool:
+    return o.was_answered(attempt.answered_at is not None, attempt.hangup_cause,
+                          attempt.sip_hangup_cause, attempt.amd_result)
+
+
+def facts_pending(attempt: CallAttempt, mode: str) -> bool:
+    """Facts that may still arrive after the hangup and would change the result."""
+    if attempt.flow_state in ("message", "voicemail"):
+        return True  # the media-ended event says whether the message/voicemail completed
+    if mode != flow.AMD_DISABLED and answered(attempt) and attempt.amd_result is None \
+            and attempt.greeting_result != "beep_detected":
+        return True
+    return False
+
+
+def facts_of(attempt: CallAttempt, canceled: bool = False) -> o.CallFacts:
+    return o.CallFacts(answered=answered(attempt), amd_result=attempt.amd_result,
+                       greeting_result=attempt.greeting_result,
+                       hangup_cause=attempt.hangup_cause,
+                       sip_hangup_cause=attempt.sip_hangup_cause,
+                       hangup_source=attempt.hangup_source, canceled=canceled)
+
+
+async def settle(session: AsyncSession, attempts: Sequence[CallAttempt], now: datetime,
+                 rng: random.Random | None = None) -> None:
+    """Give ended attempts their outcome and move their contacts on (retry or done)."""
+    todo = [a for a in attempts if a.settled_at is None]
+    if not todo:
+        return
+    campaigns = await _campaigns(session, {a.campaign_id for a in todo})
+    contacts = {c.id: c for c in await session.scalars(
+        select(Contact).where(Contact.id.in_({a.contact_id for a in todo})).with_for_update())}
+    history: dict[int, list[tuple[int, str]]] = {}
+    rows = await session.execute(
+        select(CallAttempt.contact_id, CallAttempt.id, CallAttempt.outcome)
+        .where(CallAttempt.contact_id.in_(list(contacts)), CallAttempt.outcome.is_not(None),
+               CallAttempt.state != AttemptState.NOT_PLACED))
+    for cid, aid, outcome in rows:
+        if outcome is not None:
+            history.setdefault(cid, []).append((aid, outcome))
+    for attempt in todo:
+        campaign = campaigns[attempt.campaign_id]
+        contact = contacts[attempt.contact_id]
+        if attempt.outcome is None:
+            attempt.outcome = o.classify(facts_of(attempt))
+        attempt.settled_at = now
+        attempt.settle_after = None
+        attempt.reconcile_after = None
+        attempt.flow_deadline = None
+        if contact.last_attempt_id != attempt.id or contact.status == ContactStatus.DONE:
+            continue
+        contact.outcome = attempt.outcome
+        contact.updated_at = now
+        if campaign.status == CampaignStatus.CANCELLED:
+            _finish_contact(contact, attempt.outcome, now)
+            continue
+        settings = with_defaults(campaign.settings or {})
+        previous = [out for aid, out in history.get(contact.id, []) if aid != attempt.id]
+        decision = retry.decide(settings, attempt.outcome, voicemail_left=attempt.voicemail_left,
+                                attempts_made=contact.attempts, previous_outcomes=previous,
+                                now=now, rng=rng)
+        if not decision.retry or decision.at is None:
+            _finish_contact(contact, attempt.outcome, now)
+            continue
+        window = CallingWindow.parse(settings["calling_hours"], settings["calling_days"])
+        at = window.next_opening(decision.at, contact.timezones or [settings["fallback_timezone"]])
+        if at is None:
+            _finish_contact(contact, attempt.outcome, now)
+            continue
+        contact.status = ContactStatus.QUEUED
+        contact.next_attempt_at = at

@@ -1,0 +1,127 @@
+"""The AMD call flow as a pure state machine: given where an attempt's flow is and an event, what
+to do next. The processor persists `flow_state` and runs the actions after its transaction commits.
+
+Flow states: None (not answered yet), "awaiting_amd", "message" (playing/speaking to a person),
+"transfer", "awaiting_greeting" (machine: waiting for the greeting to end), "voicemail"
+(playing the voicemail), "hangup" (we hung up), "done".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from campaigns import outcomes as o
+
+AMD_DISABLED = "disabled"
+#: Modes whose greeting-ended event we may wait for. `detect` never sends one; `detect_beep` and
+#: `premium` only on a beep, so the fallback timer covers the rest.
+MODES_WITH_GREETING = ("greeting_end", "detect_words", "detect_beep", "premium")
+GREETING_EVENTS = ("call.machine.greeting.ended", "call.machine.premium.greeting.ended")
+DETECTION_EVENTS = ("call.machine.detection.ended", "call.machine.premium.detection.ended")
+MEDIA_ENDED = ("call.playback.ended", "call.speak.ended")
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: str  # hangup | playback | speak | transfer
+    audio_url: str | None = None
+    media_name: str | None = None
+    text: str | None = None
+    to: str | None = None
+
+    @property
+    def key(self) -> str:
+        """Distinguishes actions of one attempt for per-action command_ids."""
+        return self.kind
+
+
+@dataclass
+class FlowStep:
+    flow_state: str | None
+    actions: list[Action] = field(default_factory=list)
+    #: Seconds until the flow's fallback timer fires (None: clear it).
+    timer_secs: float | None = None
+    voicemail_left: bool | None = None
+    message_played: bool | None = None
+
+
+def _human_step(settings: Mapping[str, Any]) -> FlowStep:
+    on_human = settings.get("on_human", "hangup")
+    if on_human == "play":
+        return FlowStep("message", [Action("playback", audio_url=settings.get("message_audio_url"),
+                                           media_name=settings.get("message_media_name"))])
+    if on_human == "speak":
+        return FlowStep("message", [Action("speak", text=settings.get("message_text"))])
+    if on_human == "transfer":
+        return FlowStep("transfer", [Action("transfer", to=settings.get("transfer_to"))])
+    return FlowStep("hangup", [Action("hangup")])
+
+
+def _voicemail_action(settings: Mapping[str, Any]) -> Action:
+    if settings.get("voicemail_audio_url") or settings.get("voicemail_media_name"):
+        return Action("playback", audio_url=settings.get("voicemail_audio_url"),
+                      media_name=settings.get("voicemail_media_name"))
+    return Action("speak", text=settings.get("voicemail_text"))
+
+
+def _machine_step(settings: Mapping[str, Any], amd_mode: str, beep_already: bool) -> FlowStep:
+    if settings.get("on_machine") != "voicemail":
+        return FlowStep("hangup", [Action("hangup")])
+    if beep_already:
+        return FlowStep("voicemail", [_voicemail_action(settings)])
+    wait = float(settings.get("voicemail_wait_secs", 20))
+    return FlowStep("awaiting_greeting", [], timer_secs=wait)
+
+
+def step(flow_state: str | None, event_type: str, payload: Mapping[str, Any],
+         settings: Mapping[str, Any], amd_mode: str, *, greeting_seen: bool = False) -> FlowStep | None:
+    """The next flow step for an event, or None when the event changes nothing in the flow.
+
+    Events after the flow reached a terminal state (hangup/done) change nothing: duplicates and
+    late arrivals are harmless.
+    """
+    if flow_state in ("hangup", "done"):
+        return None
+    if event_type == "call.answered":
+        if flow_state is not None:
+            return None
+        if amd_mode == AMD_DISABLED:
+            return _human_step(settings)
+        return FlowStep("awaiting_amd")
+
+    if event_type in DETECTION_EVENTS:
+        if flow_state not in (None, "awaiting_amd"):
+            return None
+        outcome = o.AMD_OUTCOMES.get(str(payload.get("result")), o.SILENCE)
+        if outcome == o.HUMAN:
+            return _human_step(settings)
+        if outcome == o.MACHINE:
+            return _machine_step(settings, amd_mode, beep_already=greeting_seen)
+        return FlowStep("hangup", [Action("hangup")])  # fax, silence, not_sure
+
+    if event_type in GREETING_EVENTS:
+        result = str(payload.get("result"))
+        if flow_state in (None, "awaiting_amd") and result == "beep_detected":
+            # premium: a beep before detection ends sends only the greeting event.
+            return _machine_step(settings, amd_mode, beep_already=True)
+        if flow_state == "awaiting_greeting":
+            return FlowStep("voicemail", [_voicemail_action(settings)], timer_secs=None)
+        return None
+
+    if event_type in MEDIA_ENDED:
+        completed = payload.get("status") == "completed"
+        if flow_state == "message":
+            return FlowStep("hangup", [Action("hangup")], message_played=completed)
+        if flow_state == "voicemail":
+            return FlowStep("hangup", [Action("hangup")], voicemail_left=completed)
+        return None
+    return None
+
+
+def timer_fired(flow_state: str | None, settings: Mapping[str, Any]) -> FlowStep | None:
+    """The flow's fallback timer: no greeting event came, leave the voicemail anyway."""
+    if flow_state == "awaiting_greeting":
+        return FlowStep("voicemail", [_voicemail_action(settings)], timer_secs=None)
+    return None

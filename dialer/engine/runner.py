@@ -1,0 +1,815 @@
+"""`dialer run`: the receiver, the scheduler, the dispatcher and the background sweeps in one
+process, all driven by the database.
+
+Tasks:
+- scheduler: every tick, for each running campaign, claims what the limits allow right now.
+- dispatcher: the only task that waits on the pacer; sends each claimed dial in its slot.
+- dial results: recorded in batches (one transaction serves many dials).
+- event processor: applies stored webhook events to attempts, runs the call flow.
+- sweeps: flow timers, settling, reconciliation, campaign completion, stop --hangup, heartbeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import signal
+import socket
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from campaigns import outcomes as o
+from campaigns.db.engine import create_engine, session_factory
+from campaigns.db.migrate import ensure_current
+from campaigns.db.models import (
+    AttemptState,
+    CallAttempt,
+    Campaign,
+    CampaignStatus,
+    Contact,
+    ContactStatus,
+    EngineInstance,
+    WebhookEvent,
+)
+from campaigns.db.types import utcnow
+from campaigns.lifecycle import next_status
+from campaigns.settings import with_defaults
+from dialer.engine import flow
+from dialer.engine.attempts import (
+    DialOutcome,
+    PendingAction,
+    Timing,
+    apply_dial_outcomes,
+    apply_event,
+    facts_of,
+    find_attempts,
+    settle,
+)
+from dialer.engine.claims import DialJob, claim
+from dialer.engine.identity import action_command_id
+from dialer.engine.metrics import Metrics
+from dialer.engine.pacer import CampaignBudget, Pacer
+from dialer.engine.receiver import WEBHOOK_PATH, EventStore, Receiver
+from dialer.telnyx.client import TelnyxClient
+from dialer.telnyx.dial import DialRequest
+from dialer.telnyx.errors import (
+    AuthenticationError,
+    CallEnded,
+    CallNotFound,
+    InvalidRequest,
+    RateLimited,
+    TelnyxError,
+)
+from dialer.telnyx.signatures import WebhookVerifier
+
+log = logging.getLogger("dialer.engine")
+
+DB_ERRORS = (OperationalError, DBAPIError, OSError, ConnectionError)
+INSTANCE_DEAD_SECS = 15.0
+RESEND_WINDOW_SECS = 50.0
+
+
+@dataclass
+class EngineConfig:
+    database_url: str
+    api_url: str
+    api_key: str
+    public_key: str | None
+    public_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    cps: float = 30.0
+    max_concurrent: int = 10
+    per_number_cap: int = 3
+    tick_secs: float = 0.1
+    time_scale: float = 1.0
+    insecure_webhooks: bool = False
+    #: Stop by itself once no campaign is running or paused and nothing is in flight (demo, tests).
+    exit_when_idle: bool = False
+    seed: int | None = None
+
+
+@dataclass
+class CampaignView:
+    """What the dispatcher needs of a running campaign (refreshed every tick)."""
+
+    id: int
+    name: str
+    status: str
+    from_number: str
+    connection_id: str
+    dial_settings: dict[str, Any]
+    settings: dict[str, Any]
+
+
+@dataclass
+class Stats:
+    dials_sent: int = 0
+    rate_limited: int = 0
+    events_processed: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class Engine:
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self.instance_id = f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.timing = Timing(scale=config.time_scale)
+        self.metrics = Metrics()
+        self.stats = Stats()
+        self.pacer = Pacer(config.cps)
+        self.rng = random.Random(config.seed)
+        self.db: AsyncEngine = create_engine(config.database_url)
+        self.sessions: async_sessionmaker[AsyncSession] = session_factory(self.db)
+        self.client = TelnyxClient(config.api_url, config.api_key)
+        self.campaigns: dict[int, CampaignView] = {}
+        self.queues: dict[int, deque[DialJob]] = {}
+        self.budgets: dict[int, CampaignBudget] = {}
+        self._rr: deque[int] = deque()
+        self._dial_results: list[DialOutcome] = []
+        self._results_ready = asyncio.Event()
+        self._dispatch_wakeup = asyncio.Event()
+        self._events_ready = asyncio.Event()
+        self._sends: set[asyncio.Task[None]] = set()
+        self._actions: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+        self._claiming = True
+        self._tasks: list[asyncio.Task[None]] = []
+        self._runner: web.AppRunner | None = None
+        self.store = EventStore(self.sessions, self._events_ready.set)
+        verifier = None
+        if not config.insecure_webhooks:
+            if not config.public_key:
+                from dialer.errors import ConfigurationError
+
+                raise ConfigurationError(
+                    "TELNYX_PUBLIC_KEY is not set: webhooks cannot be verified (set it, or run "
+                    "with --insecure-webhooks on a trusted network only)")
+            try:
+                verifier = WebhookVerifier(config.public_key)
+            except ValueError:
+                from dialer.errors import ConfigurationError
+
+                raise ConfigurationError("TELNYX_PUBLIC_KEY is not a base64 Ed25519 public key"
+                                         ) from None
+        else:
+            log.warning("INSECURE: webhook signatures are NOT verified (--insecure-webhooks); "
+                        "anyone who can reach %s:%s can forge call results",
+                        config.host, config.port)
+        self.receiver = Receiver(self.store, verifier, self.metrics, self.health)
+        self.bound_port: int | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def webhook_url(self) -> str:
+        base = self.config.public_url or f"http://{self.config.host}:{self.bound_port or self.config.port}"
+        return base.rstrip("/") + WEBHOOK_PATH
+
+    async def start(self) -> None:
+        await ensure_current(self.db)
+        self._runner = web.AppRunner(self.receiver.app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.host, self.config.port)
+        await site.start()
+        server = getattr(site, "_server", None)
+        if server is not None and server.sockets:
+            self.bound_port = server.sockets[0].getsockname()[1]
+        self.store.start()
+        await self._heartbeat()
+        await self._recover()
+        for name, coro in [
+            ("scheduler", self._scheduler()),
+            ("dispatcher", self._dispatcher()),
+            ("dial-results", self._result_writer()),
+            ("events", self._event_processor()),
+            ("sweeps", self._sweeps()),
+        ]:
+            self._tasks.append(asyncio.create_task(self._guard(name, coro), name=name))
+        log.info("engine %s listening on %s:%s, webhooks at %s", self.instance_id,
+                 self.config.host, self.bound_port, self.webhook_url)
+
+    async def run_until_stopped(self) -> None:
+        await self._stopping.wait()
+        await self.shutdown()
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def shutdown(self) -> None:
+        """Stop claiming, release what was claimed but not sent, let dials in flight finish,
+        record their results; live calls are tracked again after a restart."""
+        self._claiming = False
+        self._stopping.set()
+        for job_queue in self.queues.values():
+            while job_queue:
+                self._release(job_queue.popleft())
+        if self._sends:
+            await asyncio.wait(self._sends, timeout=15)
+        self._results_ready.set()
+        await asyncio.sleep(0)
+        for _ in range(50):
+            if not self._dial_results:
+                break
+            await asyncio.sleep(0.1)
+        if self._actions:
+            await asyncio.wait(self._actions, timeout=5)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.store.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.client.close()
+        try:
+            async with self.sessions() as s, s.begin():
+                await s.execute(delete(EngineInstance).where(EngineInstance.id == self.instance_id))
+        except DB_ERRORS:
+            pass
+        await self.db.dispose()
+
+    async def _guard(self, name: str, coro: Any) -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("engine task %s crashed; stopping", name)
+            self._stopping.set()
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "stopping" if self._stopping.is_set() else "ok",
+            "instance": self.instance_id,
+            "campaigns_running": sorted(c.name for c in self.campaigns.values()),
+            "dials_sent": self.stats.dials_sent,
+            "rate": round(self.pacer.rate, 2),
+        }
+
+    async def _retrying(self, what: str, fn: Any) -> Any:
+        """Run a database step, waiting out outages: log, back off, reconnect, retry."""
+        delay = 0.1
+        while True:
+            try:
+                return await fn()
+            except DB_ERRORS as exc:
+                if self._stopping.is_set() and not self._claiming:
+                    raise
+                log.warning("database unavailable during %s (%s); retrying in %.1fs", what,
+                            str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__,
+                            delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    # ------------------------------------------------------------------ recovery
+    async def _recover(self) -> None:
+        """Attempts claimed by an engine that is gone: dials younger than the command_id window
+        are re-sent with the same command_id; older ones wait for their webhooks or
+        reconciliation. Queued dials of a dead engine that were never sent are in `created`."""
+        now = utcnow()
+        live = await self._live_instances(now)
+
+        async def _scan(s: AsyncSession) -> list[DialJob]:
+            rows = (await s.scalars(
+                select(CallAttempt).where(CallAttempt.state == AttemptState.CREATED,
+                                          CallAttempt.reconcile_after.is_(None))
+                .with_for_update(skip_locked=True))).all()
+            jobs: list[DialJob] = []
+            for a in rows:
+                if a.claimed_by in live:
+                    continue
+                age = (now - a.created_at).total_seconds()
+                a.claimed_by = self.instance_id
+                if age < RESEND_WINDOW_SECS:
+                    jobs.append(DialJob(a.id, a.campaign_id, a.contact_id, a.attempt_no,
+                                        a.phone_e164, a.command_id, a.client_state))
+                else:
+                    a.reconcile_after = now + self.timing.wait(self.timing.lost_dial_secs)
+            return jobs
+
+        jobs = await self._retrying("recovery", lambda: self._tx(_scan))
+        if jobs:
+            log.info("recovery: re-sending %d dials with their original command_id", len(jobs))
+            await self._refresh_campaigns()
+            for job in jobs:
+                self.queues.setdefault(job.campaign_id, deque()).appendleft(job)
+                if job.campaign_id not in self._rr:
+                    self._rr.append(job.campaign_id)
+            self._dispatch_wakeup.set()
+
+    async def _live_instances(self, now: datetime) -> set[str]:
+        async def _q(s: AsyncSession) -> set[str]:
+            cutoff = now - timedelta(seconds=INSTANCE_DEAD_SECS)
+            return set((await s.scalars(select(EngineInstance.id).where(
+                EngineInstance.heartbeat_at > cutoff))).all())
+        return await self._tx(_q)
+
+    async def _tx(self, fn: Any) -> Any:
+        async with self.sessions() as session, session.begin():
+            return await fn(session)
+
+    # ------------------------------------------------------------------ scheduler
+    async def _refresh_campaigns(self) -> None:
+        async def _q(s: AsyncSession) -> list[Campaign]:
+            return list((await s.scalars(select(Campaign).where(
+                Campaign.status == CampaignStatus.RUNNING))).all())
+        rows = await self._tx(_q)
+        current = {}
+        for c in rows:
+            current[c.id] = CampaignView(c.id, c.name, c.status, c.from_number, c.connection_id,
+                                         dict(c.dial_settings or {}), with_defaults(c.settings or {}))
+            self.budgets.setdefault(c.id, CampaignBudget(None)).set_rate(
+                current[c.id].settings.get("cps"))
+            if c.id not in self._rr:
+                self._rr.append(c.id)
+        self.campaigns = current
+        # Jobs of campaigns that stopped running are released at once (paused/stopped within 1 s).
+        for cid, q in self.queues.items():
+            if cid not in current:
+                while q:
+                    self._release(q.popleft())
+
+    async def _in_flight(self) -> dict[int, int]:
+        async def _q(s: AsyncSession) -> dict[int, int]:
+            rows = await s.execute(
+                select(CallAttempt.campaign_id, func.count())
+                .where(CallAttempt.state.in_(AttemptState.IN_FLIGHT))
+                .group_by(CallAttempt.campaign_id))
+            return {cid: int(n) for cid, n in rows}
+        result: dict[int, int] = await self._tx(_q)
+        return result
+
+    async def _scheduler(self) -> None:
+        while not self._stopping.is_set():
+            started = time.monotonic()
+            await self._retrying("scheduling", self._schedule_once)
+            elapsed = time.monotonic() - started
+            try:
+                await asyncio.wait_for(self._stopping.wait(),
+                                       timeout=max(0.0, self.config.tick_secs - elapsed))
+            except asyncio.TimeoutError:
+                pass
+
+    async def _schedule_once(self) -> None:
+        await self._refresh_campaigns()
+        if not self._claiming or not self.campaigns:
+            return
+        in_flight = await self._in_flight()
+        total = sum(in_flight.values())
+        self.metrics.in_flight.set(total)
+        account_room = self.config.max_concurrent - total
+        order = [cid for cid in self._rr if cid in self.campaigns]
+        self._rr.rotate(-1)
+        share = self.pacer.rate / max(1, len(order))
+        for cid in order:
+            if account_room <= 0:
+                break
+            view = self.campaigns[cid]
+            queued = len(self.queues.get(cid, ()))
+            rate = min(share if len(order) > 1 else self.pacer.rate,
+                       view.settings.get("cps") or self.pacer.rate)
+            lookahead = int(rate * max(0.3, self.config.tick_secs * 3)) + 1
+            room = view.settings["max_concurrent"] - in_flight.get(cid, 0)
+            want = min(room, account_room, lookahead - queued)
+            if want <= 0:
+                continue
+            jobs = await self._claim(cid, want)
+            account_room -= len(jobs)
+            if jobs:
+                self.queues.setdefault(cid, deque()).extend(jobs)
+                self._dispatch_wakeup.set()
+
+    async def _claim(self, campaign_id: int, want: int) -> list[DialJob]:
+        now = utcnow()
+
+        async def _q(s: AsyncSession) -> list[DialJob]:
+            campaign = await s.get(Campaign, campaign_id)
+            if campaign is None or campaign.status != CampaignStatus.RUNNING:
+                return []
+            result = await claim(s, campaign, want, now, instance_id=self.instance_id,
+                                 per_number_cap=self.config.per_number_cap)
+            for _ in range(result.suppressed):
+                self.metrics.outcomes.labels(o.DNC).inc()
+            return result.jobs
+        jobs: list[DialJob] = await self._tx(_q)
+        return jobs
+
+    # ------------------------------------------------------------------ dispatcher
+    def _next_ready(self, now: float) -> tuple[int | None, float | None]:
+        soonest: float | None = None
+        for _ in range(len(self._rr)):
+            cid = self._rr[0]
+            self._rr.rotate(-1)
+            q = self.queues.get(cid)
+            if not q:
+                continue
+            ready = self.budgets.get(cid, CampaignBudget(None)).ready_at(now)
+            if ready <= now:
+                return cid, None
+            soonest = ready if soonest is None else min(soonest, ready)
+        return None, soonest
+
+    async def _dispatcher(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._stopping.is_set():
+            cid, soonest = self._next_ready(loop.time())
+            if cid is None:
+                self._dispatch_wakeup.clear()
+                timeout = 0.05 if soonest is None else max(0.0, soonest - loop.time())
+                try:
+                    await asyncio.wait_for(self._dispatch_wakeup.wait(), timeout=timeout)
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            await self.pacer.wait()
+            q = self.queues.get(cid)
+            if not q:
+                continue
+            job = q.popleft()
+            if cid not in self.campaigns or not self._claiming:
+                self._release(job)
+                continue
+            self.budgets.setdefault(cid, CampaignBudget(None)).take(loop.time())
+            task = asyncio.create_task(self._send(job, self.campaigns[cid]))
+            self._sends.add(task)
+            task.add_done_callback(self._sends.discard)
+
+    def _release(self, job: DialJob) -> None:
+        """A claimed dial that will not be sent (paused/stopped/shutting down): not an attempt."""
+        self._dial_results.append(DialOutcome(job.attempt_id, "rate_limited", sends=0,
+                                              error_code="released",
+                                              error_detail="campaign paused or engine stopping"))
+        self._results_ready.set()
+
+    def _dial_request(self, job: DialJob, view: CampaignView) -> DialRequest:
+        body = dict(view.dial_settings)
+        body.setdefault("webhook_url", self.webhook_url)
+        body.update({
+            "to": job.phone,
+            "from": view.from_number,
+            "connection_id": view.connection_id,
+            "client_state": job.client_state,
+            "command_id": job.command_id,
+        })
+        return DialRequest.from_body(body)
+
+    async def _send(self, job: DialJob, view: CampaignView) -> None:
+        self.stats.dials_sent += 1
+        self.metrics.dials_sent.inc()
+        result: DialOutcome
+        try:
+            res = await self.client.dial(self._dial_request(job, view))
+            self.metrics.dials_ok.inc()
+            result = DialOutcome(job.attempt_id, "ok", res.call_control_id, res.call_leg_id,
+                                 res.call_session_id, sends=res.sends)
+        except RateLimited as exc:
+            self.stats.rate_limited += 1
+            self.metrics.rate_limited.inc()
+            self.pacer.on_rate_limited(exc.reset_secs)
+            result = DialOutcome(job.attempt_id, "rate_limited", error_code=exc.code,
+                                 error_detail=str(exc))
+        except AuthenticationError as exc:
+            self.metrics.dial_errors.labels("auth").inc()
+            result = DialOutcome(job.attempt_id, "auth", error_code=str(exc.status),
+                                 error_detail=str(exc))
+        except InvalidRequest as exc:
+            self.metrics.dial_errors.labels("invalid").inc()
+            codes = list(exc.codes)
+            result = DialOutcome(job.attempt_id, "invalid", error_code=",".join(codes)[:32],
+                                 error_detail=str(exc), codes=codes)
+        except TelnyxError as exc:
+            self.metrics.dial_errors.labels("failed").inc()
+            result = DialOutcome(job.attempt_id, "failed", error_code=str(exc.status or "network"),
+                                 error_detail=str(exc))
+        self._dial_results.append(result)
+        self._results_ready.set()
+
+    async def _result_writer(self) -> None:
+        while True:
+            await self._results_ready.wait()
+            self._results_ready.clear()
+            await asyncio.sleep(0.01)  # let a few more results join this commit
+            while self._dial_results:
+                batch = self._dial_results[:500]
+                now = utcnow()
+
+                async def _apply(s: AsyncSession, batch: list[DialOutcome] = batch,
+                                 now: datetime = now) -> list[int]:
+                    return await apply_dial_outcomes(s, batch, now, self.timing)
+                to_pause = await self._retrying("recording dial results",
+                                                lambda: self._tx(_apply))
+                del self._dial_results[:len(batch)]
+                for cid in to_pause:
+                    await self._pause_for_auth(cid)
+
+    async def _pause_for_auth(self, campaign_id: int) -> None:
+        async def _q(s: AsyncSession) -> None:
+            c = await s.get(Campaign, campaign_id, with_for_update=True)
+            if c is not None and c.status == CampaignStatus.RUNNING:
+                c.status = next_status(c.name, c.status, "pause")
+                c.last_error = ("Telnyx refused the API key (401/403): fix TELNYX_API_KEY, then "
+                                "`dialer campaign resume`")
+                log.error("campaign %s paused: %s", c.name, c.last_error)
+        await self._retrying("pausing a campaign", lambda: self._tx(_q))
+
+    # ------------------------------------------------------------------ events
+    async def _event_processor(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._events_ready.wait(), timeout=0.5)
+            except asyncio.TimeoutError:
+                pass
+            self._events_ready.clear()
+            while True:
+                n, actions = await self._retrying("processing webhooks", self._process_batch)
+                self._run_actions(actions)
+                if n < 200:
+                    break
+
+    async def _process_batch(self) -> tuple[int, list[PendingAction]]:
+        now = utcnow()
+
+        async def _q(s: AsyncSession) -> tuple[int, list[PendingAction]]:
+            events = list((await s.scalars(
+                select(WebhookEvent).where(WebhookEvent.status == "pending")
+                .order_by(WebhookEvent.id).limit(200).with_for_update(skip_locked=True))).all())
+            if not events:
+                return 0, []
+            attempts = await find_attempts(s, events)
+            campaigns = {c.id: c for c in await s.scalars(select(Campaign).where(
+                Campaign.id.in_({a.campaign_id for a in attempts.values()})))} if attempts else {}
+            actions: list[PendingAction] = []
+            touched: dict[int, Any] = {}
+            for ev in events:
+                attempt = attempts.get(ev.attempt_id) if ev.attempt_id else None
+                ev.processed_at = now
+                if attempt is None:
+                    ev.status = "orphan"
+                    log.info("webhook %s (%s) for an unknown call %s kept as orphan",
+                             ev.event_id, ev.event_type, ev.call_control_id)
+                    continue
+                ev.status = "processed"
+                campaign = campaigns[attempt.campaign_id]
+                data = ev.payload.get("data", {})
+                payload = data.get("payload") or {}
+                for act in apply_event(attempt, campaign, ev.event_type, payload, ev.occurred_at,
+                                       now, self.timing):
+                    if attempt.call_control_id:
+                        actions.append(PendingAction(
+                            attempt.id, attempt.call_control_id,
+                            action_command_id(attempt.command_id, act.key + str(attempt.flow_state)),
+                            act, with_defaults(campaign.settings or {})))
+                touched[attempt.id] = attempt
+            due = [a for a in touched.values()
+                   if a.state == AttemptState.ENDED and a.settled_at is None
+                   and a.settle_after is not None and a.settle_after <= now]
+            await self._settle(s, due, now)
+            self.stats.events_processed += len(events)
+            return len(events), actions
+        result: tuple[int, list[PendingAction]] = await self._tx(_q)
+        return result
+
+    async def _settle(self, s: AsyncSession, attempts: list[CallAttempt], now: datetime) -> None:
+        if not attempts:
+            return
+        await settle(s, attempts, now, self.rng)
+        for a in attempts:
+            if a.outcome:
+                self.metrics.outcomes.labels(a.outcome).inc()
+
+    def _run_actions(self, actions: list[PendingAction]) -> None:
+        for pa in actions:
+            task = asyncio.create_task(self._send_action(pa))
+            self._actions.add(task)
+            task.add_done_callback(self._actions.discard)
+
+    async def _send_action(self, pa: PendingAction) -> None:
+        act, cc, s = pa.action, pa.call_control_id, pa.settings
+        try:
+            if act.kind == "hangup":
+                await self.client.hangup(cc, command_id=pa.command_id)
+            elif act.kind == "playback":
+                await self.client.playback_start(cc, audio_url=act.audio_url,
+                                                 media_name=act.media_name,
+                                                 command_id=pa.command_id)
+            elif act.kind == "speak":
+                await self.client.speak(cc, payload=act.text or "", voice=s.get("voice", "female"),
+                                        language=s.get("language", "en-US"),
+                                        command_id=pa.command_id)
+            elif act.kind == "transfer":
+                await self.client.transfer(cc, to=act.to or "", command_id=pa.command_id)
+        except (CallEnded, CallNotFound):
+            pass  # the call ended first: normal
+        except TelnyxError as exc:
+            log.warning("action %s on call %s failed: %s", act.kind, cc, exc)
+
+    # ------------------------------------------------------------------ sweeps
+    async def _sweeps(self) -> None:
+        last_heartbeat = 0.0
+        while not self._stopping.is_set():
+            await self._retrying("flow timers", self._fire_timers)
+            await self._retrying("settling", self._settle_due)
+            await self._retrying("reconciliation", self._reconcile)
+            await self._retrying("campaign completion", self._complete_campaigns)
+            await self._retrying("hangups on stop", self._hangup_stopped)
+            if time.monotonic() - last_heartbeat > 2.0:
+                await self._retrying("heartbeat", self._heartbeat)
+                last_heartbeat = time.monotonic()
+            if self.config.exit_when_idle and await self._retrying("idle check", self._idle):
+                log.info("nothing left to do: stopping")
+                self._stopping.set()
+                break
+            try:
+                await asyncio.wait_for(self._stopping.wait(), timeout=self._sweep_interval)
+            except asyncio.TimeoutError:
+                pass
+
+    @property
+    def _sweep_interval(self) -> float:
+        """0.2 s in real time; shorter against a fast simulator, whose calls are short."""
+        return max(0.02, min(0.2, 5.0 / self.timing.scale))
+
+    async def _fire_timers(self) -> None:
+        now = utcnow()
+
+        async def _q(s: AsyncSession) -> list[PendingAction]:
+            rows = (await s.scalars(select(CallAttempt).where(
+                CallAttempt.flow_deadline <= now,
+                CallAttempt.state.in_(AttemptState.IN_FLIGHT)).limit(200)
+                .with_for_update(skip_locked=True))).all()
+            actions = []
+            for a in rows:
+                a.flow_deadline = None
+                campaign = await s.get(Campaign, a.campaign_id)
+                assert campaign is not None
+                settings = with_defaults(campaign.settings or {})
+                step = flow.timer_fired(a.flow_state, settings)
+                if step is None or not a.call_control_id:
+                    continue
+                a.flow_state = step.flow_state
+                for act in step.actions:
+                    actions.append(PendingAction(a.id, a.call_control_id, action_command_id(
+                        a.command_id, act.key + str(a.flow_state)), act, settings))
+            return actions
+        self._run_actions(await self._tx(_q))
+
+    async def _settle_due(self) -> None:
+        now = utcnow()
+
+        async def _q(s: AsyncSession) -> None:
+            rows = list((await s.scalars(select(CallAttempt).where(
+                CallAttempt.state == AttemptState.ENDED, CallAttempt.settled_at.is_(None),
+                CallAttempt.settle_after <= now).limit(500)
+                .with_for_update(skip_locked=True))).all())
+            await self._settle(s, rows, now)
+        await self._tx(_q)
+
+    async def _reconcile(self) -> None:
+        """Attempts whose call.hangup never came: ask Telnyx; finalise the ones that are over."""
+        now = utcnow()
+
+        async def _due(s: AsyncSession) -> list[tuple[int, str | None, datetime]]:
+            rows = await s.execute(select(CallAttempt.id, CallAttempt.call_control_id,
+                                          CallAttempt.created_at).where(
+                CallAttempt.state.in_(AttemptState.IN_FLIGHT),
+                CallAttempt.reconcile_after <= now).limit(50))
+            return [(i, cc, created) for i, cc, created in rows]
+        due: list[tuple[int, str | None, datetime]] = await self._tx(_due)
+        if not due:
+            return
+        alive: dict[int, bool] = {}
+
+        async def _check(aid: int, cc: str | None, created: datetime) -> None:
+            if cc is None:
+                # Never heard of this call: the dial's answer was lost and no webhook came.
+                alive[aid] = (now - created) < self.timing.wait(self.timing.lost_dial_secs)
+                return
+            try:
+                alive[aid] = (await self.client.retrieve_call(cc)).is_alive
+            except (CallNotFound, CallEnded):
+                alive[aid] = False
+            except TelnyxError as exc:
+                log.info("reconciliation of %s postponed: %s", cc, exc)
+        await asyncio.gather(*(_check(*d) for d in due))
+
+        async def _apply(s: AsyncSession) -> None:
+            rows = (await s.scalars(select(CallAttempt).where(
+                CallAttempt.id.in_(list(alive))).with_for_update())).all()
+            finished = []
+            for a in rows:
+                if a.state not in AttemptState.IN_FLIGHT:
+                    continue
+                if alive.get(a.id, True):
+                    a.reconcile_after = now + self.timing.wait(self.timing.reconcile_recheck_secs)
+                    continue
+                a.state = AttemptState.ENDED
+                a.ended_at = a.ended_at or now
+                a.error_code = a.error_code or "lost_webhook"
+                a.error_detail = a.error_detail or "no call.hangup received; Telnyx says the call is over"
+                facts = facts_of(a)
+                a.outcome = o.classify(facts) if facts.answered else o.FAILED
+                finished.append(a)
+            await self._settle(s, finished, now)
+        await self._tx(_apply)
+
+    async def _complete_campaigns(self) -> None:
+        async def _q(s: AsyncSession) -> None:
+            running = (await s.scalars(select(Campaign).where(
+                Campaign.status == CampaignStatus.RUNNING).with_for_update(skip_locked=True))).all()
+            for c in running:
+                left = await s.scalar(select(func.count()).select_from(Contact).where(
+                    Contact.campaign_id == c.id, Contact.status != ContactStatus.DONE))
+                if left:
+                    continue
+                busy = await s.scalar(select(func.count()).select_from(CallAttempt).where(
+                    CallAttempt.campaign_id == c.id,
+                    CallAttempt.state.in_(AttemptState.IN_FLIGHT)))
+                if busy:
+                    continue
+                c.status = next_status(c.name, c.status, "complete")
+                c.finished_at = utcnow()
+                log.info("campaign %s completed", c.name)
+        await self._tx(_q)
+
+    async def _hangup_stopped(self) -> None:
+        async def _q(s: AsyncSession) -> list[PendingAction]:
+            stopped = (await s.scalars(select(Campaign).where(
+                Campaign.status == CampaignStatus.CANCELLED, Campaign.hangup_requested.is_(True))
+                .with_for_update(skip_locked=True))).all()
+            actions: list[PendingAction] = []
+            for c in stopped:
+                live = (await s.scalars(select(CallAttempt).where(
+                    CallAttempt.campaign_id == c.id,
+                    CallAttempt.state.in_(AttemptState.IN_FLIGHT),
+                    CallAttempt.call_control_id.is_not(None)))).all()
+                for a in live:
+                    assert a.call_control_id is not None
+                    actions.append(PendingAction(a.id, a.call_control_id, action_command_id(
+                        a.command_id, "hangup-stop"), flow.Action("hangup"), {}))
+                c.hangup_requested = False
+            return actions
+        self._run_actions(await self._tx(_q))
+
+    async def _heartbeat(self) -> None:
+        now = utcnow()
+
+        async def _q(s: AsyncSession) -> int:
+            updated = await s.execute(update(EngineInstance).where(
+                EngineInstance.id == self.instance_id).values(heartbeat_at=now))
+            if updated.rowcount == 0:  # type: ignore[attr-defined]
+                s.add(EngineInstance(id=self.instance_id, hostname=socket.gethostname()[:200],
+                                     pid=os.getpid(), started_at=now, heartbeat_at=now))
+            cutoff = now - timedelta(seconds=INSTANCE_DEAD_SECS)
+            await s.execute(delete(EngineInstance).where(EngineInstance.heartbeat_at < cutoff - timedelta(hours=1)))
+            live = await s.scalar(select(func.count()).select_from(EngineInstance).where(
+                EngineInstance.heartbeat_at > cutoff))
+            return max(1, int(live or 1))
+        engines = await self._tx(_q)
+        # The account's dial rate is shared by every engine on this database.
+        self.pacer.set_rate(self.config.cps / engines)
+
+    async def _idle(self) -> bool:
+        async def _q(s: AsyncSession) -> bool:
+            active = await s.scalar(select(func.count()).select_from(Campaign).where(
+                Campaign.status.in_((CampaignStatus.RUNNING, CampaignStatus.PAUSED))))
+            busy = await s.scalar(select(func.count()).select_from(CallAttempt).where(
+                CallAttempt.state.in_(AttemptState.IN_FLIGHT)))
+            pending = await s.scalar(select(func.count()).select_from(WebhookEvent).where(
+                WebhookEvent.status == "pending"))
+            unsettled = await s.scalar(select(func.count()).select_from(CallAttempt).where(
+                CallAttempt.state == AttemptState.ENDED, CallAttempt.settled_at.is_(None)))
+            return not active and not busy and not pending and not unsettled
+        result: bool = await self._tx(_q)
+        return result
+
+
+async def run_engine(config: EngineConfig, *, install_signals: bool = True) -> Engine:
+    """Run until SIGINT/SIGTERM (a second signal exits at once) or until idle if asked."""
+    engine = Engine(config)
+    await engine.start()
+    if install_signals:
+        loop = asyncio.get_running_loop()
+        hits = {"n": 0}
+
+        def _on_signal() -> None:
+            hits["n"] += 1
+            if hits["n"] > 1:
+                log.warning("second signal: exiting now")
+                os._exit(130)
+            log.info("stopping: no new claims; dials in flight finish; live calls are tracked "
+                     "after restart (signal again to exit at once)")
+            engine.request_stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, _on_signal)
+    await engine.run_until_stopped()
+    return engine

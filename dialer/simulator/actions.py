@@ -1,0 +1,165 @@
+"""Validation of call-control command bodies (hangup, playback_start, playback_stop, speak,
+transfer, client_state_update), with Telnyx's error codes.
+
+Only the fields a dialer uses are checked in depth; other keys are accepted and ignored, so a
+newer SDK that sends a new optional field keeps working.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from campaigns.dial_fields import AMD_MODES, E164_PATTERN
+from campaigns.fieldspec import (
+    INVALID,
+    MISSING,
+    NOT_E164,
+    FieldProblem,
+    FieldSpec,
+    check_value,
+)
+
+ACTIONS = ("hangup", "playback_start", "playback_stop", "speak", "transfer", "client_state_update")
+#: Commands that need an answered call (422 90034 before the answer).
+NEEDS_ANSWER = frozenset({"playback_start", "playback_stop", "speak", "transfer"})
+
+_HTTP_URL = r"https?://\S+"
+_LANGUAGES = (
+    "arb", "cmn-CN", "cy-GB", "da-DK", "de-DE", "en-AU", "en-GB", "en-GB-WLS", "en-IN", "en-US",
+    "es-ES", "es-MX", "es-US", "fr-CA", "fr-FR", "hi-IN", "is-IS", "it-IT", "ja-JP", "ko-KR",
+    "nb-NO", "nl-NL", "pl-PL", "pt-BR", "pt-PT", "ro-RO", "ru-RU", "sv-SE", "tr-TR",
+)
+
+
+def _specs(*specs: FieldSpec) -> dict[str, FieldSpec]:
+    return {s.name: s for s in specs}
+
+
+_COMMON = (
+    FieldSpec("client_state", "str"),
+    FieldSpec("command_id", "str"),
+)
+
+_SPECS: dict[str, dict[str, FieldSpec]] = {
+    "hangup": _specs(*_COMMON, FieldSpec("custom_headers", "array"), FieldSpec("reason", "str")),
+    "playback_start": _specs(
+        *_COMMON,
+        FieldSpec("audio_url", "str", pattern=_HTTP_URL,
+                  pattern_help="must be an http:// or https:// URL"),
+        FieldSpec("media_name", "str", min_length=1),
+        FieldSpec("playback_content", "str", min_length=1),
+        FieldSpec("audio_type", "str", enum=("mp3", "wav")),
+        FieldSpec("cache_audio", "bool"),
+        FieldSpec("overlay", "bool"),
+        FieldSpec("stop", "str"),
+        FieldSpec("target_legs", "str"),
+    ),
+    "playback_stop": _specs(*_COMMON, FieldSpec("overlay", "bool"), FieldSpec("stop", "str")),
+    "speak": _specs(
+        *_COMMON,
+        FieldSpec("payload", "str", min_length=1),
+        FieldSpec("voice", "str", min_length=1),
+        FieldSpec("payload_type", "str", enum=("text", "ssml")),
+        FieldSpec("service_level", "str", enum=("basic", "premium")),
+        FieldSpec("language", "str", enum=_LANGUAGES),
+        FieldSpec("stop", "str"),
+        FieldSpec("target_legs", "str", enum=("self", "opposite", "both")),
+        FieldSpec("voice_settings", "object"),
+    ),
+    "transfer": _specs(
+        *_COMMON,
+        FieldSpec("to", "str"),
+        FieldSpec("from", "str", pattern=E164_PATTERN,
+                  pattern_help="must be a phone number in +E164 format"),
+        FieldSpec("from_display_name", "str", max_length=128),
+        FieldSpec("timeout_secs", "int", minimum=5, maximum=600),
+        FieldSpec("time_limit_secs", "int", minimum=30, maximum=14400),
+        FieldSpec("answering_machine_detection", "str", enum=AMD_MODES),
+        FieldSpec("answering_machine_detection_config", "object"),
+        FieldSpec("audio_url", "str", pattern=_HTTP_URL,
+                  pattern_help="must be an http:// or https:// URL"),
+        FieldSpec("media_name", "str"),
+        FieldSpec("early_media", "bool"),
+        FieldSpec("target_leg_client_state", "str"),
+        FieldSpec("webhook_url", "str", pattern=_HTTP_URL,
+                  pattern_help="must be an http:// or https:// URL"),
+        FieldSpec("webhook_url_method", "str", enum=("POST", "GET")),
+    ),
+    "client_state_update": _specs(FieldSpec("client_state", "str")),
+}
+
+_REQUIRED: dict[str, tuple[str, ...]] = {
+    "speak": ("payload", "voice"),
+    "transfer": ("to",),
+    "client_state_update": ("client_state",),
+}
+
+_BASE64_FIELDS = ("client_state", "target_leg_client_state")
+_E164 = re.compile(E164_PATTERN)
+_SIP_URI = re.compile(r"sips?:\S+", re.IGNORECASE)
+
+
+def _problem(field: str, code: str, title: str, detail: str) -> FieldProblem:
+    return FieldProblem(field=field, code=code, title=title, detail=detail)
+
+
+def _valid_base64(value: str) -> bool:
+    try:
+        base64.b64decode(value.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        return False
+    return True
+
+
+def _check_loop(value: Any) -> FieldProblem | None:
+    """Loopcount: a positive integer (or its digits as a string), or "infinity"."""
+    if value == "infinity":
+        return None
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 100:
+        return None
+    return _problem("loop", INVALID, "Invalid parameter",
+                    f"must be a whole number of times (1-100) or \"infinity\", got {value!r}")
+
+
+def validate_action(action: str, body: Mapping[str, Any]) -> list[FieldProblem]:
+    """All problems of one command body; [] when it can be carried out."""
+    specs = _SPECS[action]
+    problems: list[FieldProblem] = []
+    for name in _REQUIRED.get(action, ()):
+        if body.get(name) is None:
+            problems.append(_problem(name, MISSING, "Missing required parameter", "is required"))
+    for name, value in body.items():
+        if name == "loop" and action in ("playback_start", "speak"):
+            p = _check_loop(value)
+        elif name in specs and value is not None:
+            p = check_value(specs[name], value)
+            if p is None and name in _BASE64_FIELDS and not _valid_base64(value):
+                p = _problem(name, INVALID, "Invalid parameter",
+                             "must be a valid Base-64 encoded string")
+            if p is not None and name == "from" and p.code == INVALID:
+                p = _problem(name, NOT_E164, "Invalid phone number",
+                             f"{value!r} must be a phone number in +E164 format")
+        else:
+            p = None
+        if p is not None:
+            problems.append(p)
+    if action == "playback_start":
+        sources = [k for k in ("audio_url", "media_name", "playback_content") if k in body]
+        if not sources:
+            problems.append(_problem("audio_url", MISSING, "Missing required parameter",
+                                     "audio_url, media_name or playback_content is required"))
+        elif len(sources) > 1:
+            problems.append(_problem(sources[1], INVALID, "Invalid parameter",
+                                     f"{' and '.join(sources)} cannot be used together"))
+    if action == "transfer" and isinstance(body.get("to"), str):
+        to = body["to"]
+        if not (_E164.fullmatch(to) or _SIP_URI.fullmatch(to)):
+            problems.append(_problem("to", NOT_E164, "Invalid phone number",
+                                     f"{to!r} must be a +E164 phone number or a sip: URI"))
+    return problems

@@ -1,0 +1,274 @@
+"""One simulated call: its timeline (timers on the event loop, no task per call) and the effect of
+call-control commands on it."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from dialer.simulator.ids import iso
+from dialer.simulator.ledger import LedgerCall
+from dialer.simulator.scenarios import PLAYBACK_SECS, AmdEvent, CallPlan, Hangup, speak_secs
+from dialer.simulator.webhooks import Outbox
+
+State = Literal["ringing", "answered", "ended"]
+
+
+class CallHost(Protocol):
+    """What a call needs from the simulator that runs it."""
+
+    @property
+    def speed(self) -> float: ...
+
+    def emit(self, call: SimCall, event_type: str, extra: dict[str, Any], *, final: bool) -> None:
+        """Record one webhook event of `call` and queue it for delivery."""
+
+    def call_ended(self, call: SimCall) -> None:
+        """`call` has just hung up."""
+
+
+@dataclass
+class Media:
+    """The playback or speech currently playing on a call."""
+
+    kind: Literal["playback", "speak"]
+    fields: dict[str, Any]
+    handle: asyncio.TimerHandle | None
+
+
+class SimCall:
+    def __init__(
+        self,
+        host: CallHost,
+        ledger: LedgerCall,
+        plan: CallPlan,
+        dial: Mapping[str, Any],
+        rng: random.Random,
+    ) -> None:
+        self.host = host
+        self.ledger = ledger
+        self.plan = plan
+        # Draw now what later steps need, so the generator (a few KB) is not kept per call.
+        self._fail_after = rng.uniform(0.1, 0.5)
+        self._transfer_talk = rng.uniform(10.0, 60.0)
+        self.client_state: str | None = ledger.client_state
+        self.state: State = "ringing"
+        self.outbox = Outbox()
+        self.occupies_channel = True
+        self.expires_at: float | None = None  # loop time after which GET forgets the call
+        self._dial_media = {k: dial[k] for k in ("audio_url", "media_name") if k in dial}
+        self._timers: list[asyncio.TimerHandle] = []
+        self._hangup_timer: asyncio.TimerHandle | None = None
+        self._media: Media | None = None
+        self._command_ids: set[str] = set()
+
+    # --- identity -------------------------------------------------------------------------
+
+    @property
+    def call_control_id(self) -> str:
+        return self.ledger.call_control_id
+
+    @property
+    def is_alive(self) -> bool:
+        return self.state != "ended"
+
+    def payload_base(self) -> dict[str, Any]:
+        led = self.ledger
+        return {
+            "call_control_id": led.call_control_id,
+            "call_leg_id": led.call_leg_id,
+            "call_session_id": led.call_session_id,
+            "connection_id": led.connection_id,
+            "client_state": self.client_state,
+            "from": led.from_,
+            "to": led.to,
+        }
+
+    def status(self) -> dict[str, Any]:
+        """The `data` of `GET /v2/calls/{id}`."""
+        led = self.ledger
+        data: dict[str, Any] = {
+            "call_control_id": led.call_control_id,
+            "call_leg_id": led.call_leg_id,
+            "call_session_id": led.call_session_id,
+            "is_alive": self.is_alive,
+            "record_type": "call",
+            "start_time": iso(led.dialed_at),
+        }
+        if self.client_state is not None:
+            data["client_state"] = self.client_state
+        # call_duration: seconds talked (answer to end, or to now while alive), as billed.
+        end = led.ended_at if led.ended_at is not None else time.time()
+        data["call_duration"] = int(end - led.answered_at) if led.answered_at is not None else 0
+        if led.ended_at is not None:
+            data["end_time"] = iso(led.ended_at)
+        return data
+
+    # --- timeline -------------------------------------------------------------------------
+
+    def _later(self, sim_secs: float, fn: Callable[[], None]) -> asyncio.TimerHandle:
+        handle = asyncio.get_running_loop().call_later(max(0.0, sim_secs) / self.host.speed, fn)
+        self._timers.append(handle)
+        return handle
+
+    def start(self) -> None:
+        """Send `call.initiated` now and schedule the rest of the plan."""
+        self._emit("call.initiated", {
+            "direction": "outgoing", "state": "bridging", "start_time": iso(self.ledger.dialed_at),
+        })
+        if self.plan.answer_at is not None:
+            self._later(self.plan.answer_at, self._answer)
+            for event in self.plan.amd_events:
+                self._later(event.at, functools.partial(self._amd, event))
+        self._hangup_timer = self._later(self.plan.hangup.at, lambda: self._far_end(self.plan.hangup))
+
+    def fail_channel_limit(self) -> None:
+        """Over the account's channels: the call is accepted, then fails at SIP level (403)."""
+        self.occupies_channel = False
+        self.ledger.channel_limited = True
+        self._emit("call.initiated", {
+            "direction": "outgoing", "state": "bridging", "start_time": iso(self.ledger.dialed_at),
+        })
+        self._later(self._fail_after,
+                    lambda: self.end("unspecified", "unknown", "403"))
+
+    def _answer(self) -> None:
+        if self.state != "ringing":
+            return
+        self.state = "answered"
+        self.ledger.answered_at = time.time()
+        self._emit("call.answered", {"start_time": iso(self.ledger.dialed_at), "state": "answered"})
+        if self._dial_media:
+            self._start_media("playback", self._playback_fields(self._dial_media), PLAYBACK_SECS)
+
+    def _amd(self, event: AmdEvent) -> None:
+        if self.state != "answered":
+            return
+        if "greeting" in event.event_type:
+            self.ledger.greeting_result = event.result
+        else:
+            self.ledger.amd_result = event.result
+        self._emit(event.event_type, {"result": event.result})
+
+    def _far_end(self, hangup: Hangup) -> None:
+        self.end(hangup.cause, hangup.source, hangup.sip)
+
+    def end(self, cause: str, source: str, sip: str) -> None:
+        """Hang up (idempotent): media ends with `call_hangup`, then `call.hangup` goes out."""
+        if self.state == "ended":
+            return
+        for handle in self._timers:
+            handle.cancel()
+        self._timers.clear()
+        self._stop_media("call_hangup")
+        self.state = "ended"
+        led = self.ledger
+        led.ended_at = time.time()
+        led.hangup_cause, led.hangup_source, led.sip_hangup_cause = cause, source, sip
+        self._emit("call.hangup", {
+            "state": "hangup",
+            "hangup_cause": cause,
+            "hangup_source": source,
+            "sip_hangup_cause": sip,
+            "start_time": iso(led.dialed_at),
+            "end_time": iso(led.ended_at),
+            "call_quality_stats": None,
+        }, final=True)
+        self.host.call_ended(self)
+
+    def cancel_timers(self) -> None:
+        """Forget the call's future (simulator shutdown): no more events."""
+        for handle in self._timers:
+            handle.cancel()
+        self._timers.clear()
+
+    def _emit(self, event_type: str, extra: dict[str, Any], *, final: bool = False) -> None:
+        self.host.emit(self, event_type, extra, final=final)
+
+    # --- media ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _playback_fields(body: Mapping[str, Any]) -> dict[str, Any]:
+        fields: dict[str, Any] = {"overlay": bool(body.get("overlay", False))}
+        if "audio_url" in body:
+            fields["media_url"] = body["audio_url"]
+        if "media_name" in body:
+            fields["media_name"] = body["media_name"]
+        return fields
+
+    def _start_media(self, kind: Literal["playback", "speak"], fields: dict[str, Any],
+                     secs: float | None) -> None:
+        self._stop_media("cancelled")  # a new prompt replaces the one playing
+        self._emit(f"call.{kind}.started", fields)
+        media = Media(kind, fields, None)
+        self._media = media
+        if secs is not None:  # None: loops forever until stopped
+            media.handle = self._later(secs, lambda: self._media_done(media))
+
+    def _media_done(self, media: Media) -> None:
+        if self._media is not media:
+            return
+        self._media = None
+        if media.kind == "playback":
+            self.ledger.playback_completed = True
+        else:
+            self.ledger.speak_completed = True
+        self._emit(f"call.{media.kind}.ended", {**media.fields, "status": "completed"})
+
+    def _stop_media(self, status: str, kind: str | None = None) -> None:
+        media = self._media
+        if media is None or (kind is not None and media.kind != kind):
+            return
+        self._media = None
+        if media.handle is not None:
+            media.handle.cancel()
+        self._emit(f"call.{media.kind}.ended", {**media.fields, "status": status})
+
+    # --- commands (validated by the server; `state` checks are the server's too) -----------
+
+    def seen_command(self, command_id: Any) -> bool:
+        """True when this command_id was already used on this call (Telnyx ignores the repeat)."""
+        if not isinstance(command_id, str):
+            return False
+        if command_id in self._command_ids:
+            return True
+        self._command_ids.add(command_id)
+        return False
+
+    def apply(self, action: str, body: Mapping[str, Any]) -> None:
+        """Carry out a validated command. The command's client_state (if any) applies to the
+        webhooks it causes and to every later one."""
+        if body.get("client_state") is not None:
+            self.client_state = body["client_state"]
+        record: dict[str, Any] = {"action": action, "at": time.time()}
+        for key in ("audio_url", "media_name", "payload", "voice", "to"):
+            if key in body:
+                record[key] = body[key]
+        self.ledger.actions.append(record)
+        if action == "hangup":
+            if self.state == "ringing":
+                self.end("originator_cancel", "caller", "487")
+            else:
+                self.end("normal_clearing", "caller", "200")
+        elif action == "playback_start":
+            loops = body.get("loop", 1)
+            secs = None if loops == "infinity" else PLAYBACK_SECS * max(1, int(loops))
+            self._start_media("playback", self._playback_fields(body), secs)
+        elif action == "playback_stop":
+            self._stop_media("cancelled", "playback")
+        elif action == "speak":
+            self._start_media("speak", {}, speak_secs(str(body["payload"])))
+        elif action == "transfer":
+            self._stop_media("cancelled")
+            if self._hangup_timer is not None:
+                self._hangup_timer.cancel()
+            # The transferred call talks for a while, then ends normally.
+            self._hangup_timer = self._later(
+                self._transfer_talk, lambda: self.end("normal_clearing", "callee", "200")
+            )
+        # client_state_update: nothing beyond the client_state above.

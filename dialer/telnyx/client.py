@@ -1,0 +1,275 @@
+"""Async client of the Telnyx Call Control API (`POST /calls`, `GET /calls/{id}`, call actions).
+
+One shared aiohttp session per client. The client never re-sends a dial on its own unless the
+request carries a `command_id` (Telnyx ignores repeats of it for 60 s); then it re-sends the exact
+same bytes, only after a 5xx, a timeout or a network error, and only within a bounded number of
+sends and seconds. A 4xx is final: in particular a 429 means the call was not placed, and pacing
+(not this client) decides when to try again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any, Self
+from urllib.parse import quote
+
+import aiohttp
+from yarl import URL
+
+from dialer.telnyx.dial import CallStatus, DialRequest, DialResult
+from dialer.telnyx.errors import (
+    ApiError,
+    InvalidRequest,
+    NetworkError,
+    ServerError,
+    TelnyxError,
+    error_from_response,
+)
+
+__all__ = ["TelnyxClient"]
+
+log = logging.getLogger(__name__)
+
+_USER_AGENT = "campaign-dialer/0.1 (+aiohttp)"
+
+
+def _dumps(body: Mapping[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _call_path(call_control_id: str) -> str:
+    """Quote the id for a path segment, keeping ':' (ids look like `v3:...`)."""
+    if not call_control_id:
+        raise InvalidRequest("call_control_id must not be empty", status=None,
+                             errors=[ApiError("90015", "Invalid call_control_id", "is empty")])
+    return "/calls/" + quote(call_control_id, safe=":")
+
+
+def _check_client_state(client_state: str | None) -> None:
+    if client_state is None:
+        return
+    try:
+        base64.b64decode(client_state.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        raise InvalidRequest(
+            "client_state must be a valid Base-64 encoded string", status=None,
+            errors=[ApiError("10002", "Invalid parameter", "must be valid Base-64",
+                             "/client_state")],
+        ) from None
+
+
+def _set(**fields: Any) -> dict[str, Any]:
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+class TelnyxClient:
+    """Call Control client; use `async with TelnyxClient(...)` or call `close()` when done."""
+
+    def __init__(
+        self,
+        api_url: str,
+        api_key: str,
+        *,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 10.0,
+        max_dial_sends: int = 4,
+        resend_window_secs: float = 45.0,
+        resend_backoff_secs: float = 0.5,
+        max_connections: int = 512,
+    ) -> None:
+        if max_dial_sends < 1:
+            raise ValueError("max_dial_sends must be at least 1")
+        self.api_url = api_url.rstrip("/")
+        self.max_dial_sends = max_dial_sends
+        self.resend_window_secs = resend_window_secs
+        self.resend_backoff_secs = resend_backoff_secs
+        self._headers = {
+            "Authorization": f"Bearer {api_key}",
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+            "User-Agent": _USER_AGENT,
+        }
+        # Per-socket limits, no total: a request waiting for a free pooled connection is not a
+        # timeout, and a slow but progressing answer is not cut mid-way.
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=None, sock_connect=connect_timeout, sock_read=read_timeout
+        )
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def __repr__(self) -> str:
+        return f"TelnyxClient(api_url={self.api_url!r})"
+
+    async def __aenter__(self) -> Self:
+        self._get_session()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections, limit_per_host=0, ttl_dns_cache=300,
+                keepalive_timeout=30,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector, headers=self._headers, timeout=self._timeout,
+                raise_for_status=False,
+            )
+        return self._session
+
+    # --- transport -----------------------------------------------------------------------------
+
+    async def _send(
+        self, method: str, path: str, data: bytes | None
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        """One HTTP exchange; connection errors and timeouts become NetworkError."""
+        what = f"{method} {path}"
+        url = URL(self.api_url + path, encoded=True)
+        started = time.monotonic()
+        try:
+            async with self._get_session().request(method, url, data=data) as resp:
+                body = await resp.read()
+                status, headers = resp.status, resp.headers
+        except TimeoutError:
+            raise NetworkError(f"Telnyx {what} timed out", status=None) from None
+        except aiohttp.ClientError as exc:
+            # `from None`: aiohttp exceptions may carry request_info, whose headers hold the key.
+            detail = str(exc) or type(exc).__name__
+            raise NetworkError(f"Telnyx {what} failed: {detail}", status=None) from None
+        log.debug("%s -> %d in %.0f ms", what, status, (time.monotonic() - started) * 1000)
+        return status, headers, body
+
+    async def _request(
+        self, method: str, path: str, body: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        data = _dumps(body) if body is not None else None
+        status, headers, raw = await self._send(method, path, data)
+        return self._parse(method, path, status, headers, raw)
+
+    @staticmethod
+    def _parse(
+        method: str, path: str, status: int, headers: Mapping[str, str], raw: bytes
+    ) -> dict[str, Any]:
+        """The `data` object of a 2xx answer, or the mapped exception."""
+        what = f"{method} {path}"
+        if not 200 <= status < 300:
+            raise error_from_response(status, headers, raw, what=what)
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            raise TelnyxError(
+                f"Telnyx {what} answered HTTP {status} with a body that is not JSON",
+                status=status,
+            ) from None
+        data = parsed.get("data") if isinstance(parsed, dict) else None
+        if not isinstance(data, dict):
+            raise TelnyxError(f"Telnyx {what} answered HTTP {status} without a data object",
+                              status=status)
+        return data
+
+    # --- calls -----------------------------------------------------------------------------------
+
+    async def dial(self, req: DialRequest) -> DialResult:
+        """Place a call. Re-sends (same bytes) only when `req.command_id` is set; see module doc."""
+        req.validate()
+        data = _dumps(req.to_body())
+        resendable = req.command_id is not None
+        first_sent = time.monotonic()
+        sends = 0
+        while True:
+            sends += 1
+            try:
+                status, headers, raw = await self._send("POST", "/calls", data)
+                result = self._parse("POST", "/calls", status, headers, raw)
+            except (ServerError, NetworkError) as exc:
+                delay = self.resend_backoff_secs * 2 ** (sends - 1)
+                elapsed = time.monotonic() - first_sent
+                if (not resendable or sends >= self.max_dial_sends
+                        or elapsed + delay >= self.resend_window_secs):
+                    raise
+                log.warning("dial %s: %s; re-sending (send %d of at most %d)",
+                            req.command_id, exc, sends + 1, self.max_dial_sends)
+                await asyncio.sleep(delay)
+                continue
+            if "call_control_id" not in result:
+                raise TelnyxError("Telnyx POST /calls answered without a call_control_id",
+                                  status=status)
+            return DialResult.from_data(result, sends=sends)
+
+    async def retrieve_call(self, call_control_id: str) -> CallStatus:
+        """The live status of a call (Telnyx keeps it 10 minutes after the call ends)."""
+        data = await self._request("GET", _call_path(call_control_id))
+        data.setdefault("call_control_id", call_control_id)
+        return CallStatus.from_data(data)
+
+    async def _action(self, call_control_id: str, action: str, body: dict[str, Any]) -> None:
+        _check_client_state(body.get("client_state"))
+        await self._request("POST", f"{_call_path(call_control_id)}/actions/{action}", body)
+
+    async def hangup(
+        self, call_control_id: str, *, client_state: str | None = None,
+        command_id: str | None = None,
+    ) -> None:
+        await self._action(call_control_id, "hangup",
+                           _set(client_state=client_state, command_id=command_id))
+
+    async def playback_start(
+        self,
+        call_control_id: str,
+        *,
+        audio_url: str | None = None,
+        media_name: str | None = None,
+        loop: int | str | None = None,
+        client_state: str | None = None,
+        command_id: str | None = None,
+    ) -> None:
+        """Play a file: exactly one of `audio_url`, `media_name`; `loop` 1..100 or "infinity"."""
+        if (audio_url is None) == (media_name is None):
+            raise InvalidRequest("playback_start needs exactly one of audio_url and media_name",
+                                 status=None)
+        await self._action(call_control_id, "playback_start", _set(
+            audio_url=audio_url, media_name=media_name, loop=loop, client_state=client_state,
+            command_id=command_id))
+
+    async def speak(
+        self,
+        call_control_id: str,
+        *,
+        payload: str,
+        voice: str = "female",
+        language: str = "en-US",
+        client_state: str | None = None,
+        command_id: str | None = None,
+    ) -> None:
+        await self._action(call_control_id, "speak", _set(
+            payload=payload, voice=voice, language=language, client_state=client_state,
+            command_id=command_id))
+
+    async def transfer(
+        self,
+        call_control_id: str,
+        *,
+        to: str,
+        from_: str | None = None,
+        timeout_secs: int | None = None,
+        client_state: str | None = None,
+        command_id: str | None = None,
+    ) -> None:
+        body = _set(to=to, timeout_secs=timeout_secs, client_state=client_state,
+                    command_id=command_id)
+        if from_ is not None:
+            body["from"] = from_
+        await self._action(call_control_id, "transfer", body)

@@ -1,0 +1,150 @@
+"""Helpers for engine tests: seed campaigns and contacts, run an engine against the simulator."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, AsyncIterator
+
+from sqlalchemy import select
+
+from campaigns.db.engine import create_engine, session_factory
+from campaigns.db.models import CallAttempt, Campaign, Contact, ContactStatus
+from campaigns.db.types import utcnow
+from campaigns.service import change_status, create_campaign
+from dialer.engine.runner import Engine, EngineConfig
+from dialer.simulator.config import FaultConfig, SimulatorConfig
+from dialer.simulator.server import Simulator
+
+ALL_DAY = {"calling_hours": "00:00-24:00", "calling_days": "mon-sun"}
+FAST_RETRY = {"retry_busy_secs": 0.2, "retry_no_answer_secs": 0.2, "retry_machine_secs": 0.2,
+              "retry_silence_secs": 0.2, "retry_failed_secs": 0.2, "retry_rejected_secs": 0.2,
+              "retry_jitter_secs": 0}
+
+
+def numbers(n: int, start: int = 0) -> list[str]:
+    """Valid US numbers (San Francisco 415-2xx exchanges)."""
+    return [f"+1415{200 + (i // 10000) % 800:03d}{i % 10000:04d}" for i in range(start, start + n)]
+
+
+async def seed(url: str, name: str, phones: Sequence[str], start: bool = True,
+               **settings: Any) -> int:
+    engine = create_engine(url)
+    try:
+        async with session_factory(engine)() as s, s.begin():
+            values = {"from": "+14155550100", "connection_id": "conn-1", **ALL_DAY, **settings}
+            c = await create_campaign(s, name, values)
+            now = utcnow()
+            s.add_all([Contact(campaign_id=c.id, phone_e164=p, phone_raw=p,
+                               timezones=["America/Los_Angeles"], timezone_source="number",
+                               custom_fields={}, status=ContactStatus.QUEUED, next_attempt_at=now)
+                       for p in phones])
+            if start:
+                await change_status(s, name, "start")
+            return c.id
+    finally:
+        await engine.dispose()
+
+
+async def contacts_of(url: str, campaign_id: int) -> list[Contact]:
+    engine = create_engine(url)
+    try:
+        async with session_factory(engine)() as s:
+            return list((await s.scalars(select(Contact).where(
+                Contact.campaign_id == campaign_id).order_by(Contact.id))).all())
+    finally:
+        await engine.dispose()
+
+
+async def attempts_of(url: str) -> list[CallAttempt]:
+    engine = create_engine(url)
+    try:
+        async with session_factory(engine)() as s:
+            return list((await s.scalars(select(CallAttempt).order_by(CallAttempt.id))).all())
+    finally:
+        await engine.dispose()
+
+
+async def campaign_status(url: str, campaign_id: int) -> str:
+    engine = create_engine(url)
+    try:
+        async with session_factory(engine)() as s:
+            c = await s.get(Campaign, campaign_id)
+            assert c is not None
+            return c.status
+    finally:
+        await engine.dispose()
+
+
+@dataclass
+class Rig:
+    sim: Simulator
+    engine: Engine
+
+
+@asynccontextmanager
+async def rig(url: str, *, speed: float = 100.0, cps: float = 50, max_concurrent: int = 20,
+              mix: dict[str, float] | None = None, pinned: dict[str, str] | None = None,
+              faults: FaultConfig | None = None, sim_cps: int | None = None,
+              channels: int | None = None, seed: int = 1, **engine_kw: Any
+              ) -> AsyncIterator[Rig]:
+    sim_kw: dict[str, Any] = {}
+    if mix is not None:
+        sim_kw["mix"] = mix
+    sim = Simulator(SimulatorConfig(cps_limit=sim_cps or int(cps), channels=channels or 1000,
+                                    speed=speed, seed=seed, pinned=pinned or {},
+                                    faults=faults or FaultConfig(), **sim_kw))
+    await sim.start()
+    config = EngineConfig(database_url=url, api_url=sim.api_url, api_key="test-key",
+                          public_key=sim.public_key_b64, port=0, cps=cps,
+                          max_concurrent=max_concurrent, time_scale=speed, seed=seed,
+                          **engine_kw)
+    engine = Engine(config)
+    await engine.start()
+    try:
+        yield Rig(sim, engine)
+    finally:
+        await engine.shutdown()
+        await sim.stop()
+
+
+async def wait_for(predicate: Any, timeout: float = 60.0, poll: float = 0.2) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        if await predicate():
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(poll)
+
+
+def expected_outcome(scenario: str, amd: str) -> str:
+    """The outcome a call of this simulator scenario must end with under an AMD mode."""
+    unanswered = {"busy": "busy", "no_answer": "no_answer", "rejected": "rejected",
+                  "not_found": "invalid_number"}
+    if scenario in unanswered:
+        return unanswered[scenario]
+    if amd == "disabled":
+        return "human"
+    if scenario == "human":
+        return "human"
+    if scenario.startswith("machine"):
+        return "machine"
+    if scenario == "fax":
+        return "fax" if amd == "premium" else "silence"
+    return "silence"
+
+
+def check_one_call_per_attempt(sim: Simulator, attempts: Sequence[CallAttempt]) -> None:
+    """The ledger and the attempts agree one to one: no attempt has two calls, no call is
+    without its attempt, and every placed attempt has its call."""
+    by_cmd: dict[str, int] = {}
+    for call in sim.ledger:
+        assert call.command_id, "every dial carries a command_id"
+        by_cmd[call.command_id] = by_cmd.get(call.command_id, 0) + 1
+    doubles = {k: v for k, v in by_cmd.items() if v > 1}
+    assert not doubles, f"attempts with two calls: {doubles}"
+    placed = {a.command_id for a in attempts if a.state != "not_placed"}
+    assert set(by_cmd) == placed, (set(by_cmd) ^ placed)
