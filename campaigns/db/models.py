@@ -139,6 +139,8 @@ class Contact(Base):
     status: Mapped[str] = mapped_column(String(16), default=ContactStatus.QUEUED)
     outcome: Mapped[str | None] = mapped_column(String(20))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: Attempt rows created so far (calls and not-placed ones): the next attempt_no is this + 1.
+    attempt_seq: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     first_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

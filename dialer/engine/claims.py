@@ -40,6 +40,9 @@ class DialJob:
     phone: str
     command_id: str
     client_state: str
+    #: Recovered after a crash: the dial may already have been sent (and the call placed), so
+    #: it is re-sent with its command_id, and never released as "not placed".
+    resend: bool = False
 
 
 @dataclass
@@ -73,7 +76,6 @@ async def claim(session: AsyncSession, campaign: Campaign, limit: int, now: date
     dnc = set((await session.scalars(
         select(DncNumber.phone_e164).where(DncNumber.phone_e164.in_(phones)))).all())
     recent = await _recent_calls(session, phones, now)
-    last_no = await _last_attempt_numbers(session, [c.id for c in contacts])
 
     new_attempts: list[tuple[Contact, CallAttempt]] = []
     for contact in contacts:
@@ -101,7 +103,8 @@ async def claim(session: AsyncSession, campaign: Campaign, limit: int, now: date
             result.deferred += 1
             continue
         recent[contact.phone_e164] = (count + 1, oldest or now)
-        attempt_no = last_no.get(contact.id, 0) + 1
+        attempt_no = (contact.attempt_seq or 0) + 1
+        contact.attempt_seq = attempt_no
         attempt = CallAttempt(
             contact_id=contact.id,
             campaign_id=campaign.id,
@@ -153,12 +156,3 @@ async def _recent_calls(session: AsyncSession, phones: Sequence[str],
     for phone, n, oldest in rows:
         out[phone] = (int(n), oldest)
     return out
-
-
-async def _last_attempt_numbers(session: AsyncSession, contact_ids: Sequence[int]) -> dict[int, int]:
-    rows = await session.execute(
-        select(CallAttempt.contact_id, func.max(CallAttempt.attempt_no))
-        .where(CallAttempt.contact_id.in_(contact_ids))
-        .group_by(CallAttempt.contact_id)
-    )
-    return {cid: int(n) for cid, n in rows}

@@ -120,6 +120,20 @@ def step(flow_state: str | None, event_type: str, payload: Mapping[str, Any],
     return None
 
 
+def entry_actions(flow_state: str | None, settings: Mapping[str, Any]) -> list[Action]:
+    """The actions sent on entering `flow_state`. A crash between the commit of a flow step and
+    the sending of its actions loses them; after a restart they are sent again with the same
+    command_id (Telnyx ignores a repeat on the same call)."""
+    if flow_state in ("message", "transfer"):
+        human = _human_step(settings)
+        return human.actions if human.flow_state == flow_state else []
+    if flow_state == "voicemail":
+        return [_voicemail_action(settings)]
+    if flow_state == "hangup":
+        return [Action("hangup")]
+    return []
+
+
 def timer_fired(flow_state: str | None, settings: Mapping[str, Any]) -> FlowStep | None:
     """The flow's fallback timer: no greeting event came, leave the voicemail anyway."""
     if flow_state == "awaiting_greeting":

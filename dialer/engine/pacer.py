@@ -24,6 +24,12 @@ from asyncio_throttle import Throttler
 SAFETY = 0.995
 
 
+#: How far behind schedule the spacer may catch up at once. Timer and loop latency make every
+#: wake-up a little late; slots keep their absolute times so the rate does not drift down, but a
+#: long stall is forgotten rather than turned into a burst (the hard guards bound it anyway).
+MAX_CATCH_UP_SECS = 0.02
+
+
 class EvenSpacer:
     def __init__(self, rate: float) -> None:
         self.rate = rate
@@ -34,13 +40,13 @@ class EvenSpacer:
         return 1.0 / (self.rate * SAFETY)
 
     def reserve(self, now: float) -> float:
-        """Reserve the next dial instant (>= now); returns it."""
-        slot = max(now, self._next)
+        """Reserve the next dial instant; returns it (it may be slightly in the past)."""
+        slot = max(self._next, now - min(MAX_CATCH_UP_SECS, 3 * self.interval))
         self._next = slot + self.interval
         return slot
 
     def ready_at(self, now: float) -> float:
-        return max(now, self._next)
+        return max(now - min(MAX_CATCH_UP_SECS, 3 * self.interval), self._next)
 
 
 @dataclass

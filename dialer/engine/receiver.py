@@ -38,14 +38,19 @@ class EventStore:
     """Group commit of incoming events: callers await `store`, one writer commits batches."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], on_stored: Callable[[], None],
-                 max_batch: int = 500) -> None:
+                 write_lock: asyncio.Lock | None = None, max_batch: int = 500) -> None:
         self._sessions = sessions
+        self._write_lock = write_lock
         self._on_stored = on_stored
         self._queue: asyncio.Queue[tuple[Envelope, asyncio.Future[bool]]] = asyncio.Queue()
         self._max_batch = max_batch
         self._task: asyncio.Task[None] | None = None
+        #: Monotonic time since which every store succeeded (reset by a failure, i.e. a 503):
+        #: webhooks Telnyx could not deliver before then may still be on their way.
+        self.healthy_since = time.monotonic()
 
     def start(self) -> None:
+        self.healthy_since = time.monotonic()
         self._task = asyncio.create_task(self._writer(), name="event-store")
 
     async def stop(self) -> None:
@@ -68,8 +73,13 @@ class EventStore:
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                inserted = await self._insert([env for env, _ in batch])
+                if self._write_lock is not None:
+                    async with self._write_lock:
+                        inserted = await self._insert([env for env, _ in batch])
+                else:
+                    inserted = await self._insert([env for env, _ in batch])
             except Exception as exc:  # database down: every waiter answers 503
+                self.healthy_since = time.monotonic()
                 log.warning("cannot store %d webhook events: %s", len(batch),
                             str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
                 for _, fut in batch:
@@ -98,10 +108,10 @@ class EventStore:
         async with self._sessions() as session, session.begin():
             dialect = (await session.connection()).dialect.name
             insert = pg_insert if dialect == "postgresql" else sqlite_insert
-            stmt = (insert(WebhookEvent).values(list(rows.values()))
-                    .on_conflict_do_nothing(index_elements=["event_id"])
+            # executemany with RETURNING: one cached statement whatever the batch size.
+            stmt = (insert(WebhookEvent).on_conflict_do_nothing(index_elements=["event_id"])
                     .returning(WebhookEvent.event_id))
-            result = await session.execute(stmt)
+            result = await session.execute(stmt, list(rows.values()))
             return set(result.scalars().all())
 
 

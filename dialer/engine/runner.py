@@ -78,6 +78,28 @@ log = logging.getLogger("dialer.engine")
 DB_ERRORS = (OperationalError, DBAPIError, OSError, ConnectionError)
 INSTANCE_DEAD_SECS = 15.0
 RESEND_WINDOW_SECS = 50.0
+BATCH_WAIT_SECS = 0.025
+#: A `created` attempt of this engine that it no longer tracks is recovered after this long.
+ORPHAN_SECS = 5.0
+#: A call that is over but whose webhooks may still come is looked at again after this long.
+WEBHOOK_RECHECK_SECS = 1.0
+RECOVERY_EVERY_SECS = 1.0
+
+
+def _process_gone(hostname: str, pid: int) -> bool:
+    """True when an engine instance ran on this host in a process that no longer exists (or
+    had our own pid: this process replaced it, as after a container restart)."""
+    if hostname != socket.gethostname()[:200]:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, owned by someone else
+        return False
+    return False
 
 
 @dataclass
@@ -98,6 +120,10 @@ class EngineConfig:
     #: Stop by itself once no campaign is running or paused and nothing is in flight (demo, tests).
     exit_when_idle: bool = False
     seed: int | None = None
+    #: Telnyx retries a webhook it could not deliver (engine down, database down: 503). A call
+    #: that Telnyx says is over is only declared to have lost its webhooks once it ended this
+    #: long ago AND the receiver has been storing events for this long. Wall-clock (not scaled).
+    webhook_grace_secs: float = 15.0
 
 
 @dataclass
@@ -138,16 +164,26 @@ class Engine:
         self.budgets: dict[int, CampaignBudget] = {}
         self._rr: deque[int] = deque()
         self._dial_results: list[DialOutcome] = []
+        #: Attempts this engine claimed (or recovered) whose dial result is not recorded yet.
+        self._tracked: set[int] = set()
         self._results_ready = asyncio.Event()
         self._dispatch_wakeup = asyncio.Event()
         self._events_ready = asyncio.Event()
         self._sends: set[asyncio.Task[None]] = set()
         self._actions: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
+        #: Set at the end of shutdown: the event processor and the result writer finish the
+        #: transaction they are in and return (cancelling them mid-transaction logs errors).
+        self._closing = False
         self._claiming = True
         self._tasks: list[asyncio.Task[None]] = []
+        self._tick_latency = 0.0
         self._runner: web.AppRunner | None = None
-        self.store = EventStore(self.sessions, self._events_ready.set)
+        # SQLite has one writer: transactions of this process take turns here instead of
+        # contending in SQLite's busy handler (which sleeps in coarse steps).
+        self._write_lock: asyncio.Lock | None = (
+            asyncio.Lock() if self.db.dialect.name == "sqlite" else None)
+        self.store = EventStore(self.sessions, self._events_ready.set, self._write_lock)
         verifier = None
         if not config.insecure_webhooks:
             if not config.public_key:
@@ -188,6 +224,7 @@ class Engine:
         self.store.start()
         await self._heartbeat()
         await self._recover()
+        await self._resume_flows()
         for name, coro in [
             ("scheduler", self._scheduler()),
             ("dispatcher", self._dispatcher()),
@@ -224,12 +261,19 @@ class Engine:
             await asyncio.sleep(0.1)
         if self._actions:
             await asyncio.wait(self._actions, timeout=5)
+        self._closing = True
+        self._results_ready.set()
+        self._events_ready.set()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.store.stop()
+        # The receiver first: requests in flight get their answer from the store, which then has
+        # nothing left to write when it stops.
         if self._runner is not None:
             await self._runner.cleanup()
+        await self.store.stop()
         await self.client.close()
         try:
             async with self.sessions() as s, s.begin():
@@ -273,11 +317,16 @@ class Engine:
 
     # ------------------------------------------------------------------ recovery
     async def _recover(self) -> None:
-        """Attempts claimed by an engine that is gone: dials younger than the command_id window
-        are re-sent with the same command_id; older ones wait for their webhooks or
-        reconciliation. Queued dials of a dead engine that were never sent are in `created`."""
+        """Attempts in `created` whose dial result nobody will record: claimed by an engine that
+        is gone, or by this one but no longer tracked here (the claim committed but its answer
+        was lost to a database outage). Dials younger than the command_id window are re-sent
+        with the same command_id (Telnyx ignores the repeat if the first one was placed); older
+        ones wait for their webhooks or reconciliation. Runs at start and then every second, so
+        a dead engine's work is picked up however soon it was restarted."""
         now = utcnow()
         live = await self._live_instances(now)
+        tracked = set(self._tracked)
+        orphan_before = now - timedelta(seconds=ORPHAN_SECS)
 
         async def _scan(s: AsyncSession) -> list[DialJob]:
             rows = (await s.scalars(
@@ -286,13 +335,16 @@ class Engine:
                 .with_for_update(skip_locked=True))).all()
             jobs: list[DialJob] = []
             for a in rows:
-                if a.claimed_by in live:
+                if a.claimed_by == self.instance_id:
+                    if a.id in tracked or a.id in self._tracked or a.created_at > orphan_before:
+                        continue
+                elif a.claimed_by in live:
                     continue
                 age = (now - a.created_at).total_seconds()
                 a.claimed_by = self.instance_id
                 if age < RESEND_WINDOW_SECS:
                     jobs.append(DialJob(a.id, a.campaign_id, a.contact_id, a.attempt_no,
-                                        a.phone_e164, a.command_id, a.client_state))
+                                        a.phone_e164, a.command_id, a.client_state, resend=True))
                 else:
                     a.reconcile_after = now + self.timing.wait(self.timing.lost_dial_secs)
             return jobs
@@ -300,6 +352,7 @@ class Engine:
         jobs = await self._retrying("recovery", lambda: self._tx(_scan))
         if jobs:
             log.info("recovery: re-sending %d dials with their original command_id", len(jobs))
+            self._tracked.update(job.attempt_id for job in jobs)
             await self._refresh_campaigns()
             for job in jobs:
                 self.queues.setdefault(job.campaign_id, deque()).appendleft(job)
@@ -307,29 +360,72 @@ class Engine:
                     self._rr.append(job.campaign_id)
             self._dispatch_wakeup.set()
 
+    async def _resume_flows(self) -> None:
+        """Actions are sent after the transaction that decided them commits: a crash in between
+        loses them (a message never played, a call never hung up). At start, the actions of
+        every live call's current flow step are sent again with their original command_id;
+        Telnyx ignores those that were already sent."""
+        async def _q(s: AsyncSession) -> list[PendingAction]:
+            rows = (await s.scalars(select(CallAttempt).where(
+                CallAttempt.state.in_((AttemptState.DIALED, AttemptState.ANSWERED)),
+                CallAttempt.call_control_id.is_not(None),
+                CallAttempt.flow_state.in_(("message", "transfer", "voicemail", "hangup"))))).all()
+            campaigns = {c.id: c for c in await s.scalars(select(Campaign).where(
+                Campaign.id.in_({a.campaign_id for a in rows})))} if rows else {}
+            actions = []
+            for a in rows:
+                assert a.call_control_id is not None
+                settings = with_defaults(campaigns[a.campaign_id].settings or {})
+                for act in flow.entry_actions(a.flow_state, settings):
+                    actions.append(PendingAction(a.id, a.call_control_id, action_command_id(
+                        a.command_id, act.key + str(a.flow_state)), act, settings))
+            return actions
+        actions: list[PendingAction] = await self._retrying("resuming call flows",
+                                                            lambda: self._tx(_q))
+        if actions:
+            log.info("recovery: re-sending the actions of %d live calls", len(actions))
+            self._run_actions(actions)
+
     async def _live_instances(self, now: datetime) -> set[str]:
+        """Instances with a recent heartbeat, except those on this host whose process is gone
+        (killed and restarted within INSTANCE_DEAD_SECS): their rows are removed at once, so
+        neither their work nor their share of the dial rate waits for the heartbeat to expire."""
         async def _q(s: AsyncSession) -> set[str]:
             cutoff = now - timedelta(seconds=INSTANCE_DEAD_SECS)
-            return set((await s.scalars(select(EngineInstance.id).where(
-                EngineInstance.heartbeat_at > cutoff))).all())
-        return await self._tx(_q)
+            rows = (await s.execute(select(
+                EngineInstance.id, EngineInstance.hostname, EngineInstance.pid).where(
+                EngineInstance.heartbeat_at > cutoff))).all()
+            gone = [i for i, host, pid in rows
+                    if i != self.instance_id and _process_gone(host, pid)]
+            if gone:
+                await s.execute(delete(EngineInstance).where(EngineInstance.id.in_(gone)))
+                log.info("engine instance(s) %s on this host are gone", ", ".join(gone))
+            return {i for i, _, _ in rows if i not in gone}
+        live: set[str] = await self._tx(_q)
+        return live
 
     async def _tx(self, fn: Any) -> Any:
-        async with self.sessions() as session, session.begin():
-            return await fn(session)
+        if self._write_lock is None:
+            async with self.sessions() as session, session.begin():
+                return await fn(session)
+        async with self._write_lock:
+            async with self.sessions() as session, session.begin():
+                return await fn(session)
 
     # ------------------------------------------------------------------ scheduler
-    async def _refresh_campaigns(self) -> None:
+    async def _refresh_campaigns(self, session: AsyncSession | None = None) -> None:
         async def _q(s: AsyncSession) -> list[Campaign]:
             return list((await s.scalars(select(Campaign).where(
                 Campaign.status == CampaignStatus.RUNNING))).all())
-        rows = await self._tx(_q)
+        rows = await _q(session) if session is not None else await self._tx(_q)
         current = {}
         for c in rows:
             current[c.id] = CampaignView(c.id, c.name, c.status, c.from_number, c.connection_id,
                                          dict(c.dial_settings or {}), with_defaults(c.settings or {}))
+            cps = current[c.id].settings.get("cps")
+            # A campaign cps at or above the account's needs no budget of its own.
             self.budgets.setdefault(c.id, CampaignBudget(None)).set_rate(
-                current[c.id].settings.get("cps"))
+                cps if cps and cps < self.pacer.adaptive.configured else None)
             if c.id not in self._rr:
                 self._rr.append(c.id)
         self.campaigns = current
@@ -339,15 +435,13 @@ class Engine:
                 while q:
                     self._release(q.popleft())
 
-    async def _in_flight(self) -> dict[int, int]:
-        async def _q(s: AsyncSession) -> dict[int, int]:
-            rows = await s.execute(
-                select(CallAttempt.campaign_id, func.count())
-                .where(CallAttempt.state.in_(AttemptState.IN_FLIGHT))
-                .group_by(CallAttempt.campaign_id))
-            return {cid: int(n) for cid, n in rows}
-        result: dict[int, int] = await self._tx(_q)
-        return result
+    @staticmethod
+    async def _in_flight(s: AsyncSession) -> dict[int, int]:
+        rows = await s.execute(
+            select(CallAttempt.campaign_id, func.count())
+            .where(CallAttempt.state.in_(AttemptState.IN_FLIGHT))
+            .group_by(CallAttempt.campaign_id))
+        return {cid: int(n) for cid, n in rows}
 
     async def _scheduler(self) -> None:
         while not self._stopping.is_set():
@@ -361,16 +455,33 @@ class Engine:
                 pass
 
     async def _schedule_once(self) -> None:
-        await self._refresh_campaigns()
+        """One transaction per tick: see which campaigns run, count calls in flight, and claim
+        for each campaign what its limits allow right now (round robin for fairness)."""
+        started = time.monotonic()
+        jobs: list[DialJob] = await self._tx(self._schedule_tx)
+        self._tracked.update(job.attempt_id for job in jobs)
+        for job in jobs:
+            self.queues.setdefault(job.campaign_id, deque()).append(job)
+        if jobs:
+            self._dispatch_wakeup.set()
+        self._tick_latency = 0.8 * self._tick_latency + 0.2 * (time.monotonic() - started)
+
+    async def _schedule_tx(self, s: AsyncSession) -> list[DialJob]:
+        await self._refresh_campaigns(s)
         if not self._claiming or not self.campaigns:
-            return
-        in_flight = await self._in_flight()
+            return []
+        in_flight = await self._in_flight(s)
         total = sum(in_flight.values())
         self.metrics.in_flight.set(total)
         account_room = self.config.max_concurrent - total
         order = [cid for cid in self._rr if cid in self.campaigns]
         self._rr.rotate(-1)
         share = self.pacer.rate / max(1, len(order))
+        # Claim enough to keep dialing until the next tick lands, however slow the database is
+        # right now; never much more, so a pause strands (and releases) little.
+        horizon = max(0.3, 3 * self.config.tick_secs, 2.5 * self._tick_latency)
+        now = utcnow()
+        jobs: list[DialJob] = []
         for cid in order:
             if account_room <= 0:
                 break
@@ -378,30 +489,19 @@ class Engine:
             queued = len(self.queues.get(cid, ()))
             rate = min(share if len(order) > 1 else self.pacer.rate,
                        view.settings.get("cps") or self.pacer.rate)
-            lookahead = int(rate * max(0.3, self.config.tick_secs * 3)) + 1
             room = view.settings["max_concurrent"] - in_flight.get(cid, 0)
-            want = min(room, account_room, lookahead - queued)
+            want = min(room, account_room, int(rate * horizon) + 1 - queued)
             if want <= 0:
                 continue
-            jobs = await self._claim(cid, want)
-            account_room -= len(jobs)
-            if jobs:
-                self.queues.setdefault(cid, deque()).extend(jobs)
-                self._dispatch_wakeup.set()
-
-    async def _claim(self, campaign_id: int, want: int) -> list[DialJob]:
-        now = utcnow()
-
-        async def _q(s: AsyncSession) -> list[DialJob]:
-            campaign = await s.get(Campaign, campaign_id)
+            campaign = await s.get(Campaign, cid)
             if campaign is None or campaign.status != CampaignStatus.RUNNING:
-                return []
+                continue
             result = await claim(s, campaign, want, now, instance_id=self.instance_id,
                                  per_number_cap=self.config.per_number_cap)
             for _ in range(result.suppressed):
                 self.metrics.outcomes.labels(o.DNC).inc()
-            return result.jobs
-        jobs: list[DialJob] = await self._tx(_q)
+            account_room -= len(result.jobs)
+            jobs.extend(result.jobs)
         return jobs
 
     # ------------------------------------------------------------------ dispatcher
@@ -445,10 +545,15 @@ class Engine:
             task.add_done_callback(self._sends.discard)
 
     def _release(self, job: DialJob) -> None:
-        """A claimed dial that will not be sent (paused/stopped/shutting down): not an attempt."""
-        self._dial_results.append(DialOutcome(job.attempt_id, "rate_limited", sends=0,
-                                              error_code="released",
-                                              error_detail="campaign paused or engine stopping"))
+        """A claimed dial that will not be sent (paused/stopped/shutting down): not an attempt.
+        A recovered dial may have been placed before the crash: it is never released as not
+        placed (its contact could be called twice); its webhooks or reconciliation settle it."""
+        if job.resend:
+            self._dial_results.append(DialOutcome(job.attempt_id, "failed", sends=0))
+        else:
+            self._dial_results.append(DialOutcome(
+                job.attempt_id, "rate_limited", sends=0, error_code="released",
+                error_detail="campaign paused or engine stopping"))
         self._results_ready.set()
 
     def _dial_request(self, job: DialJob, view: CampaignView) -> DialRequest:
@@ -495,10 +600,10 @@ class Engine:
         self._results_ready.set()
 
     async def _result_writer(self) -> None:
-        while True:
+        while not self._closing:
             await self._results_ready.wait()
             self._results_ready.clear()
-            await asyncio.sleep(0.01)  # let a few more results join this commit
+            await asyncio.sleep(BATCH_WAIT_SECS)  # let more results join this commit
             while self._dial_results:
                 batch = self._dial_results[:500]
                 now = utcnow()
@@ -509,6 +614,7 @@ class Engine:
                 to_pause = await self._retrying("recording dial results",
                                                 lambda: self._tx(_apply))
                 del self._dial_results[:len(batch)]
+                self._tracked.difference_update(r.attempt_id for r in batch)
                 for cid in to_pause:
                     await self._pause_for_auth(cid)
 
@@ -524,12 +630,15 @@ class Engine:
 
     # ------------------------------------------------------------------ events
     async def _event_processor(self) -> None:
-        while True:
+        while not self._closing:
             try:
                 await asyncio.wait_for(self._events_ready.wait(), timeout=0.5)
             except asyncio.TimeoutError:
                 pass
             self._events_ready.clear()
+            # Let events that arrive together share one transaction: a short wait here saves a
+            # transaction per event under load and costs little latency.
+            await asyncio.sleep(BATCH_WAIT_SECS)
             while True:
                 n, actions = await self._retrying("processing webhooks", self._process_batch)
                 self._run_actions(actions)
@@ -550,13 +659,15 @@ class Engine:
                 Campaign.id.in_({a.campaign_id for a in attempts.values()})))} if attempts else {}
             actions: list[PendingAction] = []
             touched: dict[int, Any] = {}
+            orphans = 0
             for ev in events:
                 attempt = attempts.get(ev.attempt_id) if ev.attempt_id else None
                 ev.processed_at = now
                 if attempt is None:
                     ev.status = "orphan"
-                    log.info("webhook %s (%s) for an unknown call %s kept as orphan",
-                             ev.event_id, ev.event_type, ev.call_control_id)
+                    orphans += 1
+                    log.debug("webhook %s (%s) for an unknown call %s kept as orphan",
+                              ev.event_id, ev.event_type, ev.call_control_id)
                     continue
                 ev.status = "processed"
                 campaign = campaigns[attempt.campaign_id]
@@ -574,6 +685,9 @@ class Engine:
                    if a.state == AttemptState.ENDED and a.settled_at is None
                    and a.settle_after is not None and a.settle_after <= now]
             await self._settle(s, due, now)
+            if orphans:
+                log.info("%d webhook events for calls this database does not know were kept "
+                         "as orphans", orphans)
             self.stats.events_processed += len(events)
             return len(events), actions
         result: tuple[int, list[PendingAction]] = await self._tx(_q)
@@ -616,7 +730,11 @@ class Engine:
     # ------------------------------------------------------------------ sweeps
     async def _sweeps(self) -> None:
         last_heartbeat = 0.0
+        last_recovery = time.monotonic()
         while not self._stopping.is_set():
+            if self._claiming and time.monotonic() - last_recovery > RECOVERY_EVERY_SECS:
+                await self._retrying("recovery", self._recover)
+                last_recovery = time.monotonic()
             await self._retrying("flow timers", self._fire_timers)
             await self._retrying("settling", self._settle_due)
             await self._retrying("reconciliation", self._reconcile)
@@ -687,17 +805,25 @@ class Engine:
         due: list[tuple[int, str | None, datetime]] = await self._tx(_due)
         if not due:
             return
-        alive: dict[int, bool] = {}
+        # True: alive, look again later; "wait": over, but its webhooks may still be on their way.
+        alive: dict[int, bool | str] = {}
 
         async def _check(aid: int, cc: str | None, created: datetime) -> None:
             if cc is None:
                 # Never heard of this call: the dial's answer was lost and no webhook came.
-                alive[aid] = (now - created) < self.timing.wait(self.timing.lost_dial_secs)
+                if (now - created) < self.timing.wait(self.timing.lost_dial_secs):
+                    alive[aid] = True
+                else:
+                    alive[aid] = False if self._webhooks_overdue(None, now) else "wait"
                 return
             try:
-                alive[aid] = (await self.client.retrieve_call(cc)).is_alive
+                status = await self.client.retrieve_call(cc)
+                if status.is_alive:
+                    alive[aid] = True
+                else:
+                    alive[aid] = False if self._webhooks_overdue(status.end_time, now) else "wait"
             except (CallNotFound, CallEnded):
-                alive[aid] = False
+                alive[aid] = False if self._webhooks_overdue(None, now) else "wait"
             except TelnyxError as exc:
                 log.info("reconciliation of %s postponed: %s", cc, exc)
         await asyncio.gather(*(_check(*d) for d in due))
@@ -709,7 +835,11 @@ class Engine:
             for a in rows:
                 if a.state not in AttemptState.IN_FLIGHT:
                     continue
-                if alive.get(a.id, True):
+                verdict = alive.get(a.id, True)
+                if verdict == "wait":
+                    a.reconcile_after = now + timedelta(seconds=WEBHOOK_RECHECK_SECS)
+                    continue
+                if verdict:
                     a.reconcile_after = now + self.timing.wait(self.timing.reconcile_recheck_secs)
                     continue
                 a.state = AttemptState.ENDED
@@ -721,6 +851,15 @@ class Engine:
                 finished.append(a)
             await self._settle(s, finished, now)
         await self._tx(_apply)
+
+    def _webhooks_overdue(self, ended_at: datetime | None, now: datetime) -> bool:
+        """Whether the webhooks of a call that is over can no longer be expected: Telnyx retries
+        failed deliveries, so after a restart or a database outage (503s) they may still come.
+        `ended_at` None: unknown (Telnyx no longer knows the call, or the dial was lost)."""
+        grace = self.config.webhook_grace_secs
+        if time.monotonic() - self.store.healthy_since < grace:
+            return False
+        return ended_at is None or (now - ended_at).total_seconds() >= grace
 
     async def _complete_campaigns(self) -> None:
         async def _q(s: AsyncSession) -> None:

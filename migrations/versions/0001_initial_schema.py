@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 22:00:00.124319
+Create Date: 2026-11-26 22:23:59.573035
 """
 from __future__ import annotations
 
@@ -113,6 +113,7 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('outcome', sa.String(length=20), nullable=True),
     sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('attempt_seq', sa.Integer(), server_default=sa.text('0'), nullable=False),
     sa.Column('next_attempt_at', campaigns.db.types.UTCDateTime(), nullable=True),
     sa.Column('first_attempt_at', campaigns.db.types.UTCDateTime(), nullable=True),
     sa.Column('last_attempt_at', campaigns.db.types.UTCDateTime(), nullable=True),

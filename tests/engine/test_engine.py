@@ -199,3 +199,26 @@ async def test_every_amd_mode_with_faulty_webhooks(sqlite_url: str, mode: str) -
             ledger[a.command_id].scenario, a.amd_result, a.hangup_cause)
         if a.voicemail_left:
             assert a.outcome == "machine"
+
+
+async def test_two_engines_on_one_postgres_never_dial_a_contact_twice(pg_url: str) -> None:
+    from dialer.engine.runner import Engine, EngineConfig
+
+    cid = await seed(pg_url, "twin", numbers(200), max_attempts=2, **FAST_RETRY)
+    async with rig(pg_url, mix={"human": 3, "busy": 1, "no_answer": 1}, cps=40,
+                   max_concurrent=40, speed=50) as r:
+        second = Engine(EngineConfig(database_url=pg_url, api_url=r.sim.api_url,
+                                     api_key="test-key", public_key=r.sim.public_key_b64, port=0,
+                                     cps=40, max_concurrent=40, time_scale=50))
+        await second.start()
+        try:
+            await wait_for(completed(pg_url, cid), timeout=120)
+        finally:
+            await second.shutdown()
+        sent = (r.engine.stats.dials_sent, second.stats.dials_sent)
+    assert all(n > 0 for n in sent), sent  # both engines really dialed
+    attempts = await attempts_of(pg_url)
+    check_one_call_per_attempt(r.sim, attempts)
+    contacts = await contacts_of(pg_url, cid)
+    by_contact = Counter(a.contact_id for a in attempts if a.state != "not_placed")
+    assert all(c.status == "done" and c.attempts == by_contact[c.id] <= 2 for c in contacts)

@@ -1,0 +1,175 @@
+"""Benchmark of the engine's pacing: achieved dials/s and the worst 1 s / 100 ms windows.
+
+The simulator runs as its own process (`dialer simulator`, answering at once: every call is busy
+and ends within a fraction of a second); the engine runs in this process on PostgreSQL (a
+throwaway server from tests/pgserver.py) or SQLite. For each rate the campaign has enough
+contacts for the run; the figures come from the simulator's ledger (`GET /_simulator/calls`).
+
+    .venv/bin/python bench/bench_pacing.py [--rates 10,30,100,300] [--secs 20] [--sqlite-rate 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import json
+import math
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from campaigns.db.engine import create_engine, session_factory  # noqa: E402
+from campaigns.db.migrate import upgrade  # noqa: E402
+from campaigns.db.models import Contact  # noqa: E402
+from campaigns.db.types import utcnow  # noqa: E402
+from campaigns.service import change_status, create_campaign  # noqa: E402
+from dialer.engine.runner import Engine, EngineConfig  # noqa: E402
+from dialer.telnyx.signatures import generate_keypair, public_key_from_private  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_secs(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def max_in_window(times: list[float], width: float) -> int:
+    best = 0
+    for i, t in enumerate(times):
+        j = bisect.bisect_left(times, t + width)
+        best = max(best, j - i)
+    return best
+
+
+async def seed(url: str, name: str, n: int, cps: float) -> None:
+    db = create_engine(url)
+    async with session_factory(db)() as s, s.begin():
+        await create_campaign(s, name, {
+            "from": "+14155550100", "connection_id": "bench", "cps": cps,
+            "max_concurrent": 10000, "max_attempts": 1, "calling_hours": "00:00-24:00",
+            "calling_days": "mon-sun"})
+    async with session_factory(db)() as s, s.begin():
+        from sqlalchemy import select
+
+        from campaigns.db.models import Campaign
+        cid = (await s.scalars(select(Campaign.id).where(Campaign.name == name))).one()
+        now = utcnow()
+        rows = [{"campaign_id": cid, "phone_e164": f"+1415{2000000 + i:07d}",
+                 "timezones": ["America/Los_Angeles"], "custom_fields": {}, "status": "queued",
+                 "attempts": 0, "next_attempt_at": now, "created_at": now, "updated_at": now}
+                for i in range(n)]
+        from sqlalchemy import insert
+        for k in range(0, n, 5000):
+            await s.execute(insert(Contact), rows[k:k + 5000])
+    async with session_factory(db)() as s, s.begin():
+        await change_status(s, name, "start")
+    await db.dispose()
+
+
+async def run_rate(url: str, sim_url: str, sim_pid: int, public_key: str, rate: float,
+                   secs: float, name: str) -> dict[str, Any]:
+    await seed(url, name, int(rate * (secs + 2)), rate)
+    engine = Engine(EngineConfig(database_url=url, api_url=sim_url + "/v2", api_key="bench",
+                                 public_key=public_key, port=0, cps=rate, max_concurrent=100000,
+                                 time_scale=1))
+    async with aiohttp.ClientSession() as http:
+        async with http.get(sim_url + "/_simulator/calls") as r:
+            before = len((await r.json())["data"])
+        cpu0, sim_cpu0, t0 = time.process_time(), cpu_secs(sim_pid), time.monotonic()
+        await engine.start()
+        await asyncio.sleep(secs)
+        await engine.shutdown()
+        cpu1, sim_cpu1, t1 = time.process_time(), cpu_secs(sim_pid), time.monotonic()
+        async with http.get(sim_url + "/_simulator/calls") as r:
+            calls = (await r.json())["data"][before:]
+        async with http.get(sim_url + "/_simulator/stats") as r:
+            stats = await r.json()
+    times = sorted(float(c["dialed_at"]) for c in calls)
+    # Steady state: skip the first second (start-up) and the last (shutdown).
+    steady = [t for t in times if times[0] + 1.0 <= t <= times[-1] - 1.0] if times else []
+    achieved = (len(steady) - 1) / (steady[-1] - steady[0]) if len(steady) > 1 else 0.0
+    return {
+        "rate": rate,
+        "calls": len(times),
+        "achieved_per_s": round(achieved, 2),
+        "achieved_pct": round(100 * achieved / rate, 1),
+        "max_in_any_1s": max_in_window(times, 1.0),
+        "max_in_any_100ms": max_in_window(times, 0.1),
+        "limit_100ms": math.ceil(rate / 10) + 1,
+        "http_429": stats.get("rejected_429"),
+        "engine_cpu_pct": round(100 * (cpu1 - cpu0) / (t1 - t0), 1),
+        "simulator_cpu_pct": round(100 * (sim_cpu1 - sim_cpu0) / (t1 - t0), 1),
+    }
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rates", default="10,30,100,300")
+    ap.add_argument("--secs", type=float, default=20.0)
+    ap.add_argument("--sqlite-rate", type=float, default=30.0)
+    args = ap.parse_args()
+    private, _ = generate_keypair()
+    public = public_key_from_private(private)
+    port = free_port()
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "dialer.cli.main", "simulator", "--port", str(port),
+         "--private-key", private, "--cps-limit", "1000", "--channels", "100000",
+         "--speed", "1000", "--scenarios", str(REPO / "bench" / "busy.toml")],
+        env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.DEVNULL)
+    sim_url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+        except OSError:
+            time.sleep(0.1)
+    from tests.pgserver import start_server
+
+    pg = start_server()
+    results = []
+    try:
+        for i, rate in enumerate(float(r) for r in args.rates.split(",")):
+            url = pg.url()
+            if i:
+                import asyncpg
+                conn = await asyncpg.connect(pg.url())
+                await conn.execute(f"CREATE DATABASE b{i}")
+                await conn.close()
+                url = pg.url(f"b{i}")
+            upgrade(url)
+            res = await run_rate(url, sim_url, sim.pid, public, rate, args.secs, f"pg{i}")
+            res["db"] = "postgresql"
+            results.append(res)
+            print(json.dumps(res), flush=True)
+        with tempfile.TemporaryDirectory() as d:
+            url = f"sqlite:///{d}/bench.db"
+            upgrade(url)
+            res = await run_rate(url, sim_url, sim.pid, public, args.sqlite_rate, args.secs, "lite")
+            res["db"] = "sqlite"
+            results.append(res)
+            print(json.dumps(res), flush=True)
+    finally:
+        sim.terminate()
+        pg.cleanup()
+    print(f"# {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,64 @@
+"""`dialer status NAME [--watch]`: live progress of a campaign."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import click
+from rich.live import Live
+from rich.table import Table
+
+from campaigns.progress import Progress, progress
+from dialer.cli.common import app_context, err, out, print_json, transaction
+
+
+def render(p: Progress) -> Table:
+    t = Table(title=f"{p.name} ({p.status})", show_header=False)
+    t.add_column("what")
+    t.add_column("value", justify="right")
+    t.add_row("contacts", str(p.contacts))
+    t.add_row("done", f"{p.done} ({100 * p.done / p.contacts:.1f}%)" if p.contacts else "0")
+    t.add_row("queued (due now)", f"{p.queued} ({p.due_now})")
+    t.add_row("calls in flight", str(p.in_flight))
+    t.add_row("calls placed", str(p.dialed))
+    t.add_row("dials/s (last 60 s)", f"{p.dials_per_sec:.2f}")
+    t.add_row("429s (last 60 s)", str(p.rate_limited_recent))
+    t.add_row("ETA", str(timedelta(seconds=int(p.eta_secs))) if p.eta_secs is not None else "-")
+    for outcome, n in sorted(p.outcomes.items(), key=lambda kv: -kv[1]):
+        t.add_row(f"  {outcome}", str(n))
+    if p.last_error:
+        t.add_row("last error", p.last_error)
+    return t
+
+
+@click.command()
+@click.argument("name")
+@click.option("--watch", is_flag=True, help="Refresh every second until interrupted.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON once.")
+def status(name: str, watch: bool, as_json: bool) -> None:
+    """Show live progress of campaign NAME."""
+    url = app_context().database_url
+
+    async def _once() -> Progress:
+        async with transaction(url) as s:
+            return await progress(s, name)
+
+    async def _watch() -> None:
+        p = await _once()
+        with Live(render(p), console=err, refresh_per_second=2) as live:
+            while True:
+                await asyncio.sleep(1.0)
+                live.update(render(await _once()))
+
+    if watch:
+        try:
+            asyncio.run(_watch())
+        except KeyboardInterrupt:
+            pass
+        return
+    p = asyncio.run(_once())
+    if as_json:
+        print_json(p.as_dict())
+    else:
+        out.print(render(p))
