@@ -13,7 +13,7 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -189,7 +189,14 @@ def _finish_contact(contact: Contact, outcome: str, now: datetime) -> None:
     contact.updated_at = now
 
 
-async def find_attempts(session: AsyncSession, events: Sequence[WebhookEvent]
+class EventLike(Protocol):
+    id: int
+    payload: dict[str, Any]
+    call_control_id: str | None
+    attempt_id: int | None
+
+
+async def find_attempts(session: AsyncSession, events: Sequence[EventLike]
                         ) -> dict[int, CallAttempt]:
     """Attempts named by the events (client_state first, call_control_id as fallback), locked;
     sets `event.attempt_id` for each event that found one."""
@@ -234,10 +241,12 @@ def apply_event(attempt: CallAttempt, campaign: Campaign, event_type: str,
     """Merge one event's facts into the attempt and advance its call flow. Returns the actions
     to send (none once the call has ended)."""
     at = occurred_at or now
-    if attempt.call_control_id is None and isinstance(payload.get("call_control_id"), str):
+    # Ids longer than their columns are not Telnyx's: storing one would fail the whole batch
+    # on PostgreSQL, and the processor would retry that batch forever.
+    if attempt.call_control_id is None and _fits(payload.get("call_control_id"), 200):
         attempt.call_control_id = payload["call_control_id"]
     for attr in ("call_leg_id", "call_session_id"):
-        if getattr(attempt, attr) is None and isinstance(payload.get(attr), str):
+        if getattr(attempt, attr) is None and _fits(payload.get(attr), 64):
             setattr(attempt, attr, payload[attr])
     if attempt.state == AttemptState.NOT_PLACED:
         log.warning("event %s for attempt %s that was recorded as not placed", event_type,
@@ -258,13 +267,13 @@ def apply_event(attempt: CallAttempt, campaign: Campaign, event_type: str,
         attempt.hangup_cause = attempt.hangup_cause or _str(payload.get("hangup_cause"))
         attempt.hangup_source = attempt.hangup_source or _str(payload.get("hangup_source"))
         attempt.sip_hangup_cause = attempt.sip_hangup_cause or _str(
-            payload.get("sip_hangup_cause"))
+            payload.get("sip_hangup_cause"), 16)
         attempt.reconcile_after = None
         attempt.flow_deadline = None
     elif event_type in flow.DETECTION_EVENTS:
-        attempt.amd_result = attempt.amd_result or _str(payload.get("result"))
+        attempt.amd_result = attempt.amd_result or _str(payload.get("result"), 24)
     elif event_type in flow.GREETING_EVENTS:
-        attempt.greeting_result = attempt.greeting_result or _str(payload.get("result"))
+        attempt.greeting_result = attempt.greeting_result or _str(payload.get("result"), 24)
 
     step = flow.step(attempt.flow_state, event_type, payload, settings, mode,
                      greeting_seen=attempt.greeting_result == "beep_detected")
@@ -288,8 +297,13 @@ def apply_event(attempt: CallAttempt, campaign: Campaign, event_type: str,
     return actions
 
 
-def _str(v: Any) -> str | None:
-    return str(v)[:32] if v is not None else None
+def _str(v: Any, size: int = 32) -> str | None:
+    """A fact from a payload, cut to its column's size (a longer value is not Telnyx's)."""
+    return str(v)[:size] if v is not None else None
+
+
+def _fits(v: Any, size: int) -> bool:
+    return isinstance(v, str) and 0 < len(v) <= size
 
 
 def answered(attempt: CallAttempt) -> bool:

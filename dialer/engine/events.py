@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -50,20 +52,51 @@ class Envelope:
 
 
 def parse_time(value: Any) -> datetime | None:
+    """An ISO time as an aware UTC datetime; None when absent, malformed, or not representable
+    in UTC (year 1 at +14:00 would fail later, when stored)."""
     if not isinstance(value, str) or not value:
         return None
     try:
         dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+    except (ValueError, OverflowError):
         return None
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _clean(value: Any) -> Any:
+    """Strings PostgreSQL's JSONB refuses (NUL, unpaired surrogates from \\u escapes), with
+    those characters replaced by U+FFFD: one such event must not fail its whole batch."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    return value
 
 
 def parse_envelope(body: bytes) -> Envelope:
     try:
-        doc = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        # ValueError covers bad UTF-8, NaN/Infinity, 1e999 and integers too long to convert.
+        doc = json.loads(body, parse_constant=_reject_constant, parse_float=_finite)
+    except (ValueError, RecursionError):
         raise BadEnvelope("body is not JSON") from None
+    if b"\\u" in body:  # the only way such characters get into a JSON string
+        doc = _clean(doc)
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), dict):
         raise BadEnvelope("no data object")
     data = doc["data"]

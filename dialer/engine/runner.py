@@ -79,6 +79,8 @@ DB_ERRORS = (OperationalError, DBAPIError, OSError, ConnectionError)
 INSTANCE_DEAD_SECS = 15.0
 RESEND_WINDOW_SECS = 50.0
 BATCH_WAIT_SECS = 0.025
+#: Reconciliation, campaign completion, stop --hangup and the idle check run this often.
+SLOW_SWEEP_SECS = 0.5
 #: A `created` attempt of this engine that it no longer tracks is recovered after this long.
 ORPHAN_SECS = 5.0
 #: A call that is over but whose webhooks may still come is looked at again after this long.
@@ -140,6 +142,20 @@ class CampaignView:
 
 
 @dataclass
+class EventRow:
+    """A stored webhook event being processed."""
+
+    id: int
+    event_id: str
+    event_type: str
+    occurred_at: datetime | None
+    payload: dict[str, Any]
+    call_control_id: str | None
+    attempt_id: int | None = None
+    status: str = "processed"
+
+
+@dataclass
 class Stats:
     dials_sent: int = 0
     rate_limited: int = 0
@@ -178,6 +194,7 @@ class Engine:
         self._claiming = True
         self._tasks: list[asyncio.Task[None]] = []
         self._tick_latency = 0.0
+        self._busy_events = False
         self._runner: web.AppRunner | None = None
         # SQLite has one writer: transactions of this process take turns here instead of
         # contending in SQLite's busy handler (which sleeps in coarse steps).
@@ -636,11 +653,13 @@ class Engine:
             except asyncio.TimeoutError:
                 pass
             self._events_ready.clear()
-            # Let events that arrive together share one transaction: a short wait here saves a
-            # transaction per event under load and costs little latency.
-            await asyncio.sleep(BATCH_WAIT_SECS)
+            # Under load, let events that arrive together share one transaction; when quiet,
+            # process at once (the call flow's next action waits on this).
+            if self._busy_events:
+                await asyncio.sleep(BATCH_WAIT_SECS)
             while True:
                 n, actions = await self._retrying("processing webhooks", self._process_batch)
+                self._busy_events = n >= 20
                 self._run_actions(actions)
                 if n < 200:
                     break
@@ -649,11 +668,17 @@ class Engine:
         now = utcnow()
 
         async def _q(s: AsyncSession) -> tuple[int, list[PendingAction]]:
-            events = list((await s.scalars(
-                select(WebhookEvent).where(WebhookEvent.status == "pending")
-                .order_by(WebhookEvent.id).limit(200).with_for_update(skip_locked=True))).all())
-            if not events:
+            # Plain rows, not ORM objects: events are only read here and marked in one bulk
+            # UPDATE at the end (the hot path under webhook load).
+            rows = (await s.execute(
+                select(WebhookEvent.id, WebhookEvent.event_id, WebhookEvent.event_type,
+                       WebhookEvent.occurred_at, WebhookEvent.payload,
+                       WebhookEvent.call_control_id)
+                .where(WebhookEvent.status == "pending")
+                .order_by(WebhookEvent.id).limit(200).with_for_update(skip_locked=True))).all()
+            if not rows:
                 return 0, []
+            events = [EventRow(*r) for r in rows]
             attempts = await find_attempts(s, events)
             campaigns = {c.id: c for c in await s.scalars(select(Campaign).where(
                 Campaign.id.in_({a.campaign_id for a in attempts.values()})))} if attempts else {}
@@ -662,7 +687,6 @@ class Engine:
             orphans = 0
             for ev in events:
                 attempt = attempts.get(ev.attempt_id) if ev.attempt_id else None
-                ev.processed_at = now
                 if attempt is None:
                     ev.status = "orphan"
                     orphans += 1
@@ -685,6 +709,9 @@ class Engine:
                    if a.state == AttemptState.ENDED and a.settled_at is None
                    and a.settle_after is not None and a.settle_after <= now]
             await self._settle(s, due, now)
+            await s.execute(update(WebhookEvent), [
+                {"id": ev.id, "status": ev.status, "processed_at": now,
+                 "attempt_id": ev.attempt_id} for ev in events])
             if orphans:
                 log.info("%d webhook events for calls this database does not know were kept "
                          "as orphans", orphans)
@@ -730,23 +757,25 @@ class Engine:
     # ------------------------------------------------------------------ sweeps
     async def _sweeps(self) -> None:
         last_heartbeat = 0.0
+        last_slow = 0.0
         last_recovery = time.monotonic()
         while not self._stopping.is_set():
             if self._claiming and time.monotonic() - last_recovery > RECOVERY_EVERY_SECS:
                 await self._retrying("recovery", self._recover)
                 last_recovery = time.monotonic()
-            await self._retrying("flow timers", self._fire_timers)
-            await self._retrying("settling", self._settle_due)
-            await self._retrying("reconciliation", self._reconcile)
-            await self._retrying("campaign completion", self._complete_campaigns)
-            await self._retrying("hangups on stop", self._hangup_stopped)
+            await self._retrying("flow timers and settling", self._fast_sweep)
+            if time.monotonic() - last_slow >= SLOW_SWEEP_SECS:
+                last_slow = time.monotonic()
+                await self._retrying("reconciliation", self._reconcile)
+                await self._retrying("campaign completion", self._complete_campaigns)
+                await self._retrying("hangups on stop", self._hangup_stopped)
+                if self.config.exit_when_idle and await self._retrying("idle check", self._idle):
+                    log.info("nothing left to do: stopping")
+                    self._stopping.set()
+                    break
             if time.monotonic() - last_heartbeat > 2.0:
                 await self._retrying("heartbeat", self._heartbeat)
                 last_heartbeat = time.monotonic()
-            if self.config.exit_when_idle and await self._retrying("idle check", self._idle):
-                log.info("nothing left to do: stopping")
-                self._stopping.set()
-                break
             try:
                 await asyncio.wait_for(self._stopping.wait(), timeout=self._sweep_interval)
             except asyncio.TimeoutError:
@@ -757,40 +786,40 @@ class Engine:
         """0.2 s in real time; shorter against a fast simulator, whose calls are short."""
         return max(0.02, min(0.2, 5.0 / self.timing.scale))
 
-    async def _fire_timers(self) -> None:
+    async def _fast_sweep(self) -> None:
+        """Flow timers and settling, in one transaction: they decide the next call action and
+        free contacts for retries, so they run often."""
         now = utcnow()
 
         async def _q(s: AsyncSession) -> list[PendingAction]:
-            rows = (await s.scalars(select(CallAttempt).where(
-                CallAttempt.flow_deadline <= now,
-                CallAttempt.state.in_(AttemptState.IN_FLIGHT)).limit(200)
-                .with_for_update(skip_locked=True))).all()
-            actions = []
-            for a in rows:
-                a.flow_deadline = None
-                campaign = await s.get(Campaign, a.campaign_id)
-                assert campaign is not None
-                settings = with_defaults(campaign.settings or {})
-                step = flow.timer_fired(a.flow_state, settings)
-                if step is None or not a.call_control_id:
-                    continue
-                a.flow_state = step.flow_state
-                for act in step.actions:
-                    actions.append(PendingAction(a.id, a.call_control_id, action_command_id(
-                        a.command_id, act.key + str(a.flow_state)), act, settings))
-            return actions
-        self._run_actions(await self._tx(_q))
-
-    async def _settle_due(self) -> None:
-        now = utcnow()
-
-        async def _q(s: AsyncSession) -> None:
+            actions = await self._fire_timers(s, now)
             rows = list((await s.scalars(select(CallAttempt).where(
                 CallAttempt.state == AttemptState.ENDED, CallAttempt.settled_at.is_(None),
                 CallAttempt.settle_after <= now).limit(500)
                 .with_for_update(skip_locked=True))).all())
             await self._settle(s, rows, now)
-        await self._tx(_q)
+            return actions
+        self._run_actions(await self._tx(_q))
+
+    async def _fire_timers(self, s: AsyncSession, now: datetime) -> list[PendingAction]:
+        rows = (await s.scalars(select(CallAttempt).where(
+            CallAttempt.flow_deadline <= now,
+            CallAttempt.state.in_(AttemptState.IN_FLIGHT)).limit(200)
+            .with_for_update(skip_locked=True))).all()
+        actions = []
+        for a in rows:
+            a.flow_deadline = None
+            campaign = await s.get(Campaign, a.campaign_id)
+            assert campaign is not None
+            settings = with_defaults(campaign.settings or {})
+            step = flow.timer_fired(a.flow_state, settings)
+            if step is None or not a.call_control_id:
+                continue
+            a.flow_state = step.flow_state
+            for act in step.actions:
+                actions.append(PendingAction(a.id, a.call_control_id, action_command_id(
+                    a.command_id, act.key + str(a.flow_state)), act, settings))
+        return actions
 
     async def _reconcile(self) -> None:
         """Attempts whose call.hangup never came: ask Telnyx; finalise the ones that are over."""

@@ -40,7 +40,7 @@ def completed(url: str, cid: int):  # type: ignore[no-untyped-def]
 
 
 async def test_campaign_completes_with_one_call_per_attempt(db_url: str) -> None:
-    cid = await seed(db_url, "c1", numbers(150), answering_machine_detection="premium",
+    cid = await seed(db_url, "c1", numbers(100), answering_machine_detection="premium",
                      max_attempts=2, **VOICEMAIL, **FAST_RETRY)
     async with rig(db_url, mix=MIX, speed=50) as r:
         await wait_for(completed(db_url, cid), timeout=120)
@@ -70,7 +70,7 @@ async def test_campaign_completes_with_one_call_per_attempt(db_url: str) -> None
 
 async def test_rate_limit_storm_causes_no_extra_attempts(db_url: str) -> None:
     # The account allows 10 dials/s over 1 s; the engine is told 40: a storm of 429s.
-    cid = await seed(db_url, "storm", numbers(120), max_attempts=1)
+    cid = await seed(db_url, "storm", numbers(60), max_attempts=1)
     async with rig(db_url, mix={"busy": 1}, cps=40, sim_cps=10, max_concurrent=200,
                    speed=50) as r:
         r.sim.config.cps_window_secs = 1.0
@@ -131,9 +131,9 @@ async def test_per_number_cap_across_campaigns(sqlite_url: str) -> None:
 
 
 async def test_pause_resume_stop_from_another_process(db_url: str) -> None:
-    cid = await seed(db_url, "ctl", numbers(200), max_attempts=1)
+    cid = await seed(db_url, "ctl", numbers(120), max_attempts=1)
     cli = [sys.executable, "-m", "dialer.cli.main", "--database-url", db_url, "campaign"]
-    async with rig(db_url, mix={"human": 1}, cps=20, max_concurrent=50, speed=50) as r:
+    async with rig(db_url, mix={"human": 1}, cps=10, max_concurrent=50, speed=50) as r:
         await wait_for(lambda: _ledger_at_least(r, 20), timeout=30)
         proc = await asyncio.to_thread(subprocess.run, [*cli, "pause", "ctl"],
                                        capture_output=True, text=True, timeout=60)
@@ -159,7 +159,7 @@ async def test_pause_resume_stop_from_another_process(db_url: str) -> None:
     contacts = await contacts_of(db_url, cid)
     outcomes = Counter(c.outcome for c in contacts)
     assert outcomes["canceled"] > 0 and outcomes["human"] >= frozen
-    assert outcomes["canceled"] + outcomes["human"] == 200
+    assert outcomes["canceled"] + outcomes["human"] == 120
     check_one_call_per_attempt(r.sim, await attempts_of(db_url))
 
 
@@ -184,7 +184,7 @@ async def _status_is(url: str, cid: int, status: str) -> bool:
 @pytest.mark.parametrize("mode", ["detect", "detect_beep", "detect_words", "greeting_end",
                                   "disabled"])
 async def test_every_amd_mode_with_faulty_webhooks(sqlite_url: str, mode: str) -> None:
-    cid = await seed(sqlite_url, f"amd-{mode}", numbers(60), answering_machine_detection=mode,
+    cid = await seed(sqlite_url, f"amd-{mode}", numbers(40), answering_machine_detection=mode,
                      max_attempts=1, **VOICEMAIL)
     faults = FaultConfig(duplicate=0.3, reorder=0.3, delay=0.1, delay_secs=0.3)
     async with rig(sqlite_url, mix=MIX, faults=faults, speed=40) as r:
@@ -204,7 +204,7 @@ async def test_every_amd_mode_with_faulty_webhooks(sqlite_url: str, mode: str) -
 async def test_two_engines_on_one_postgres_never_dial_a_contact_twice(pg_url: str) -> None:
     from dialer.engine.runner import Engine, EngineConfig
 
-    cid = await seed(pg_url, "twin", numbers(200), max_attempts=2, **FAST_RETRY)
+    cid = await seed(pg_url, "twin", numbers(100), max_attempts=2, **FAST_RETRY)
     async with rig(pg_url, mix={"human": 3, "busy": 1, "no_answer": 1}, cps=40,
                    max_concurrent=40, speed=50) as r:
         second = Engine(EngineConfig(database_url=pg_url, api_url=r.sim.api_url,
