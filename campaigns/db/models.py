@@ -118,9 +118,9 @@ class Contact(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
-    import_id: Mapped[int | None] = mapped_column(
-        ForeignKey("contact_imports.id", ondelete="SET NULL")
-    )
+    #: The contact_imports row it came from. An audit link without a foreign key: the key's
+    #: per-row check was most of the cost of a bulk COPY into contacts.
+    import_id: Mapped[int | None] = mapped_column(BigId)
     source_row: Mapped[int | None] = mapped_column(Integer)
     phone_e164: Mapped[str] = mapped_column(String(20))
     phone_raw: Mapped[str | None] = mapped_column(Text)

@@ -10,7 +10,7 @@ transaction, so a failure rolls it all back.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -42,9 +42,18 @@ def is_postgres(session: AsyncSession) -> bool:
 
 
 async def _asyncpg(session: AsyncSession) -> Any:
-    """The asyncpg connection under the session's current transaction."""
+    """The asyncpg connection under the session's current transaction.
+
+    SQLAlchemy's asyncpg adapter sends BEGIN lazily, with the first statement: make sure it has,
+    or what we run on the raw connection would commit on its own.
+    """
     raw = await (await session.connection()).get_raw_connection()
-    return raw.driver_connection
+    conn: Any = raw.driver_connection
+    if not conn.is_in_transaction():
+        await session.execute(select(1))
+    if not conn.is_in_transaction():  # pragma: no cover - SQLAlchemy always begins one
+        raise RuntimeError("no open transaction on the database connection")
+    return conn
 
 
 async def lock_campaign_imports(session: AsyncSession, campaign_id: int) -> None:
@@ -133,10 +142,10 @@ async def insert_contacts(session: AsyncSession, table: pa.Table) -> int:
     conn = await session.connection()
     sql = (f"INSERT INTO contacts ({', '.join(CONTACT_COLUMNS)}) VALUES "
            f"({', '.join('?' * len(CONTACT_COLUMNS))})")
-    columns = [table.column(i).to_pylist() for i in range(table.num_columns)]
-    rows = list(zip(*columns))
-    for i in range(0, len(rows), _SQLITE_BATCH):
-        await conn.exec_driver_sql(sql, rows[i:i + _SQLITE_BATCH])
+    for start in range(0, table.num_rows, _SQLITE_BATCH):
+        part = table.slice(start, _SQLITE_BATCH)
+        rows = list(zip(*(part.column(i).to_pylist() for i in range(part.num_columns))))
+        await conn.exec_driver_sql(sql, rows)
     return table.num_rows
 
 
@@ -146,8 +155,8 @@ async def insert_dnc(session: AsyncSession, rows: Sequence[tuple[str, str | None
     they are. Returns how many were new."""
     if not rows:
         return 0
-    stamp = timestamp_text(session, added_at)
     if is_postgres(session):
+        stamp_utc = added_at.astimezone(UTC).replace(tzinfo=None)
         conn = await _asyncpg(session)
         await conn.execute("CREATE TEMP TABLE IF NOT EXISTS _dnc_in "
                            "(phone_e164 text, raw_input text, source text) ON COMMIT DROP")
@@ -157,8 +166,9 @@ async def insert_dnc(session: AsyncSession, rows: Sequence[tuple[str, str | None
         status = await conn.execute(
             "INSERT INTO dnc_numbers (phone_e164, raw_input, source, added_at) "
             "SELECT DISTINCT ON (phone_e164) phone_e164, raw_input, source, $1 FROM _dnc_in "
-            "ON CONFLICT (phone_e164) DO NOTHING", stamp)
+            "ON CONFLICT (phone_e164) DO NOTHING", stamp_utc)
         return int(status.split()[-1])
+    stamp = timestamp_text(session, added_at)
     conn = await session.connection()
     inserted = 0
     sql = ("INSERT INTO dnc_numbers (phone_e164, raw_input, source, added_at) VALUES (?, ?, ?, ?) "

@@ -27,7 +27,6 @@ from campaigns.db.models import (
     CampaignStatus,
     Contact,
     ContactStatus,
-    WebhookEvent,
 )
 from campaigns.settings import with_defaults
 from campaigns.windows import CallingWindow
@@ -265,7 +264,7 @@ def apply_event(attempt: CallAttempt, campaign: Campaign, event_type: str,
         advance(attempt, AttemptState.ENDED)
         attempt.ended_at = attempt.ended_at or parse_time(payload.get("end_time")) or at
         attempt.hangup_cause = attempt.hangup_cause or _str(payload.get("hangup_cause"))
-        attempt.hangup_source = attempt.hangup_source or _str(payload.get("hangup_source"))
+        attempt.hangup_source = attempt.hangup_source or _str(payload.get("hangup_source"), 16)
         attempt.sip_hangup_cause = attempt.sip_hangup_cause or _str(
             payload.get("sip_hangup_cause"), 16)
         attempt.reconcile_after = None

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 22:23:59.573035
+Create Date: 2026-11-26 23:25:16.679137
 """
 from __future__ import annotations
 
@@ -121,7 +121,6 @@ def upgrade() -> None:
     sa.Column('created_at', campaigns.db.types.UTCDateTime(), nullable=False),
     sa.Column('updated_at', campaigns.db.types.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['campaign_id'], ['campaigns.id'], name=op.f('fk_contacts_campaign_id_campaigns'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['import_id'], ['contact_imports.id'], name=op.f('fk_contacts_import_id_contact_imports'), ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_contacts')),
     sa.UniqueConstraint('campaign_id', 'phone_e164', name='uq_contacts_campaign_phone')
     )
