@@ -122,10 +122,11 @@ async def apply_dial_outcomes(session: AsyncSession, results: Sequence[DialOutco
         return []
     by_id = {r.attempt_id: r for r in results}
     attempts = {a.id: a for a in await session.scalars(
-        select(CallAttempt).where(CallAttempt.id.in_(by_id)).with_for_update())}
+        select(CallAttempt).where(CallAttempt.id.in_(by_id)).order_by(CallAttempt.id)
+        .with_for_update())}
     contacts = {c.id: c for c in await session.scalars(
         select(Contact).where(Contact.id.in_({a.contact_id for a in attempts.values()}))
-        .with_for_update())}
+        .order_by(Contact.id).with_for_update())}
     campaigns = await _campaigns(session, {a.campaign_id for a in attempts.values()})
     to_pause: set[int] = set()
     for attempt_id, r in by_id.items():
@@ -211,7 +212,7 @@ async def find_attempts(session: AsyncSession, events: Sequence[EventLike]
         rows = await session.scalars(
             select(CallAttempt)
             .where(tuple_(CallAttempt.contact_id, CallAttempt.attempt_no).in_(list(pairs)))
-            .with_for_update())
+            .order_by(CallAttempt.id).with_for_update())
         by_pair = {(a.contact_id, a.attempt_no): a for a in rows}
         for ev in events:
             ref = refs.get(ev.id)
@@ -224,7 +225,7 @@ async def find_attempts(session: AsyncSession, events: Sequence[EventLike]
         rows = await session.scalars(
             select(CallAttempt)
             .where(CallAttempt.call_control_id.in_({ev.call_control_id for ev in missing}))
-            .with_for_update())
+            .order_by(CallAttempt.id).with_for_update())
         by_cc = {a.call_control_id: a for a in rows}
         for ev in missing:
             a = by_cc.get(ev.call_control_id)
@@ -336,7 +337,8 @@ async def settle(session: AsyncSession, attempts: Sequence[CallAttempt], now: da
         return
     campaigns = await _campaigns(session, {a.campaign_id for a in todo})
     contacts = {c.id: c for c in await session.scalars(
-        select(Contact).where(Contact.id.in_({a.contact_id for a in todo})).with_for_update())}
+        select(Contact).where(Contact.id.in_({a.contact_id for a in todo}))
+        .order_by(Contact.id).with_for_update())}
     history: dict[int, list[tuple[int, str]]] = {}
     rows = await session.execute(
         select(CallAttempt.contact_id, CallAttempt.id, CallAttempt.outcome)

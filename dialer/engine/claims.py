@@ -43,6 +43,9 @@ class DialJob:
     #: Recovered after a crash: the dial may already have been sent (and the call placed), so
     #: it is re-sent with its command_id, and never released as "not placed".
     resend: bool = False
+    #: When the attempt was claimed (recovered dials: re-sends must stay inside Telnyx's
+    #: command_id memory, which began with the first send).
+    created_at: datetime | None = None
 
 
 @dataclass

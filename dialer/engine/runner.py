@@ -88,10 +88,25 @@ WEBHOOK_RECHECK_SECS = 1.0
 RECOVERY_EVERY_SECS = 1.0
 
 
-def _process_gone(hostname: str, pid: int) -> bool:
-    """True when an engine instance ran on this host in a process that no longer exists (or
-    had our own pid: this process replaced it, as after a container restart)."""
-    if hostname != socket.gethostname()[:200]:
+def _process_space() -> str:
+    """Where process ids mean what they mean here: the host name and the PID namespace (two
+    containers sharing a host name, e.g. with host networking, have different namespaces)."""
+    host = socket.gethostname()
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")  # e.g. "pid:[4026531836]"
+    except OSError:
+        return host[:200]
+    return f"{host[:150]} {namespace}"[:200]
+
+
+#: Stored as `engine_instances.hostname`.
+PROCESS_SPACE = _process_space()
+
+
+def _process_gone(process_space: str, pid: int) -> bool:
+    """True when an engine instance ran in this process space in a process that no longer
+    exists, or under our own pid (then it was a previous process: ids are unique while alive)."""
+    if process_space != PROCESS_SPACE:
         return False
     if pid == os.getpid():
         return True
@@ -182,6 +197,8 @@ class Engine:
         self._dial_results: list[DialOutcome] = []
         #: Attempts this engine claimed (or recovered) whose dial result is not recorded yet.
         self._tracked: set[int] = set()
+        #: Attempts of stopped campaigns this process already sent a hangup for.
+        self._hung_up: set[int] = set()
         self._results_ready = asyncio.Event()
         self._dispatch_wakeup = asyncio.Event()
         self._events_ready = asyncio.Event()
@@ -361,7 +378,8 @@ class Engine:
                 a.claimed_by = self.instance_id
                 if age < RESEND_WINDOW_SECS:
                     jobs.append(DialJob(a.id, a.campaign_id, a.contact_id, a.attempt_no,
-                                        a.phone_e164, a.command_id, a.client_state, resend=True))
+                                        a.phone_e164, a.command_id, a.client_state, resend=True,
+                                        created_at=a.created_at))
                 else:
                     a.reconcile_after = now + self.timing.wait(self.timing.lost_dial_secs)
             return jobs
@@ -560,6 +578,8 @@ class Engine:
             task = asyncio.create_task(self._send(job, self.campaigns[cid]))
             self._sends.add(task)
             task.add_done_callback(self._sends.discard)
+            # Let the send start now, in its slot, rather than after whatever else is ready.
+            await asyncio.sleep(0)
 
     def _release(self, job: DialJob) -> None:
         """A claimed dial that will not be sent (paused/stopped/shutting down): not an attempt.
@@ -586,11 +606,18 @@ class Engine:
         return DialRequest.from_body(body)
 
     async def _send(self, job: DialJob, view: CampaignView) -> None:
+        window = None
+        if job.resend and job.created_at is not None:
+            # Re-sends must reach Telnyx while it still remembers the first send's command_id.
+            window = RESEND_WINDOW_SECS - (utcnow() - job.created_at).total_seconds()
+            if window <= 0:
+                self._release(job)  # to reconciliation: its webhooks, if any, will settle it
+                return
         self.stats.dials_sent += 1
         self.metrics.dials_sent.inc()
         result: DialOutcome
         try:
-            res = await self.client.dial(self._dial_request(job, view))
+            res = await self.client.dial(self._dial_request(job, view), resend_window_secs=window)
             self.metrics.dials_ok.inc()
             result = DialOutcome(job.attempt_id, "ok", res.call_control_id, res.call_leg_id,
                                  res.call_session_id, sends=res.sends)
@@ -859,7 +886,8 @@ class Engine:
 
         async def _apply(s: AsyncSession) -> None:
             rows = (await s.scalars(select(CallAttempt).where(
-                CallAttempt.id.in_(list(alive))).with_for_update())).all()
+                CallAttempt.id.in_(list(alive))).order_by(CallAttempt.id)
+                .with_for_update())).all()
             finished = []
             for a in rows:
                 if a.state not in AttemptState.IN_FLIGHT:
@@ -910,6 +938,10 @@ class Engine:
         await self._tx(_q)
 
     async def _hangup_stopped(self) -> None:
+        """`campaign stop --hangup`: hang up the campaign's live calls. The request stays set
+        until none is left, so calls whose id is not known yet, and hangups lost in a crash
+        between this commit and their sending, are hung up too (each engine process sends one
+        hangup per call, with one command_id: repeats are ignored by Telnyx)."""
         async def _q(s: AsyncSession) -> list[PendingAction]:
             stopped = (await s.scalars(select(Campaign).where(
                 Campaign.status == CampaignStatus.CANCELLED, Campaign.hangup_requested.is_(True))
@@ -918,15 +950,18 @@ class Engine:
             for c in stopped:
                 live = (await s.scalars(select(CallAttempt).where(
                     CallAttempt.campaign_id == c.id,
-                    CallAttempt.state.in_(AttemptState.IN_FLIGHT),
-                    CallAttempt.call_control_id.is_not(None)))).all()
+                    CallAttempt.state.in_(AttemptState.IN_FLIGHT)))).all()
                 for a in live:
-                    assert a.call_control_id is not None
+                    if a.call_control_id is None or a.id in self._hung_up:
+                        continue
                     actions.append(PendingAction(a.id, a.call_control_id, action_command_id(
                         a.command_id, "hangup-stop"), flow.Action("hangup"), {}))
-                c.hangup_requested = False
+                if not live:
+                    c.hangup_requested = False
             return actions
-        self._run_actions(await self._tx(_q))
+        actions: list[PendingAction] = await self._tx(_q)
+        self._hung_up.update(pa.attempt_id for pa in actions)
+        self._run_actions(actions)
 
     async def _heartbeat(self) -> None:
         now = utcnow()
@@ -935,7 +970,7 @@ class Engine:
             updated = await s.execute(update(EngineInstance).where(
                 EngineInstance.id == self.instance_id).values(heartbeat_at=now))
             if updated.rowcount == 0:  # type: ignore[attr-defined]
-                s.add(EngineInstance(id=self.instance_id, hostname=socket.gethostname()[:200],
+                s.add(EngineInstance(id=self.instance_id, hostname=PROCESS_SPACE,
                                      pid=os.getpid(), started_at=now, heartbeat_at=now))
             cutoff = now - timedelta(seconds=INSTANCE_DEAD_SECS)
             await s.execute(delete(EngineInstance).where(EngineInstance.heartbeat_at < cutoff - timedelta(hours=1)))

@@ -1,0 +1,169 @@
+"""The public entry points: `write_report` and `summary` (the CLI, the engine and the demo call
+these). Both read only, and accept a database URL, an engine, a session or a connection."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO
+
+from campaigns.db.models import Campaign
+from campaigns.errors import ReportError
+from campaigns.reports.charts import chart_data
+from campaigns.reports.html import render_html
+from campaigns.reports.output import atomic_file, stdout_bytes, stdout_text, text_file
+from campaigns.reports.pgcopy import copy_csv, copy_parquet
+from campaigns.reports.rows import RowStream, attempt_rows, contact_rows
+from campaigns.reports.source import Conn, Source, dialect_name, open_source, tune_for_report
+from campaigns.reports.summary import CampaignSummary, build_summary
+from campaigns.reports.writers import CsvWriter, JsonlWriter, ParquetWriter, RowWriter, XlsxWriter
+from campaigns.service import get_campaign
+
+FORMATS = ("csv", "jsonl", "xlsx", "parquet", "html")
+#: Formats that only go to a file.
+FILE_ONLY_FORMATS = ("xlsx", "parquet")
+EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".xlsx": "xlsx",
+              ".parquet": "parquet", ".pq": "parquet", ".html": "html", ".htm": "html"}
+
+
+@dataclass
+class ReportResult:
+    format: str
+    #: None: written to stdout.
+    path: Path | None
+    #: contacts, attempts or html.
+    kind: str
+    rows: int
+    seconds: float
+    #: Uploaded headers that could not be given back (see `columns`): their cells are empty.
+    unmapped_columns: list[str] = field(default_factory=list)
+
+
+def resolve_format(path: str | os.PathLike[str] | None, fmt: str | None) -> str:
+    """The explicit format, else the one the file's extension names, else csv (stdout)."""
+    if path is not None and Path(path).is_dir():
+        raise ReportError(f"cannot write the report to {os.fspath(path)}: it is a folder "
+                          "(give a file name)")
+    if fmt is not None:
+        fmt = fmt.lower()
+        if fmt not in FORMATS:
+            raise ReportError(f"unknown report format {fmt!r}: use one of {', '.join(FORMATS)}")
+    elif path is None:
+        fmt = "csv"
+    else:
+        ext = Path(path).suffix.lower()
+        if ext not in EXTENSIONS:
+            raise ReportError(f"cannot tell the report format from {os.fspath(path)!r}: name the "
+                              f"file .csv, .jsonl, .xlsx, .parquet or .html, or pass --format")
+        fmt = EXTENSIONS[ext]
+    if path is None and fmt in FILE_ONLY_FORMATS:
+        raise ReportError(f"{fmt} is a binary format: write it to a file with -o FILE.{fmt}")
+    return fmt
+
+
+@contextmanager
+def _open_writer(fmt: str, path: Path | None, stream: RowStream,
+                 sheet: str) -> Iterator[RowWriter]:
+    with ExitStack() as stack:
+        writer: RowWriter
+        if fmt in ("csv", "jsonl"):
+            fh: IO[str] = stdout_text() if path is None else stack.enter_context(text_file(path))
+            writer = (CsvWriter if fmt == "csv" else JsonlWriter)(fh, stream.columns)
+        elif fmt == "xlsx":
+            assert path is not None
+            writer = XlsxWriter(stack.enter_context(atomic_file(path)), stream.columns, sheet)
+        else:
+            assert path is not None
+            writer = ParquetWriter(stack.enter_context(atomic_file(path)), stream.columns)
+        try:
+            yield writer
+        except BaseException:
+            writer.abort()
+            raise
+        writer.close()
+        if path is None:
+            fh.flush()
+
+
+async def write_report(source: Source, campaign_name: str,
+                       path: str | os.PathLike[str] | None = None, fmt: str | None = None, *,
+                       attempts: bool = False, now: datetime | None = None) -> ReportResult:
+    """Write campaign `campaign_name`'s report to `path` (None: stdout, csv/jsonl/html only).
+
+    `fmt` is csv, jsonl, xlsx, parquet or html; None: from the extension of `path` (csv on
+    stdout). Rows are per contact, or per attempt with `attempts=True`; html is the summary with
+    charts. `now` is the time the summary's recent rate and ETA are measured at (default: now).
+    A file appears only complete: it is written to a temp file and renamed into place.
+    Raises NotFound (unknown campaign) or ReportError (format, unwritable path).
+    """
+    fmt = resolve_format(path, fmt)
+    out = Path(path) if path is not None else None
+    if fmt == "html" and attempts:
+        raise ReportError("the html report is the summary with charts: --attempts applies to csv, "
+                          "jsonl, xlsx and parquet")
+    started = time.monotonic()
+    async with open_source(source) as conn:
+        campaign = await get_campaign(conn, campaign_name)
+        await tune_for_report(conn)
+        kind = "html" if fmt == "html" else "attempts" if attempts else "contacts"
+        unmapped: list[str] = []
+        if fmt == "html":
+            rows = await _write_html(conn, campaign, out, now)
+        elif fmt in ("csv", "parquet") and dialect_name(conn) == "postgresql":
+            rows, unmapped = await _write_by_copy(conn, campaign, out, fmt, attempts)
+        else:
+            rows, unmapped = await _write_rows(conn, campaign, out, fmt, attempts)
+    return ReportResult(fmt, out, kind, rows, time.monotonic() - started, unmapped)
+
+
+async def _write_html(conn: Conn, campaign: Campaign, out: Path | None,
+                      now: datetime | None) -> int:
+    with ExitStack() as stack:
+        fh = stdout_text() if out is None else stack.enter_context(text_file(out))
+        s = await build_summary(conn, campaign, now)
+        fh.write(render_html(s, await chart_data(conn, campaign.id, s)))
+        fh.flush()
+    return 0
+
+
+async def _write_by_copy(conn: Conn, campaign: Campaign, out: Path | None, fmt: str,
+                         attempts: bool) -> tuple[int, list[str]]:
+    """PostgreSQL: CSV and Parquet rendered by the server (see `pgcopy`)."""
+    with ExitStack() as stack:
+        if fmt == "parquet":
+            assert out is not None
+            tmp = stack.enter_context(atomic_file(out))
+            _, rows, unmapped = await copy_parquet(conn, campaign, str(tmp), attempts=attempts)
+            return rows, unmapped
+        if out is None:
+            bout = stdout_bytes()
+        else:
+            tmp = stack.enter_context(atomic_file(out))
+            bout = stack.enter_context(open(tmp, "wb"))  # noqa: ASYNC230 - a local file
+        _, rows, unmapped = await copy_csv(conn, campaign, bout, attempts=attempts)
+        bout.flush()
+        return rows, unmapped
+
+
+async def _write_rows(conn: Conn, campaign: Campaign, out: Path | None, fmt: str,
+                      attempts: bool) -> tuple[int, list[str]]:
+    """Any database, any row format: stream rows through a Python writer."""
+    stream = await (attempt_rows if attempts else contact_rows)(conn, campaign)
+    with _open_writer(fmt, out, stream, "attempts" if attempts else "contacts") as writer:
+        async for chunk in stream.chunks:
+            writer.write(chunk)
+    return writer.rows_written, stream.unmapped_columns
+
+
+async def summary(source: Source, campaign_name: str, *,
+                  now: datetime | None = None) -> CampaignSummary:
+    """The campaign's summary figures (SQL aggregates; see `campaigns.reports.summary`)."""
+    async with open_source(source) as conn:
+        campaign = await get_campaign(conn, campaign_name)
+        await tune_for_report(conn)
+        return await build_summary(conn, campaign, now)
