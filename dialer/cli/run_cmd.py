@@ -54,6 +54,10 @@ def engine_options(fn: Any) -> Any:
                      help="Accept unsigned webhooks (trusted networks only; logged loudly)."),
         click.option("--exit-when-idle", is_flag=True,
                      help="Stop once no campaign is running or paused and nothing is in flight."),
+        click.option("--time-scale", envvar="DIALER_TIME_SCALE", show_envvar=True,
+                     type=click.FloatRange(min=0.01), default=1.0, show_default=True,
+                     help="Divide the engine's call timers (reconciliation, settling, voicemail "
+                          "wait) by this: match a Telnyx simulator's --speed. 1 for real traffic."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
@@ -70,14 +74,15 @@ def engine_options(fn: Any) -> Any:
               help="With --simulate: the seed of the simulated call scenarios.")
 def run(host: str, port: int, public_url: str | None, api_url: str, api_key: str | None,
         public_key: str | None, cps: float, max_concurrent: int, per_number_cap: int,
-        insecure_webhooks: bool, exit_when_idle: bool, simulate: bool, speed: float,
-        seed: int) -> None:
+        insecure_webhooks: bool, exit_when_idle: bool, time_scale: float, simulate: bool,
+        speed: float, seed: int) -> None:
     """Run the engine: dial running campaigns and process their webhooks until stopped."""
     config = EngineConfig(
         database_url=app_context().database_url, api_url=api_url, api_key=api_key or "",
         public_key=public_key, public_url=public_url, host=host, port=port, cps=cps,
         max_concurrent=max_concurrent, per_number_cap=per_number_cap,
         insecure_webhooks=insecure_webhooks, exit_when_idle=exit_when_idle, seed=seed,
+        time_scale=time_scale,
     )
     if not simulate and not api_key:
         raise ConfigurationError("TELNYX_API_KEY is not set (or use --simulate for a dry run)")

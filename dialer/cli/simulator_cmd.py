@@ -56,7 +56,9 @@ def _fault_option(name: str, help: str) -> Any:
 @click.option("--webhook-max-attempts", type=click.IntRange(min=1), default=20, show_default=True,
               help="Deliveries tried per webhook before giving up.")
 @click.option("--webhook-retry-secs", type=_SECONDS, default=0.5, show_default=True,
-              help="First retry delay; doubles each retry up to 10 s.")
+              help="First retry delay; doubles each retry up to --webhook-retry-max-secs.")
+@click.option("--webhook-retry-max-secs", type=_SECONDS, default=10.0, show_default=True,
+              help="Longest delay between two deliveries of one webhook.")
 @_fault_option("duplicate", "deliver a webhook twice (same event id).")
 @_fault_option("reorder", "deliver a webhook after the next event of its call.")
 @_fault_option("delay", "hold a webhook back --fault-delay-secs before delivery.")
@@ -83,6 +85,7 @@ def simulator(
     webhook_url: str | None,
     webhook_max_attempts: int,
     webhook_retry_secs: float,
+    webhook_retry_max_secs: float,
     **faults: float,
 ) -> None:
     """A Telnyx-compatible Call Control server for dry runs and load tests.
@@ -104,6 +107,7 @@ def simulator(
             cps_limit=cps_limit, cps_window_secs=cps_window_secs, channels=channels, speed=speed,
             seed=seed, default_webhook_url=webhook_url or None,
             webhook_max_attempts=webhook_max_attempts, webhook_retry_secs=webhook_retry_secs,
+            webhook_retry_max_secs=webhook_retry_max_secs,
             faults=FaultConfig(**faults), **kwargs,
         )
     except ValueError as exc:

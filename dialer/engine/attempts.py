@@ -158,9 +158,13 @@ async def apply_dial_outcomes(session: AsyncSession, results: Sequence[DialOutco
             # Not an attempt: no call was placed. The contact goes back to the queue at once.
             _not_placed(attempt, None, now)
             if contact.last_attempt_id == attempt.id and contact.status == ContactStatus.DIALING:
-                contact.status = ContactStatus.QUEUED
                 contact.attempts = max(0, contact.attempts - 1)
-                contact.next_attempt_at = now
+                if campaign.status == CampaignStatus.CANCELLED:
+                    # Stopped meanwhile: `stop` cancelled the queued contacts, not this one.
+                    _finish_contact(contact, o.CANCELED, now)
+                else:
+                    contact.status = ContactStatus.QUEUED
+                    contact.next_attempt_at = now
             if r.kind == "auth":
                 to_pause.add(campaign.id)
         elif r.kind == "invalid":

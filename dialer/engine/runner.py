@@ -640,6 +640,11 @@ class Engine:
             self.metrics.dial_errors.labels("failed").inc()
             result = DialOutcome(job.attempt_id, "failed", error_code=str(exc.status or "network"),
                                  error_detail=str(exc))
+        except Exception as exc:  # a bug must not strand the attempt: reconciliation takes it
+            log.exception("dial of attempt %s failed unexpectedly", job.attempt_id)
+            self.metrics.dial_errors.labels("failed").inc()
+            result = DialOutcome(job.attempt_id, "failed", error_code="internal",
+                                 error_detail=f"{type(exc).__name__}: {exc}")
         self._dial_results.append(result)
         self._results_ready.set()
 
@@ -920,6 +925,14 @@ class Engine:
 
     async def _complete_campaigns(self) -> None:
         async def _q(s: AsyncSession) -> None:
+            # A contact re-queued after `stop` (a claimed dial released or refused with 429
+            # just after the stop committed) would wait forever: it ends as canceled.
+            await s.execute(update(Contact).where(
+                Contact.status == ContactStatus.QUEUED,
+                Contact.campaign_id.in_(select(Campaign.id).where(
+                    Campaign.status == CampaignStatus.CANCELLED)))
+                .values(status=ContactStatus.DONE, outcome=o.CANCELED, next_attempt_at=None,
+                        updated_at=utcnow()))
             running = (await s.scalars(select(Campaign).where(
                 Campaign.status == CampaignStatus.RUNNING).with_for_update(skip_locked=True))).all()
             for c in running:

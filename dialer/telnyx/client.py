@@ -182,11 +182,17 @@ class TelnyxClient:
 
     # --- calls -----------------------------------------------------------------------------------
 
-    async def dial(self, req: DialRequest) -> DialResult:
-        """Place a call. Re-sends (same bytes) only when `req.command_id` is set; see module doc."""
+    async def dial(self, req: DialRequest, *, resend_window_secs: float | None = None
+                   ) -> DialResult:
+        """Place a call. Re-sends (same bytes) only when `req.command_id` is set; see module doc.
+        `resend_window_secs` shortens the re-send window for this dial (a dial re-sent after a
+        crash: Telnyx's 60 s command_id memory started with the first send, long ago)."""
         req.validate()
         data = _dumps(req.to_body())
         resendable = req.command_id is not None
+        window = self.resend_window_secs
+        if resend_window_secs is not None:
+            window = min(window, resend_window_secs)
         first_sent = time.monotonic()
         sends = 0
         while True:
@@ -198,7 +204,7 @@ class TelnyxClient:
                 delay = self.resend_backoff_secs * 2 ** (sends - 1)
                 elapsed = time.monotonic() - first_sent
                 if (not resendable or sends >= self.max_dial_sends
-                        or elapsed + delay >= self.resend_window_secs):
+                        or elapsed + delay >= window):
                     raise
                 log.warning("dial %s: %s; re-sending (send %d of at most %d)",
                             req.command_id, exc, sends + 1, self.max_dial_sends)
