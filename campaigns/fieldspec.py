@@ -6,6 +6,8 @@ flags of `dialer campaign create` (one flag per key), and the documentation of `
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -107,6 +109,13 @@ def check_value(spec: FieldSpec, value: Any) -> FieldProblem | None:
             spec.name, INVALID, "Invalid parameter type",
             f"must be {_KIND_NAMES[spec.kind]}, got {value!r}",
         )
+    if isinstance(value, float) and not math.isfinite(value):
+        return FieldProblem(spec.name, INVALID, "Invalid parameter type",
+                            f"must be a finite number, got {value!r}")
+    if spec.kind in ("object", "array", "str_or_array") and not _json_safe(value):
+        return FieldProblem(spec.name, INVALID, "Invalid parameter type",
+                            "must hold only strings, finite numbers, booleans, lists and tables "
+                            "(no dates, times or NaN)")
     if spec.enum is not None and value not in spec.enum:
         allowed = ", ".join(str(v) for v in spec.enum)
         return FieldProblem(
@@ -136,6 +145,15 @@ def check_value(spec: FieldSpec, value: Any) -> FieldProblem | None:
                 spec.pattern_help or f"{value!r} does not match {spec.pattern}",
             )
     return None
+
+
+def _json_safe(value: Any) -> bool:
+    """Storable as strict JSON (what the campaign row and the dial body need)."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _range_text(spec: FieldSpec) -> str:

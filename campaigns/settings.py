@@ -7,6 +7,7 @@ Pure: validation returns or raises; nothing here touches a database.
 from __future__ import annotations
 
 import difflib
+import json
 import re
 import tomllib
 from collections.abc import Mapping
@@ -169,6 +170,14 @@ def split_and_validate(values: Mapping[str, Any]) -> SplitSettings:
     problems.extend(validate_campaign_dial_settings(dial))
     own_full = with_defaults(own)
     problems.extend(validate_own(own_full))
+    for key, value in {**dial, **own}.items():  # nested values too: stored and sent as JSON
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            if not any(p.field == key for p in problems):
+                problems.append(FieldProblem(key, INVALID, "Invalid parameter type",
+                                             "must hold only strings, finite numbers, booleans, "
+                                             "lists and tables (no dates, times or NaN)"))
     if problems:
         raise InvalidSettings("; ".join(str(p) for p in problems))
     return SplitSettings(str(from_number), str(connection_id), dial, own_full)
