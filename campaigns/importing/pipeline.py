@@ -33,7 +33,7 @@ from campaigns import timezones as tzs
 from campaigns.db import storage
 from campaigns.db.models import CampaignStatus, ContactImport, ContactStatus
 from campaigns.db.types import utcnow
-from campaigns.dnc import dnc_numbers_among
+from campaigns import dnc  # module import: campaigns.dnc imports this package too
 from campaigns.errors import ImportFailed
 from campaigns.importing import reader as rd
 from campaigns.importing.arrowtext import blank_rows, empty_to_null, json_objects, strip_nul
@@ -564,7 +564,7 @@ class _Job:
                                      "already a contact of this campaign")
                     drop |= hit
             if self.has_dnc:
-                listed = await dnc_numbers_among(self.session,
+                listed = await dnc.dnc_numbers_among(self.session,
                                                  prep.e164.filter(pa.array(~drop)).to_pylist())
                 if listed:
                     hit = pc.is_in(prep.e164, pa.array(sorted(listed))).to_numpy(
