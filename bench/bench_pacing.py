@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from campaigns.db.engine import create_engine, session_factory  # noqa: E402
+from bench.common import cpu_secs, free_port  # noqa: E402
 from campaigns.db.migrate import upgrade  # noqa: E402
 from campaigns.db.models import Contact  # noqa: E402
 from campaigns.db.types import utcnow  # noqa: E402
@@ -39,15 +40,6 @@ from dialer.engine.runner import Engine, EngineConfig  # noqa: E402
 from dialer.telnyx.signatures import generate_keypair, public_key_from_private  # noqa: E402
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cpu_secs(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def max_in_window(times: list[float], width: float) -> int:
