@@ -13,7 +13,10 @@ from jsonschema import Draft202012Validator, FormatChecker
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-OPENAPI_PATH = Path(__file__).resolve().parents[3] / "shared" / "telnyx" / "call-control.openapi.json"
+#: The official schemas live in shared/ beside the checkout (CI lays a copy there).
+_CANDIDATES = [Path(__file__).resolve().parents[3] / "shared" / "telnyx" / "call-control.openapi.json",
+               Path("/work/shared/telnyx/call-control.openapi.json")]
+OPENAPI_PATH = next((p for p in _CANDIDATES if p.exists()), _CANDIDATES[0])
 _URI = "urn:telnyx:call-control"
 
 
