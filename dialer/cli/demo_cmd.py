@@ -77,7 +77,7 @@ def demo(workdir: Path | None, contacts: Path, speed: float, seed: int) -> None:
             raise DialerError(f"demo step `dialer {' '.join(step)}` failed (exit {code})")
     started = time.monotonic()
     asyncio.run(_run(url, speed, seed))
-    err.print(f"campaign finished in {time.monotonic() - started:.1f} s")
+    err.print(f"\ncampaign finished in {time.monotonic() - started:.1f} s")
     s = asyncio.run(summary(url, NAME))
     print_summary(s)
     csv_path, html_path = workdir / "demo-contacts.csv", workdir / "demo-report.html"
