@@ -161,7 +161,7 @@ async def apply_dial_outcomes(session: AsyncSession, results: Sequence[DialOutco
                 contact.attempts = max(0, contact.attempts - 1)
                 if campaign.status == CampaignStatus.CANCELLED:
                     # Stopped meanwhile: `stop` cancelled the queued contacts, not this one.
-                    _finish_contact(contact, o.CANCELED, now)
+                    finish_contact(contact, o.CANCELED, now)
                 else:
                     contact.status = ContactStatus.QUEUED
                     contact.next_attempt_at = now
@@ -171,7 +171,7 @@ async def apply_dial_outcomes(session: AsyncSession, results: Sequence[DialOutco
             outcome = o.dial_error_outcome(422, r.codes)
             _not_placed(attempt, outcome, now)
             if contact.last_attempt_id == attempt.id:
-                _finish_contact(contact, outcome, now)
+                finish_contact(contact, outcome, now)
         else:
             # 5xx or network after the bounded re-sends: the call may or may not exist. Webhooks
             # (client_state) will tell; if none come, reconciliation finalises it as failed.
@@ -186,7 +186,8 @@ def _not_placed(attempt: CallAttempt, outcome: str | None, now: datetime) -> Non
     attempt.reconcile_after = None
 
 
-def _finish_contact(contact: Contact, outcome: str, now: datetime) -> None:
+def finish_contact(contact: Contact, outcome: str, now: datetime) -> None:
+    """The contact is done with `outcome`: nothing more will be dialed."""
     contact.status = ContactStatus.DONE
     contact.outcome = outcome
     contact.next_attempt_at = None
@@ -365,7 +366,7 @@ async def settle(session: AsyncSession, attempts: Sequence[CallAttempt], now: da
         contact.outcome = attempt.outcome
         contact.updated_at = now
         if campaign.status == CampaignStatus.CANCELLED:
-            _finish_contact(contact, attempt.outcome, now)
+            finish_contact(contact, attempt.outcome, now)
             continue
         settings = with_defaults(campaign.settings or {})
         previous = [out for aid, out in history.get(contact.id, []) if aid != attempt.id]
@@ -373,12 +374,12 @@ async def settle(session: AsyncSession, attempts: Sequence[CallAttempt], now: da
                                 attempts_made=contact.attempts, previous_outcomes=previous,
                                 now=now, rng=rng)
         if not decision.retry or decision.at is None:
-            _finish_contact(contact, attempt.outcome, now)
+            finish_contact(contact, attempt.outcome, now)
             continue
         window = CallingWindow.parse(settings["calling_hours"], settings["calling_days"])
         at = window.next_opening(decision.at, contact.timezones or [settings["fallback_timezone"]])
         if at is None:
-            _finish_contact(contact, attempt.outcome, now)
+            finish_contact(contact, attempt.outcome, now)
             continue
         contact.status = ContactStatus.QUEUED
         contact.next_attempt_at = at

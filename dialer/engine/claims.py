@@ -26,6 +26,7 @@ from campaigns.db.models import (
 )
 from campaigns.settings import with_defaults
 from campaigns.windows import CallingWindow
+from dialer.engine.attempts import finish_contact
 from dialer.engine.identity import AttemptRef, command_id, encode_client_state
 
 
@@ -83,18 +84,18 @@ async def claim(session: AsyncSession, campaign: Campaign, limit: int, now: date
     new_attempts: list[tuple[Contact, CallAttempt]] = []
     for contact in contacts:
         if contact.phone_e164 in dnc:
-            _close(contact, o.DNC, now)
+            finish_contact(contact, o.DNC, now)
             result.suppressed += 1
             continue
         if contact.attempts >= settings["max_attempts"]:
-            _close(contact, contact.outcome or o.FAILED, now)
+            finish_contact(contact, contact.outcome or o.FAILED, now)
             result.closed += 1
             continue
         zones = contact.timezones or [fallback]
         if not window.is_open(now, zones):
             opening = window.next_opening(now, zones)
             if opening is None:
-                _close(contact, o.NO_WINDOW, now)
+                finish_contact(contact, o.NO_WINDOW, now)
                 result.closed += 1
             else:
                 contact.next_attempt_at = opening
@@ -136,13 +137,6 @@ async def claim(session: AsyncSession, campaign: Campaign, limit: int, now: date
                                    contact.phone_e164, attempt.command_id, attempt.client_state))
     await session.flush()
     return result
-
-
-def _close(contact: Contact, outcome: str, now: datetime) -> None:
-    contact.status = ContactStatus.DONE
-    contact.outcome = outcome
-    contact.next_attempt_at = None
-    contact.updated_at = now
 
 
 async def _recent_calls(session: AsyncSession, phones: Sequence[str],
