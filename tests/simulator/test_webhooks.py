@@ -117,8 +117,8 @@ async def test_reorder_fault_sometimes_swaps_neighbours(
 ) -> None:
     sim = await make_sim(faults=FaultConfig(reorder=0.5), pinned={HUMAN: "human"})
     cids = [(await dial(http, sim, HUMAN, answering_machine_detection="detect")).body["data"][
-        "call_control_id"] for _ in range(20)]
-    assert await sim.wait_idle(timeout=10)
+        "call_control_id"] for _ in range(60)]  # 20 calls all came out swapped ~7% of runs
+    assert await sim.wait_idle(timeout=20)
     in_order = ["call.initiated", "call.answered", "call.machine.detection.ended", "call.hangup"]
     orders = [receiver.types(cid) for cid in cids]
     assert all(sorted(o) == sorted(in_order) for o in orders)
