@@ -24,13 +24,12 @@ import time
 import uuid
 from pathlib import Path
 
-import aiohttp
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.common import cpu_secs, free_port  # noqa: E402
+from bench.common import cpu_secs, free_port, postgres_cpu_secs  # noqa: E402
 from campaigns.db.migrate import upgrade  # noqa: E402
+from dialer import aio  # noqa: E402
 from dialer.telnyx.signatures import generate_keypair, public_key_from_private, sign  # noqa: E402
 
 
@@ -49,28 +48,95 @@ def event(i: int) -> bytes:
         "meta": {"attempt": 1, "delivered_to": "http://127.0.0.1/webhooks/telnyx"}}).encode()
 
 
-async def drive(url: str, bodies: list[tuple[bytes, dict[str, str]]], concurrency: int
+async def drive(port: int, bodies: list[tuple[bytes, dict[str, str]]], concurrency: int
                 ) -> tuple[float, list[float], int]:
+    """Post every body over `concurrency` keep-alive connections and time each answer.
+
+    A bare HTTP/1.1 client on raw streams (requests built before the clock starts): an aiohttp
+    client spends more CPU per request than the receiver it measures, on the same 2 cores.
+    """
     latencies: list[float] = []
     failures = 0
-    it = iter(bodies)
+    requests = [
+        b"".join([f"POST /webhooks/telnyx HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                  f"Content-Length: {len(body)}\r\n".encode(),
+                  *(f"{k}: {v}\r\n".encode() for k, v in headers.items()), b"\r\n", body])
+        for body, headers in bodies]
+    it = iter(requests)
 
-    async def worker(session: aiohttp.ClientSession) -> None:
+    async def worker() -> None:
         nonlocal failures
-        for body, headers in it:
-            t = time.perf_counter()
-            async with session.post(url, data=body, headers=headers) as r:
-                await r.read()
-                if r.status != 200:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for request in it:
+                t = time.perf_counter()
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                status = int(head[9:12])
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line[:15].lower() == b"content-length:":
+                        length = int(line[15:])
+                await reader.readexactly(length)
+                latencies.append(time.perf_counter() - t)
+                if status != 200:
                     failures += 1
-            latencies.append(time.perf_counter() - t)
+        finally:
+            writer.close()
 
-    conn = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=conn) as session:
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
-        elapsed = time.perf_counter() - t0
-    return elapsed, latencies, failures
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - t0, latencies, failures
+
+
+TRIVIAL_SERVER = """
+import asyncio, sys
+from aiohttp import web
+from dialer import aio
+
+async def answer(request):
+    await request.read()
+    return web.Response(body=b'{"result":"ok"}', content_type="application/json")
+
+async def main():
+    app = web.Application()
+    app.router.add_post("/webhooks/telnyx", answer)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", int(sys.argv[1])).start()
+    await asyncio.Event().wait()
+
+aio.run(main())
+"""
+
+
+def trivial_baseline(bodies: list[tuple[bytes, dict[str, str]]], concurrency: int
+                     ) -> dict[str, float]:
+    """The same requests against an aiohttp handler that only reads the body and answers:
+    what this machine gives right now, to read the receiver's figures against (the machine's
+    speed varies by 2-4x from one hour to the next)."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-c", TRIVIAL_SERVER, str(port)],
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        wait_for_port(port)
+        cpu0 = cpu_secs(server.pid)
+        elapsed, _, _ = aio.run(drive(port, bodies, concurrency))
+        return {"trivial_requests_per_s": round(len(bodies) / elapsed),
+                "trivial_server_cpu_us_per_request":
+                    round(1e6 * (cpu_secs(server.pid) - cpu0) / len(bodies), 1)}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def wait_for_port(port: int) -> None:
+    for _ in range(200):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.1)
 
 
 def main() -> None:
@@ -96,20 +162,19 @@ def main() -> None:
          str(port), "--api-url", "http://127.0.0.1:9/v2", "--api-key", "bench", "--public-key",
          public], env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(200):
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                time.sleep(0.1)
+        wait_for_port(port)
         bodies = []
         for i in range(args.events):
             body = event(i)
             bodies.append((body, {**sign(private, body), "content-type": "application/json"}))
-        url = f"http://127.0.0.1:{port}/webhooks/telnyx"
         cpu0 = cpu_secs(engine.pid)
-        elapsed, lat, failures = asyncio.run(drive(url, bodies, args.concurrency))
+        own0 = cpu_secs(os.getpid())
+        pg0 = postgres_cpu_secs(pg.data_dir) if pg is not None else 0.0
+        elapsed, lat, failures = aio.run(drive(port, bodies, args.concurrency))
         cpu_ms = 1000 * (cpu_secs(engine.pid) - cpu0) / args.events
+        own_ms = 1000 * (cpu_secs(os.getpid()) - own0) / args.events
+        pg_ms = (1000 * (postgres_cpu_secs(pg.data_dir) - pg0) / args.events
+                 if pg is not None else 0.0)
         lat.sort()
         print(json.dumps({
             "db": "sqlite" if args.sqlite else "postgresql",
@@ -120,6 +185,10 @@ def main() -> None:
             "max_ms": round(1000 * lat[-1], 1),
             "non_200": failures,
             "engine_cpu_ms_per_event": round(cpu_ms, 3),
+            "load_generator_cpu_ms_per_event": round(own_ms, 3),
+            "postgres_cpu_ms_per_event": round(pg_ms, 3) if pg is not None else None,
+            "loadavg_1m": round(os.getloadavg()[0], 2),
+            **trivial_baseline(bodies[:min(len(bodies), 10000)], args.concurrency),
         }))
         print(f"# {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     finally:

@@ -17,3 +17,20 @@ def cpu_secs(pid: int) -> float:
     """User + system CPU seconds a process has used so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_secs(data_dir: Path) -> float:
+    """CPU seconds used so far by the PostgreSQL server of `data_dir`: its postmaster and the
+    children alive now (backends that exited are not counted)."""
+    postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+    total = cpu_secs(postmaster)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(stat[1]) == postmaster:
+                total += cpu_secs(int(entry.name))
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total

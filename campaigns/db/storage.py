@@ -186,3 +186,7 @@ async def delete_dnc(session: AsyncSession, numbers: Collection[str]) -> set[str
     if present:
         await session.execute(delete(DncNumber).where(DncNumber.phone_e164.in_(sorted(present))))
     return present
+
+
+#: The asyncpg connection under a session's open transaction, for the engine's bulk statements.
+raw_connection = _asyncpg

@@ -23,6 +23,7 @@ from rich.live import Live
 from campaigns.db.migrate import upgrade
 from campaigns.progress import progress
 from campaigns.reports import summary, write_report
+from dialer import aio
 from dialer.cli.common import err, transaction
 from dialer.cli.report_cmd import print_summary
 from dialer.cli.status_cmd import render
@@ -76,7 +77,7 @@ def demo(workdir: Path | None, contacts: Path, speed: float, seed: int) -> None:
         if code != 0:
             raise DialerError(f"demo step `dialer {' '.join(step)}` failed (exit {code})")
     started = time.monotonic()
-    asyncio.run(_run(url, speed, seed))
+    aio.run(_run(url, speed, seed))
     err.print(f"\ncampaign finished in {time.monotonic() - started:.1f} s")
     s = asyncio.run(summary(url, NAME))
     print_summary(s)

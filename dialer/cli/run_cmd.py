@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
 import click
 
+from dialer import aio
 from dialer.cli.common import app_context, err
 from dialer.config import (
     DEFAULT_API_URL,
@@ -86,7 +86,7 @@ def run(host: str, port: int, public_url: str | None, api_url: str, api_key: str
     )
     if not simulate and not api_key:
         raise ConfigurationError("TELNYX_API_KEY is not set (or use --simulate for a dry run)")
-    asyncio.run(_main(config, simulate, speed, seed))
+    aio.run(_main(config, simulate, speed, seed))
 
 
 async def _main(config: EngineConfig, simulate: bool, speed: float, seed: int) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from dialer import aio
 from dialer.simulator.config import FaultConfig, SimulatorConfig, load_scenarios_file
 from dialer.simulator.server import Simulator
 
@@ -119,7 +120,7 @@ def simulator(
             public_key_from_private(private_key)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--private-key") from None
-    asyncio.run(_serve(config, public_key_file))
+    aio.run(_serve(config, public_key_file))
 
 
 async def _serve(config: SimulatorConfig, public_key_file: Path | None) -> None:

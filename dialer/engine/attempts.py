@@ -12,14 +12,15 @@ import logging
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns import outcomes as o
 from campaigns import retry
+from campaigns.db import storage
 from campaigns.db.models import (
     AttemptState,
     CallAttempt,
@@ -27,6 +28,7 @@ from campaigns.db.models import (
     CampaignStatus,
     Contact,
     ContactStatus,
+    WebhookEvent,
 )
 from campaigns.settings import with_defaults
 from campaigns.windows import CallingWindow
@@ -238,6 +240,34 @@ async def find_attempts(session: AsyncSession, events: Sequence[EventLike]
                 ev.attempt_id = a.id
                 attempts[a.id] = a
     return attempts
+
+
+class ProcessedEvent(Protocol):
+    id: int
+    status: str
+    attempt_id: int | None
+
+
+_PG_MARK_EVENTS = """
+UPDATE webhook_events AS w SET status = u.s, processed_at = $1, attempt_id = u.a
+FROM unnest($2::bigint[], $3::varchar[], $4::bigint[]) AS u(id, s, a) WHERE w.id = u.id
+"""
+
+
+async def mark_events(session: AsyncSession, events: Sequence[ProcessedEvent],
+                      now: datetime) -> None:
+    """Record how each event was processed, in one statement (PostgreSQL) or one executemany."""
+    if not events:
+        return
+    if storage.is_postgres(session):
+        conn = await storage.raw_connection(session)
+        await conn.execute(_PG_MARK_EVENTS, now.astimezone(timezone.utc).replace(tzinfo=None),
+                           [e.id for e in events], [e.status for e in events],
+                           [e.attempt_id for e in events])
+        return
+    await session.execute(update(WebhookEvent), [
+        {"id": e.id, "status": e.status, "processed_at": now, "attempt_id": e.attempt_id}
+        for e in events])
 
 
 def apply_event(attempt: CallAttempt, campaign: Campaign, event_type: str,

@@ -35,6 +35,8 @@ class Envelope:
     occurred_at: datetime | None
     payload: dict[str, Any]
     raw: dict[str, Any]
+    #: The document as JSON text to store: the body itself unless it had to be cleaned.
+    text: str = ""
 
     @property
     def call_control_id(self) -> str | None:
@@ -95,8 +97,14 @@ def parse_envelope(body: bytes) -> Envelope:
         doc = json.loads(body, parse_constant=_reject_constant, parse_float=_finite)
     except (ValueError, RecursionError):
         raise BadEnvelope("body is not JSON") from None
+    text = None
     if b"\\u" in body:  # the only way such characters get into a JSON string
         doc = _clean(doc)
+    else:
+        try:
+            text = body.decode("utf-8").removeprefix("\ufeff")
+        except UnicodeDecodeError:  # UTF-16/32 JSON: json.loads reads it, store it re-encoded
+            pass
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), dict):
         raise BadEnvelope("no data object")
     data = doc["data"]
@@ -110,4 +118,5 @@ def parse_envelope(body: bytes) -> Envelope:
         payload = {}
     if not isinstance(payload, dict):
         raise BadEnvelope("data.payload is not an object")
-    return Envelope(event_id, event_type, parse_time(data.get("occurred_at")), payload, doc)
+    return Envelope(event_id, event_type, parse_time(data.get("occurred_at")), payload, doc,
+                    text if text is not None else json.dumps(doc))

@@ -10,14 +10,17 @@ answer is 503, so Telnyx retries; never a 200 for an event that was not stored.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import Table
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -44,6 +47,7 @@ class EventStore:
         self._on_stored = on_stored
         self._queue: asyncio.Queue[tuple[Envelope, asyncio.Future[bool]]] = asyncio.Queue()
         self._max_batch = max_batch
+        self.recent = RecentEvents()
         self._task: asyncio.Task[None] | None = None
         #: Monotonic time since which every store succeeded (reset by a failure, i.e. a 503):
         #: webhooks Telnyx could not deliver before then may still be on their way.
@@ -94,25 +98,71 @@ class EventStore:
 
     async def _insert(self, envs: list[Envelope]) -> set[str]:
         now = utcnow()
-        rows: dict[str, dict[str, Any]] = {}
-        for env in envs:
-            rows.setdefault(env.event_id, {
-                "event_id": env.event_id,
-                "event_type": env.event_type,
-                "call_control_id": (env.call_control_id or "")[:200] or None,
-                "occurred_at": env.occurred_at,
-                "received_at": now,
-                "payload": env.raw,
-                "status": "pending",
-            })
-        async with self._sessions() as session, session.begin():
-            dialect = (await session.connection()).dialect.name
-            insert = pg_insert if dialect == "postgresql" else sqlite_insert
-            # executemany with RETURNING: one cached statement whatever the batch size.
-            stmt = (insert(WebhookEvent).on_conflict_do_nothing(index_elements=["event_id"])
-                    .returning(WebhookEvent.event_id))
-            result = await session.execute(stmt, list(rows.values()))
-            return set(result.scalars().all())
+        unique = list({env.event_id: env for env in reversed(envs)}.values())
+        bind = self._sessions.kw["bind"]
+        if bind.dialect.name == "postgresql":
+            # One statement, committed on its own: no BEGIN/COMMIT round trips.
+            async with bind.connect() as conn:
+                raw = await conn.get_raw_connection()
+                rows = await self._insert_pg(raw.driver_connection, unique, now)
+        else:
+            async with self._sessions() as session, session.begin():
+                # executemany with RETURNING: one cached statement whatever the batch size.
+                stmt = (sqlite_insert(_EVENTS).on_conflict_do_nothing(index_elements=["event_id"])
+                        .returning(_EVENTS.c.id, _EVENTS.c.event_id))
+                rows = list((await session.execute(stmt, [{
+                    "event_id": env.event_id, "event_type": env.event_type,
+                    "call_control_id": _call_control_id(env), "occurred_at": env.occurred_at,
+                    "received_at": now, "payload": env.raw, "status": "pending"}
+                    for env in unique])).all())
+        by_id = {env.event_id: env for env in unique}
+        for row_id, event_id in rows:
+            self.recent.add(row_id, by_id[event_id].raw)
+        return {event_id for _, event_id in rows}
+
+    @staticmethod
+    async def _insert_pg(conn: Any, envs: list[Envelope], now: datetime) -> list[Any]:
+        """One statement for the whole batch, the bodies stored as they came (no re-encoding)."""
+        naive = now.astimezone(timezone.utc).replace(tzinfo=None)
+        return list(await conn.fetch(
+            _PG_INSERT, [e.event_id for e in envs], [e.event_type for e in envs],
+            [_call_control_id(e) for e in envs],
+            [e.occurred_at.replace(tzinfo=None) if e.occurred_at else None for e in envs],
+            naive, [e.text for e in envs]))
+
+
+def _call_control_id(env: Envelope) -> str | None:
+    return (env.call_control_id or "")[:200] or None
+
+
+_EVENTS: Table = WebhookEvent.__table__  # type: ignore[assignment]
+_PG_INSERT = """
+INSERT INTO webhook_events
+    (event_id, event_type, call_control_id, occurred_at, received_at, payload, status)
+SELECT u.e, u.t, u.c, u.o, $5, u.p::jsonb, 'pending'
+FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::timestamp[], $6::text[])
+    AS u(e, t, c, o, p)
+ON CONFLICT (event_id) DO NOTHING
+RETURNING id, event_id
+"""
+
+
+class RecentEvents:
+    """The documents of the events this process stored lately, by row id: the event processor
+    takes them from here instead of reading every payload back (and decoding it again).
+    Bounded; anything not here (older, or stored by another process) is read from the table."""
+
+    def __init__(self, limit: int = 20_000) -> None:
+        self._docs: OrderedDict[int, dict[str, Any]] = OrderedDict()
+        self._limit = limit
+
+    def add(self, row_id: int, doc: dict[str, Any]) -> None:
+        self._docs[row_id] = doc
+        if len(self._docs) > self._limit:
+            self._docs.popitem(last=False)
+
+    def pop(self, row_id: int) -> dict[str, Any] | None:
+        return self._docs.pop(row_id, None)
 
 
 class Receiver:
@@ -164,7 +214,8 @@ class Receiver:
 
     def _answer(self, status: int, result: str, text: str) -> web.Response:
         self.metrics.webhooks.labels(result).inc()
-        return web.json_response({"result": text}, status=status)
+        return web.Response(body=json.dumps({"result": text}).encode(), status=status,
+                            content_type="application/json")
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response(self.health())

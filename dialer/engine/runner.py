@@ -22,6 +22,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
@@ -54,6 +55,7 @@ from dialer.engine.attempts import (
     apply_event,
     facts_of,
     find_attempts,
+    mark_events,
     settle,
 )
 from dialer.engine.claims import DialJob, claim
@@ -79,6 +81,12 @@ DB_ERRORS = (OperationalError, DBAPIError, OSError, ConnectionError)
 INSTANCE_DEAD_SECS = 15.0
 RESEND_WINDOW_SECS = 50.0
 BATCH_WAIT_SECS = 0.025
+#: How often the scheduler looks for a started campaign while none runs (well within the 1 s
+#: in which `campaign start/resume` must take effect).
+IDLE_TICK_SECS = 0.25
+#: Webhook events processed per transaction: small enough that one batch does not hold the
+#: event loop (and the receiver's acknowledgements) for long.
+EVENT_BATCH = 100
 #: Reconciliation, campaign completion, stop --hangup and the idle check run this often.
 SLOW_SWEEP_SECS = 0.5
 #: A `created` attempt of this engine that it no longer tracks is recovered after this long.
@@ -187,7 +195,10 @@ class Engine:
         self.stats = Stats()
         self.pacer = Pacer(config.cps)
         self.rng = random.Random(config.seed)
-        self.db: AsyncEngine = create_engine(config.database_url)
+        # No ping before every checkout (a round trip per transaction, thousands a second under
+        # load): a connection that died with its server fails its statement, which invalidates
+        # the whole pool, and the caller retries (the receiver answers 503 meanwhile).
+        self.db: AsyncEngine = create_engine(config.database_url, pool_pre_ping=False)
         self.sessions: async_sessionmaker[AsyncSession] = session_factory(self.db)
         self.client = TelnyxClient(config.api_url, config.api_key)
         self.campaigns: dict[int, CampaignView] = {}
@@ -483,9 +494,11 @@ class Engine:
             started = time.monotonic()
             await self._retrying("scheduling", self._schedule_once)
             elapsed = time.monotonic() - started
+            # With no campaign running, look for one a few times a second, not every tick.
+            tick = self.config.tick_secs if self.campaigns else max(self.config.tick_secs,
+                                                                    IDLE_TICK_SECS)
             try:
-                await asyncio.wait_for(self._stopping.wait(),
-                                       timeout=max(0.0, self.config.tick_secs - elapsed))
+                await asyncio.wait_for(self._stopping.wait(), timeout=max(0.0, tick - elapsed))
             except asyncio.TimeoutError:
                 pass
 
@@ -693,7 +706,7 @@ class Engine:
                 n, actions = await self._retrying("processing webhooks", self._process_batch)
                 self._busy_events = n >= 20
                 self._run_actions(actions)
-                if n < 200:
+                if n < EVENT_BATCH:
                     break
 
     async def _process_batch(self) -> tuple[int, list[PendingAction]]:
@@ -704,13 +717,13 @@ class Engine:
             # UPDATE at the end (the hot path under webhook load).
             rows = (await s.execute(
                 select(WebhookEvent.id, WebhookEvent.event_id, WebhookEvent.event_type,
-                       WebhookEvent.occurred_at, WebhookEvent.payload,
-                       WebhookEvent.call_control_id)
+                       WebhookEvent.occurred_at, WebhookEvent.call_control_id)
                 .where(WebhookEvent.status == "pending")
-                .order_by(WebhookEvent.id).limit(200).with_for_update(skip_locked=True))).all()
+                .order_by(WebhookEvent.id).limit(EVENT_BATCH)
+                .with_for_update(skip_locked=True))).all()
             if not rows:
                 return 0, []
-            events = [EventRow(*r) for r in rows]
+            events = await self._event_rows(s, rows)
             attempts = await find_attempts(s, events)
             campaigns = {c.id: c for c in await s.scalars(select(Campaign).where(
                 Campaign.id.in_({a.campaign_id for a in attempts.values()})))} if attempts else {}
@@ -741,9 +754,7 @@ class Engine:
                    if a.state == AttemptState.ENDED and a.settled_at is None
                    and a.settle_after is not None and a.settle_after <= now]
             await self._settle(s, due, now)
-            await s.execute(update(WebhookEvent), [
-                {"id": ev.id, "status": ev.status, "processed_at": now,
-                 "attempt_id": ev.attempt_id} for ev in events])
+            await mark_events(s, events, now)
             if orphans:
                 log.info("%d webhook events for calls this database does not know were kept "
                          "as orphans", orphans)
@@ -751,6 +762,17 @@ class Engine:
             return len(events), actions
         result: tuple[int, list[PendingAction]] = await self._tx(_q)
         return result
+
+    async def _event_rows(self, s: AsyncSession, rows: Sequence[Any]) -> list[EventRow]:
+        """The locked rows with their documents: from the receiver's memory when this process
+        stored them, else (another process, or before a restart) read from the table."""
+        docs = {r.id: self.store.recent.pop(r.id) for r in rows}
+        unknown = [i for i, doc in docs.items() if doc is None]
+        if unknown:
+            docs.update((await s.execute(select(WebhookEvent.id, WebhookEvent.payload)
+                                         .where(WebhookEvent.id.in_(unknown)))).all())
+        return [EventRow(r.id, r.event_id, r.event_type, r.occurred_at, docs[r.id] or {},
+                         r.call_control_id) for r in rows]
 
     async def _settle(self, s: AsyncSession, attempts: list[CallAttempt], now: datetime) -> None:
         if not attempts:
