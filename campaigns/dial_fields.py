@@ -510,14 +510,21 @@ def _per_call_detail(key: str) -> str:
     return "cannot be set per campaign: it is chosen for each call"
 
 
+def _missing(body: Mapping[str, Any]) -> list[FieldProblem]:
+    return [_problem(name, MISSING, "Missing required parameter", "is required")
+            for name in REQUIRED_DIAL_FIELDS if name not in body]
+
+
 def validate_dial_request(body: Mapping[str, Any]) -> list[FieldProblem]:
     """All problems of a Dial request body (Telnyx key names), in field order; [] when valid."""
-    problems = [
-        _problem(name, MISSING, "Missing required parameter", "is required")
-        for name in REQUIRED_DIAL_FIELDS
-        if name not in body
-    ]
-    return sorted(problems + _validate(body, None), key=_sort_key)
+    return sorted(_missing(body) + _validate(body, None), key=_sort_key)
+
+
+def dial_body_shape_problems(body: Mapping[str, Any]) -> list[FieldProblem]:
+    """Only the shape of a Dial request body: required keys missing and unknown keys (values are
+    not checked; see `validate_dial_request`)."""
+    unknown = [_unknown(key, DIAL_FIELDS) for key in body if key not in DIAL_FIELDS]
+    return sorted(_missing(body) + unknown, key=_sort_key)
 
 
 def validate_campaign_dial_settings(values: Mapping[str, Any]) -> list[FieldProblem]:

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from campaigns.dial_fields import DIAL_FIELDS, REQUIRED_DIAL_FIELDS, validate_dial_request
-from campaigns.fieldspec import MISSING, FieldProblem
+from campaigns.dial_fields import DIAL_FIELDS, dial_body_shape_problems, validate_dial_request
+from campaigns.fieldspec import FieldProblem
 from dialer.telnyx.errors import ApiError, InvalidRequest
 
 __all__ = ["CallStatus", "DialRequest", "DialResult", "invalid_request_from_problems"]
@@ -108,9 +108,7 @@ class DialRequest:
     def from_body(cls, body: Mapping[str, Any]) -> DialRequest:
         """Build from a body with Telnyx key names. Unknown or missing required keys raise
         InvalidRequest; values are not checked (call `validate()`)."""
-        problems = [p for p in validate_dial_request(body)
-                    if p.field not in DIAL_FIELDS and "." not in p.field  # unknown key
-                    or p.field in REQUIRED_DIAL_FIELDS and p.code == MISSING]
+        problems = dial_body_shape_problems(body)
         if problems:
             raise invalid_request_from_problems(problems)
         return cls(**{_python_name(k): v for k, v in body.items()})
