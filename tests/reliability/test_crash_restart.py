@@ -40,7 +40,7 @@ from tests.reliability.harness import (
 
 SEED = int(os.environ.get("RELIABILITY_SEED", "20240917"))
 SPEED = 30.0
-CONTACTS = 90
+CONTACTS = 300
 KILLS = 10
 MAX_ATTEMPTS = 3
 MIX = {"human": 4, "machine_beep": 2, "machine_no_beep": 1, "fax": 1, "silence": 1, "busy": 1,
@@ -79,7 +79,7 @@ async def run_with_kills(db_url: str, tmp: Path, *, amd: str, kills: int, seed_:
     sim = SimProcess(tmp, speed=SPEED, seed=seed_, private_key=private,
                      extra=["--scenarios", str(_scenario_file(tmp))])
     await sim.start()
-    engine = EngineProcess(tmp, db_url, sim, public, time_scale=SPEED, cps=30, max_concurrent=20)
+    engine = EngineProcess(tmp, db_url, sim, public, time_scale=SPEED, cps=60, max_concurrent=60)
     probe = DbProbe(db_url)
     plan: list[str] = []
 
