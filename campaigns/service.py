@@ -75,9 +75,17 @@ async def change_status(session: AsyncSession, name: str, action: str, *,
         campaign.finished_at = now
     if action == "stop":
         campaign.hangup_requested = hangup_live_calls
+        # Contacts locked by an engine transaction right now (a claim in progress) are skipped:
+        # waiting for them would deadlock (this transaction holds the campaign row, the claim
+        # needs a key-share lock on it to insert its attempt). They leave `queued` with that
+        # claim, and one released back to the queue is closed as canceled by the engine's sweep
+        # of cancelled campaigns.
         await session.execute(
             update(Contact)
-            .where(Contact.campaign_id == campaign.id, Contact.status == ContactStatus.QUEUED)
+            .where(Contact.id.in_(
+                select(Contact.id)
+                .where(Contact.campaign_id == campaign.id, Contact.status == ContactStatus.QUEUED)
+                .with_for_update(skip_locked=True)))
             .values(status=ContactStatus.DONE, outcome=outcomes.CANCELED, next_attempt_at=None,
                     updated_at=now)
         )

@@ -339,7 +339,7 @@ class _Prepared:
     rows: np.ndarray | None = None  # row numbers of `table`
     cand: np.ndarray | None = None  # positions in `table` of the first occurrences
     e164: pa.Array | None = None  # of cand
-    out: pa.Table | None = None  # contact rows for cand (None in a dry run)
+    out: storage.ContactRows | None = None  # contact rows for cand (None in a dry run)
     tz_unknown: np.ndarray | None = None  # per cand
     tz_ambiguous: np.ndarray | None = None  # per cand
 
@@ -371,6 +371,7 @@ class _Job:
         self.has_contacts = False
         self.has_dnc = False
         self.stamp = storage.timestamp_text(session, utcnow())
+        self.postgres = storage.is_postgres(session)
         self.schema = pa.schema([pa.field("row", pa.int64()), pa.field("reason", pa.string()),
                                  pa.field("duplicate_of_row", pa.int64()),
                                  pa.field("detail", pa.string())]
@@ -519,7 +520,7 @@ class _Job:
         if self.dry_run:
             return
         size = pa.array(np.zeros(m, np.int64))
-        prep.out = pa.table({
+        prep.out = storage.prepare_contacts(pa.table({
             "campaign_id": pa.array(np.full(m, self.campaign_id, np.int64)),
             "import_id": pa.array(np.full(m, self.import_id or 0, np.int64)),
             "source_row": pa.array(prep.rows[cand]),
@@ -539,7 +540,7 @@ class _Job:
             "next_attempt_at": pa.array([self.stamp], pa.string()).take(size),
             "created_at": pa.array([self.stamp], pa.string()).take(size),
             "updated_at": pa.array([self.stamp], pa.string()).take(size),
-        })
+        }), self.postgres)
 
     # -- stage two: the database --------------------------------------------------------------
     async def finish(self, prep: _Prepared) -> None:
@@ -578,7 +579,7 @@ class _Job:
             s.tz_unknown += int((prep.tz_unknown & keep).sum())
             s.tz_ambiguous += int((prep.tz_ambiguous & keep).sum())
             if prep.out is not None and keep.any():
-                out = prep.out if keep.all() else prep.out.filter(pa.array(keep))
+                out = prep.out if keep.all() else prep.out.filter(keep)
                 await storage.insert_contacts(self.session, out)
         if self.rejects is not None and prep.rejects:
             refused = pa.concat_tables(prep.rejects)
