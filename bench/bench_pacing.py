@@ -95,6 +95,19 @@ async def run_rate(url: str, sim_url: str, sim_pid: int, public_key: str, rate: 
             return await dial(*a, **kw)
 
         engine.client.dial = timed_dial  # type: ignore[method-assign]
+        # ... and when its request was written to the socket.
+        written: list[float] = []
+        trace = aiohttp.TraceConfig()
+
+        async def on_headers_sent(_s: Any, _c: Any, params: Any) -> None:
+            if params.method == "POST" and params.url.path.endswith("/calls"):
+                written.append(time.time())
+
+        trace.on_request_headers_sent.append(on_headers_sent)
+        engine.client._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=engine.client._max_connections, limit_per_host=0),
+            headers=engine.client._headers, timeout=engine.client._timeout,
+            trace_configs=[trace])
         cpu0, sim_cpu0, t0 = time.process_time(), cpu_secs(sim_pid), time.monotonic()
         await engine.start()
         await asyncio.sleep(secs)
@@ -118,10 +131,22 @@ async def run_rate(url: str, sim_url: str, sim_pid: int, public_key: str, rate: 
         "limit_100ms": math.ceil(rate / 10) + 1,
         "engine_max_in_any_1s": max_in_window(sorted(sent), 1.0),
         "engine_max_in_any_100ms": max_in_window(sorted(sent), 0.1),
+        "written_max_in_any_1s": max_in_window(sorted(written), 1.0),
+        "written_max_in_any_100ms": max_in_window(sorted(written), 0.1),
         "http_429": stats.get("rejected_429"),
         "engine_cpu_pct": round(100 * (cpu1 - cpu0) / (t1 - t0), 1),
         "simulator_cpu_pct": round(100 * (sim_cpu1 - sim_cpu0) / (t1 - t0), 1),
     }
+
+
+def _raise_priority() -> None:
+    """The simulator stands in for Telnyx's servers, which do not share our 2 cores: it runs at a
+    higher scheduling priority (when allowed), so that the time it stamps on a dial is when the
+    dial arrived, not when the kernel next gave it a core while the engine and PostgreSQL ran."""
+    try:
+        os.nice(-10)
+    except OSError:
+        pass
 
 
 async def main() -> None:
@@ -137,7 +162,8 @@ async def main() -> None:
         [sys.executable, "-m", "dialer.cli.main", "simulator", "--port", str(port),
          "--private-key", private, "--cps-limit", "1000", "--channels", "100000",
          "--speed", "1000", "--scenarios", str(REPO / "bench" / "busy.toml")],
-        env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.DEVNULL)
+        env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.DEVNULL,
+        preexec_fn=_raise_priority)
     sim_url = f"http://127.0.0.1:{port}"
     for _ in range(100):
         try:
