@@ -17,7 +17,6 @@ import json
 import math
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from campaigns.db.engine import create_engine, session_factory  # noqa: E402
-from bench.common import cpu_secs, free_port  # noqa: E402
+from bench.common import cpu_secs, free_port, wait_for_port  # noqa: E402
 from campaigns.db.migrate import upgrade  # noqa: E402
 from campaigns.db.models import Contact  # noqa: E402
 from campaigns.db.types import utcnow  # noqa: E402
@@ -165,12 +164,7 @@ async def main() -> None:
         env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.DEVNULL,
         preexec_fn=_raise_priority)
     sim_url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-        except OSError:
-            time.sleep(0.1)
+    wait_for_port(port)
     from tests.pgserver import start_server
 
     pg = start_server()

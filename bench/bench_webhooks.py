@@ -15,7 +15,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.common import cpu_secs, free_port, postgres_cpu_secs  # noqa: E402
+from bench.common import cpu_secs, free_port, postgres_cpu_secs, wait_for_port  # noqa: E402
 from campaigns.db.migrate import upgrade  # noqa: E402
 from dialer import aio  # noqa: E402
 from dialer.telnyx.signatures import generate_keypair, public_key_from_private, sign  # noqa: E402
@@ -128,15 +127,6 @@ def trivial_baseline(bodies: list[tuple[bytes, dict[str, str]]], concurrency: in
     finally:
         server.terminate()
         server.wait(timeout=30)
-
-
-def wait_for_port(port: int) -> None:
-    for _ in range(200):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.1)
 
 
 def main() -> None:
