@@ -100,11 +100,9 @@ def parse_envelope(body: bytes) -> Envelope:
     text = None
     if b"\\u" in body:  # the only way such characters get into a JSON string
         doc = _clean(doc)
-    else:
-        try:
-            text = body.decode("utf-8").removeprefix("\ufeff")
-        except UnicodeDecodeError:  # UTF-16/32 JSON: json.loads reads it, store it re-encoded
-            pass
+    elif json.detect_encoding(body) in ("utf-8", "utf-8-sig"):
+        # Stored as it came. (UTF-16/32 JSON, which json.loads reads too, is stored re-encoded.)
+        text = body.decode("utf-8-sig")
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), dict):
         raise BadEnvelope("no data object")
     data = doc["data"]

@@ -66,6 +66,30 @@ async def test_signed_event_is_stored_once(engine: Engine, db_url: str) -> None:
     assert list(events) == ["evt-1"]
 
 
+@pytest.mark.parametrize("encode", [
+    lambda text: text.encode(),                          # as Telnyx sends it
+    lambda text: b"\xef\xbb\xbf" + text.encode(),       # with a UTF-8 BOM
+    lambda text: text.encode("utf-16"),                  # JSON that json.loads reads too
+    lambda text: text.replace("caf\u00e9", "caf\\u00e9\\u0000").encode(),  # escapes to clean
+], ids=["utf8", "bom", "utf16", "escapes"])
+async def test_stored_payload_is_the_document_received(engine: Engine, db_url: str,
+                                                       encode: Any) -> None:
+    """Bodies are stored as received when they can be, re-encoded when they cannot (another
+    encoding, characters the database refuses): either way the stored JSON is the document."""
+    text = envelope(event_id="evt-doc", note="caf\u00e9").decode().replace(
+        "caf\\u00e9", "caf\u00e9")
+    body = encode(text)
+    assert (await post(engine, body, sign(PRIVATE, body)))[0] == 200
+    db = create_engine(db_url)
+    try:
+        async with session_factory(db)() as s:
+            payload = await s.scalar(select(WebhookEvent.payload))
+    finally:
+        await db.dispose()
+    assert payload["data"]["id"] == "evt-doc"
+    assert payload["data"]["payload"]["note"] in ("caf\u00e9", "caf\u00e9\ufffd")
+
+
 async def test_unknown_call_is_kept_as_orphan(engine: Engine, db_url: str) -> None:
     body = envelope("call.hangup", event_id="evt-orphan", hangup_cause="normal_clearing")
     assert (await post(engine, body, sign(PRIVATE, body)))[0] == 200
