@@ -151,7 +151,7 @@ def contacts_select(plan: UploadPlan, campaign_id: int, part: Range,
                     guarded: bool = True) -> Select[Any]:
     """The per-contact report as text columns; `guarded`: with the formula guard (CSV)."""
     guard = _guard if guarded else _plain
-    j = contact_join("postgresql", campaign_id, part.where(CallAttempt.contact_id))
+    j = contact_join("postgresql", campaign_id, part.where)
     c = Contact
     zone = _zone_lateral(c.timezones)
     next_at = case((c.status == ContactStatus.QUEUED, c.next_attempt_at))

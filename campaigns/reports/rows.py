@@ -7,7 +7,7 @@ uploaded columns defined here.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -177,6 +177,8 @@ class ContactJoin:
     last_call: Any
     last_any: Any
     campaign_id: int
+    #: Narrows attempts to a range of contacts: `contact_range(column)` is the condition.
+    contact_range: Callable[[Any], ColumnElement[bool]] | None = None
 
     def select(self, *columns: ColumnElement[Any] | Any) -> Select[Any]:
         c = Contact
@@ -185,20 +187,30 @@ class ContactJoin:
             .select_from(c)
             .outerjoin(self.agg, self.agg.c.contact_id == c.id)
             .outerjoin(self.last_call, and_(self.last_call.contact_id == c.id,
-                                            self.last_call.attempt_no == self.agg.c.last_call_no))
+                                            self.last_call.attempt_no == self.agg.c.last_call_no,
+                                            self._in_range(self.last_call.contact_id)))
             .outerjoin(self.last_any, and_(self.last_any.contact_id == c.id,
-                                           self.last_any.attempt_no == self.agg.c.last_no))
+                                           self.last_any.attempt_no == self.agg.c.last_no,
+                                           self._in_range(self.last_any.contact_id)))
             .where(c.campaign_id == self.campaign_id)
             .order_by(c.id)
         )
 
+    def _in_range(self, column: Any) -> ColumnElement[bool]:
+        # Redundant with the join on contact id, but it lets the index scans of the last call
+        # and last attempt start at the range (PostgreSQL's merge join otherwise reads every
+        # earlier contact's attempts to skip them: ~1 s per range at 1M contacts).
+        return self.contact_range(column) if self.contact_range is not None else true()
+
 
 def contact_join(dialect: str, campaign_id: int,
-                 attempts_filter: ColumnElement[bool] | None = None) -> ContactJoin:
+                 contact_range: Callable[[Any], ColumnElement[bool]] | None = None
+                 ) -> ContactJoin:
     """last call = the highest-numbered attempt that was a call (not `not_placed`): AMD result and
     hangup come from it; last attempt = the highest-numbered of all: the error comes from it.
-    `attempts_filter` narrows the aggregated attempts (e.g. to a range of contacts)."""
+    `contact_range` narrows the attempts to a range of contacts (`contact_range(column)`)."""
     ca = CallAttempt
+    attempts_filter = contact_range(ca.contact_id) if contact_range is not None else None
     agg = (
         select(
             ca.contact_id.label("contact_id"),
@@ -214,7 +226,7 @@ def contact_join(dialect: str, campaign_id: int,
         .subquery("agg")
     )
     return ContactJoin(agg, aliased(CallAttempt, name="last_call"),
-                       aliased(CallAttempt, name="last_any"), campaign_id)
+                       aliased(CallAttempt, name="last_any"), campaign_id, contact_range)
 
 
 def contact_query(dialect: str, campaign_id: int) -> Select[Any]:
