@@ -10,7 +10,6 @@ answer is 503, so Telnyx retries; never a 200 for an event that was not stored.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections import OrderedDict
@@ -98,7 +97,11 @@ class EventStore:
 
     async def _insert(self, envs: list[Envelope]) -> set[str]:
         now = utcnow()
-        unique = list({env.event_id: env for env in reversed(envs)}.values())
+        # One row per event id, in order of arrival (row ids are the processing order).
+        first: dict[str, Envelope] = {}
+        for env in envs:
+            first.setdefault(env.event_id, env)
+        unique = list(first.values())
         bind = self._sessions.kw["bind"]
         if bind.dialect.name == "postgresql":
             # One statement, committed on its own: no BEGIN/COMMIT round trips.
@@ -214,8 +217,7 @@ class Receiver:
 
     def _answer(self, status: int, result: str, text: str) -> web.Response:
         self.metrics.webhooks.labels(result).inc()
-        return web.Response(body=json.dumps({"result": text}).encode(), status=status,
-                            content_type="application/json")
+        return web.json_response({"result": text}, status=status)
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response(self.health())

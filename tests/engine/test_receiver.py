@@ -90,6 +90,24 @@ async def test_stored_payload_is_the_document_received(engine: Engine, db_url: s
     assert payload["data"]["payload"]["note"] in ("caf\u00e9", "caf\u00e9\ufffd")
 
 
+async def test_events_of_one_commit_keep_their_order_of_arrival(engine: Engine,
+                                                                  db_url: str) -> None:
+    """Row ids are the processing order: a group commit stores its events in the order they
+    arrived, each id once (a duplicate in the same batch is the first one's)."""
+    from dialer.engine.events import parse_envelope
+
+    envs = [parse_envelope(envelope(event_id=i)) for i in ("b", "a", "c", "a", "d")]
+    assert await engine.store._insert(envs) == {"a", "b", "c", "d"}
+    db = create_engine(db_url)
+    try:
+        async with session_factory(db)() as s:
+            rows = (await s.execute(select(WebhookEvent.event_id)
+                                    .order_by(WebhookEvent.id))).scalars().all()
+    finally:
+        await db.dispose()
+    assert rows == ["b", "a", "c", "d"]
+
+
 async def test_unknown_call_is_kept_as_orphan(engine: Engine, db_url: str) -> None:
     body = envelope("call.hangup", event_id="evt-orphan", hangup_cause="normal_clearing")
     assert (await post(engine, body, sign(PRIVATE, body)))[0] == 200
