@@ -45,7 +45,7 @@ def is_postgres(session: AsyncSession) -> bool:
     return dialect(session) == "postgresql"
 
 
-async def _asyncpg(session: AsyncSession) -> Any:
+async def raw_connection(session: AsyncSession) -> Any:
     """The asyncpg connection under the session's current transaction.
 
     SQLAlchemy's asyncpg adapter sends BEGIN lazily, with the first statement: make sure it has,
@@ -64,7 +64,7 @@ async def lock_campaign_imports(session: AsyncSession, campaign_id: int) -> None
     """Serialise imports into one campaign until the transaction ends (PostgreSQL); SQLite's
     write lock does it already. Engine updates of the campaign row are not blocked."""
     if is_postgres(session):
-        conn = await _asyncpg(session)
+        conn = await raw_connection(session)
         await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", _IMPORT_LOCK_NS,
                            campaign_id & 0x7FFFFFFF)
 
@@ -85,7 +85,7 @@ async def existing_numbers(session: AsyncSession, campaign_id: int,
     if not numbers:
         return set()
     if is_postgres(session):
-        conn = await _asyncpg(session)
+        conn = await raw_connection(session)
         rows = await conn.fetch(
             "SELECT phone_e164 FROM contacts WHERE campaign_id = $1 "
             "AND phone_e164 = ANY($2::text[])", campaign_id, list(numbers))
@@ -101,7 +101,7 @@ async def numbers_among(session: AsyncSession, table: str, column: str,
     if not numbers:
         return set()
     if is_postgres(session):
-        conn = await _asyncpg(session)
+        conn = await raw_connection(session)
         rows = await conn.fetch(f"SELECT {column} FROM {table} WHERE {column} = ANY($1::text[])",
                                 list(numbers))
         return {r[0] for r in rows}
@@ -282,7 +282,7 @@ async def insert_contacts(session: AsyncSession, rows: ContactRows | pa.Table) -
     if rows.tuples is not None:
         assert rows.file_pos is not None
         n = rows.num_rows
-        conn = await _asyncpg(session)
+        conn = await raw_connection(session)
         ids = await _reserve_ids(conn, n)
         tuples = rows.tuples
         offsets = np.frombuffer(tuples.buffers()[1], np.int32, n + 1, 4 * tuples.offset)
@@ -320,7 +320,7 @@ async def insert_dnc(session: AsyncSession, rows: Sequence[tuple[str, str | None
         return 0
     if is_postgres(session):
         stamp_utc = added_at.astimezone(UTC).replace(tzinfo=None)
-        conn = await _asyncpg(session)
+        conn = await raw_connection(session)
         await conn.execute("CREATE TEMP TABLE IF NOT EXISTS _dnc_in "
                            "(phone_e164 text, raw_input text, source text) ON COMMIT DROP")
         await conn.execute("TRUNCATE _dnc_in")
@@ -349,7 +349,3 @@ async def delete_dnc(session: AsyncSession, numbers: Collection[str]) -> set[str
     if present:
         await session.execute(delete(DncNumber).where(DncNumber.phone_e164.in_(sorted(present))))
     return present
-
-
-#: The asyncpg connection under a session's open transaction, for the engine's bulk statements.
-raw_connection = _asyncpg
