@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from dialer.engine.runner import Engine
 from dialer.telnyx.signatures import generate_keypair
 from tests.engine.helpers import FAST_RETRY, attempts_of, numbers, seed
 from tests.reliability.harness import (
@@ -171,6 +172,17 @@ async def run_with_kills(db_url: str, tmp: Path, *, amd: str, kills: int, seed_:
     return plan, figures
 
 
+def never_send_actions(engine: Engine) -> list[object]:
+    """Make `engine` decide call actions but never send them, as if killed right after the
+    commit; returns the list the dropped actions are collected in."""
+    lost: list[object] = []
+
+    async def crash_before_sending(pa: object) -> None:
+        lost.append(pa)
+    engine._send_action = crash_before_sending  # type: ignore[method-assign]
+    return lost
+
+
 @pytest.mark.slow
 async def test_kill_minus_9_and_restart(db_url: str, tmp_path: Path) -> None:
     amd = "premium" if db_url.startswith("sqlite") else "detect_beep"
@@ -190,11 +202,7 @@ async def test_actions_lost_in_a_crash_are_sent_after_restart(sqlite_url: str) -
                      message_audio_url="https://example.com/msg.mp3")
     port = free_port()
     first = await start_inproc(sqlite_url, speed=4, port=port, sim={"mix": {"human": 1}})
-    lost: list[object] = []
-
-    async def crash_before_sending(pa: object) -> None:
-        lost.append(pa)
-    first.engine._send_action = crash_before_sending  # type: ignore[method-assign]
+    lost = never_send_actions(first.engine)
     second = None
     try:
         async def all_in_message() -> bool:
@@ -268,11 +276,7 @@ async def test_stop_hangup_survives_a_crash(sqlite_url: str) -> None:
     cid = await seed(sqlite_url, "stop", numbers(4), max_attempts=1, timeout_secs=60)
     port = free_port()
     first = await start_inproc(sqlite_url, speed=4, port=port, sim={"mix": {"no_answer": 1}})
-    lost: list[object] = []
-
-    async def crash_before_sending(pa: object) -> None:
-        lost.append(pa)
-    first.engine._send_action = crash_before_sending  # type: ignore[method-assign]
+    lost = never_send_actions(first.engine)
     second = None
     probe = DbProbe(sqlite_url)
     try:
