@@ -13,7 +13,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -23,6 +23,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.db.models import Contact, DncNumber
+from campaigns.db.types import naive_utc
 
 #: Columns an import writes, in the order of the Arrow table given to `insert_contacts`.
 CONTACT_COLUMNS = (
@@ -319,7 +320,7 @@ async def insert_dnc(session: AsyncSession, rows: Sequence[tuple[str, str | None
     if not rows:
         return 0
     if is_postgres(session):
-        stamp_utc = added_at.astimezone(UTC).replace(tzinfo=None)
+        stamp_utc = naive_utc(added_at)
         conn = await raw_connection(session)
         await conn.execute("CREATE TEMP TABLE IF NOT EXISTS _dnc_in "
                            "(phone_e164 text, raw_input text, source text) ON COMMIT DROP")

@@ -26,7 +26,7 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column; use timezone-aware datetimes")
-        return value.astimezone(timezone.utc).replace(tzinfo=None)
+        return naive_utc(value)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
@@ -36,6 +36,12 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 #: JSON on SQLite, JSONB on PostgreSQL.
 JSONType: Any = JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+def naive_utc(value: datetime) -> datetime:
+    """An aware datetime as the naive UTC value the columns store (for statements that bypass
+    the column type: bulk COPY, raw asyncpg)."""
+    return value.astimezone(timezone.utc).replace(tzinfo=None)
 
 
 def utcnow() -> datetime:

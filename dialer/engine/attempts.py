@@ -12,7 +12,7 @@ import logging
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import select, tuple_, update
@@ -30,6 +30,7 @@ from campaigns.db.models import (
     ContactStatus,
     WebhookEvent,
 )
+from campaigns.db.types import naive_utc
 from campaigns.settings import with_defaults
 from campaigns.windows import CallingWindow
 from dialer.engine import flow
@@ -261,7 +262,7 @@ async def mark_events(session: AsyncSession, events: Sequence[ProcessedEvent],
         return
     if storage.is_postgres(session):
         conn = await storage.raw_connection(session)
-        await conn.execute(_PG_MARK_EVENTS, now.astimezone(timezone.utc).replace(tzinfo=None),
+        await conn.execute(_PG_MARK_EVENTS, naive_utc(now),
                            [e.id for e in events], [e.status for e in events],
                            [e.attempt_id for e in events])
         return

@@ -14,7 +14,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -24,7 +24,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from campaigns.db.models import WebhookEvent
-from campaigns.db.types import utcnow
+from campaigns.db.types import naive_utc, utcnow
 from dialer.engine.events import BadEnvelope, Envelope, parse_envelope
 from dialer.engine.metrics import Metrics
 from dialer.telnyx.errors import InvalidSignature
@@ -126,12 +126,11 @@ class EventStore:
     @staticmethod
     async def _insert_pg(conn: Any, envs: list[Envelope], now: datetime) -> list[Any]:
         """One statement for the whole batch, the bodies stored as they came (no re-encoding)."""
-        naive = now.astimezone(timezone.utc).replace(tzinfo=None)
         return list(await conn.fetch(
             _PG_INSERT, [e.event_id for e in envs], [e.event_type for e in envs],
             [_call_control_id(e) for e in envs],
-            [e.occurred_at.replace(tzinfo=None) if e.occurred_at else None for e in envs],
-            naive, [e.text for e in envs]))
+            [naive_utc(e.occurred_at) if e.occurred_at else None for e in envs],
+            naive_utc(now), [e.text for e in envs]))
 
 
 def _call_control_id(env: Envelope) -> str | None:

@@ -20,9 +20,9 @@ import socket
 import time
 import uuid
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
