@@ -947,8 +947,10 @@ class Engine:
 
     async def _complete_campaigns(self) -> None:
         async def _q(s: AsyncSession) -> None:
-            # A contact re-queued after `stop` (a claimed dial released or refused with 429
-            # just after the stop committed) would wait forever: it ends as canceled.
+            # A contact still queued in a stopped campaign would wait forever: one re-queued
+            # after `stop` (a claimed dial released or refused with 429 just after the stop
+            # committed), or one a claim held while `stop` ran (stop skips locked contacts
+            # rather than deadlock with the claim). It ends as canceled here.
             await s.execute(update(Contact).where(
                 Contact.status == ContactStatus.QUEUED,
                 Contact.campaign_id.in_(select(Campaign.id).where(
