@@ -127,16 +127,20 @@ async def apply_dial_outcomes(session: AsyncSession, results: Sequence[DialOutco
     attempts = {a.id: a for a in await session.scalars(
         select(CallAttempt).where(CallAttempt.id.in_(by_id)).order_by(CallAttempt.id)
         .with_for_update())}
+    # Only a failed dial changes its contact in Python; an accepted one (the common case) moves
+    # its contact from `dialing` to `in_call` in one statement below, without loading it.
+    failed = {a.contact_id for a in attempts.values()
+              if by_id[a.id].kind != "ok" and a.state == AttemptState.CREATED}
     contacts = {c.id: c for c in await session.scalars(
-        select(Contact).where(Contact.id.in_({a.contact_id for a in attempts.values()}))
-        .order_by(Contact.id).with_for_update())}
+        select(Contact).where(Contact.id.in_(failed))
+        .order_by(Contact.id).with_for_update())} if failed else {}
     campaigns = await _campaigns(session, {a.campaign_id for a in attempts.values()})
     to_pause: set[int] = set()
+    in_call: list[tuple[int, int]] = []
     for attempt_id, r in by_id.items():
         attempt = attempts.get(attempt_id)
         if attempt is None:
             continue
-        contact = contacts[attempt.contact_id]
         campaign = campaigns[attempt.campaign_id]
         attempt.dial_sends = max(attempt.dial_sends or 0, r.sends)
         attempt.dial_sent_at = attempt.dial_sent_at or now
@@ -149,12 +153,12 @@ async def apply_dial_outcomes(session: AsyncSession, results: Sequence[DialOutco
             advance(attempt, AttemptState.DIALED)
             if attempt.state != AttemptState.ENDED and attempt.reconcile_after is None:
                 attempt.reconcile_after = first_reconcile(campaign, now, timing)
-            if contact.status == ContactStatus.DIALING and contact.last_attempt_id == attempt.id:
-                contact.status = ContactStatus.IN_CALL
+            in_call.append((attempt.contact_id, attempt.id))
             continue
         if attempt.state != AttemptState.CREATED:
             # Webhooks already proved a call exists: the error response was for a placed call.
             continue
+        contact = contacts[attempt.contact_id]
         attempt.error_code = r.error_code
         attempt.error_detail = (r.error_detail or "")[:2000] or None
         if r.kind in ("rate_limited", "auth"):
@@ -179,6 +183,13 @@ async def apply_dial_outcomes(session: AsyncSession, results: Sequence[DialOutco
             # 5xx or network after the bounded re-sends: the call may or may not exist. Webhooks
             # (client_state) will tell; if none come, reconciliation finalises it as failed.
             attempt.reconcile_after = now + timing.wait(timing.lost_dial_secs)
+    if in_call:
+        await session.execute(
+            update(Contact)
+            .where(tuple_(Contact.id, Contact.last_attempt_id).in_(sorted(in_call)),
+                   Contact.status == ContactStatus.DIALING)
+            .values(status=ContactStatus.IN_CALL, updated_at=now)
+            .execution_options(synchronize_session=False))
     return sorted(to_pause)
 
 

@@ -80,7 +80,14 @@ log = logging.getLogger("dialer.engine")
 DB_ERRORS = (OperationalError, DBAPIError, OSError, ConnectionError)
 INSTANCE_DEAD_SECS = 15.0
 RESEND_WINDOW_SECS = 50.0
-BATCH_WAIT_SECS = 0.025
+#: Under load, how long the event processor lets webhooks gather into one transaction.
+EVENT_BATCH_WAIT_SECS = 0.025
+#: How long dial results gather before they are recorded in one transaction (nothing waits on
+#: them: webhooks find their attempt by client_state whether or not the result is recorded).
+RESULT_BATCH_WAIT_SECS = 0.1
+#: A scheduler tick that found campaigns short of channels waits at least this long before the
+#: next one, however often calls end.
+MIN_TICK_SECS = 0.05
 #: How often the scheduler looks for a started campaign while none runs (well within the 1 s
 #: in which `campaign start/resume` must take effect).
 IDLE_TICK_SECS = 0.25
@@ -139,7 +146,9 @@ class EngineConfig:
     cps: float = 30.0
     max_concurrent: int = 10
     per_number_cap: int = 3
-    tick_secs: float = 0.1
+    #: How often the scheduler claims (each tick is a transaction; it claims for 3 ticks ahead).
+    #: Calls that end wake it earlier when a campaign was short of channels.
+    tick_secs: float = 0.25
     time_scale: float = 1.0
     insecure_webhooks: bool = False
     #: Stop by itself once no campaign is running or paused and nothing is in flight (demo, tests).
@@ -212,6 +221,8 @@ class Engine:
         self._hung_up: set[int] = set()
         self._results_ready = asyncio.Event()
         self._dispatch_wakeup = asyncio.Event()
+        self._claim_wakeup = asyncio.Event()
+        self._short_of_channels = False
         self._events_ready = asyncio.Event()
         self._sends: set[asyncio.Task[None]] = set()
         self._actions: set[asyncio.Task[None]] = set()
@@ -287,12 +298,14 @@ class Engine:
 
     def request_stop(self) -> None:
         self._stopping.set()
+        self._claim_wakeup.set()
 
     async def shutdown(self) -> None:
         """Stop claiming, release what was claimed but not sent, let dials in flight finish,
         record their results; live calls are tracked again after a restart."""
         self._claiming = False
         self._stopping.set()
+        self._claim_wakeup.set()
         for job_queue in self.queues.values():
             while job_queue:
                 self._release(job_queue.popleft())
@@ -335,6 +348,7 @@ class Engine:
         except Exception:
             log.exception("engine task %s crashed; stopping", name)
             self._stopping.set()
+            self._claim_wakeup.set()
 
     def health(self) -> dict[str, Any]:
         return {
@@ -492,15 +506,27 @@ class Engine:
     async def _scheduler(self) -> None:
         while not self._stopping.is_set():
             started = time.monotonic()
+            self._claim_wakeup.clear()
             await self._retrying("scheduling", self._schedule_once)
-            elapsed = time.monotonic() - started
             # With no campaign running, look for one a few times a second, not every tick.
             tick = self.config.tick_secs if self.campaigns else max(self.config.tick_secs,
                                                                     IDLE_TICK_SECS)
+            # Calls that end while a campaign is short of channels wake the next tick early,
+            # but ticks stay at least MIN_TICK_SECS apart.
+            early = MIN_TICK_SECS - (time.monotonic() - started)
+            if early > 0:
+                await asyncio.sleep(early)
             try:
-                await asyncio.wait_for(self._stopping.wait(), timeout=max(0.0, tick - elapsed))
+                await asyncio.wait_for(self._claim_wakeup.wait(),
+                                       timeout=max(0.0, tick - (time.monotonic() - started)))
             except asyncio.TimeoutError:
                 pass
+
+    def _channels_freed(self) -> None:
+        """Calls ended or dials were not placed: claim again soon if a campaign was waiting for
+        a channel (rather than at the next regular tick)."""
+        if self._short_of_channels:
+            self._claim_wakeup.set()
 
     async def _schedule_once(self) -> None:
         """One transaction per tick: see which campaigns run, count calls in flight, and claim
@@ -522,6 +548,7 @@ class Engine:
         total = sum(in_flight.values())
         self.metrics.in_flight.set(total)
         account_room = self.config.max_concurrent - total
+        self._short_of_channels = account_room <= 0
         order = [cid for cid in self._rr if cid in self.campaigns]
         self._rr.rotate(-1)
         share = self.pacer.rate / max(1, len(order))
@@ -532,13 +559,17 @@ class Engine:
         jobs: list[DialJob] = []
         for cid in order:
             if account_room <= 0:
+                self._short_of_channels = True
                 break
             view = self.campaigns[cid]
             queued = len(self.queues.get(cid, ()))
             rate = min(share if len(order) > 1 else self.pacer.rate,
                        view.settings.get("cps") or self.pacer.rate)
             room = view.settings["max_concurrent"] - in_flight.get(cid, 0)
-            want = min(room, account_room, int(rate * horizon) + 1 - queued)
+            paced = int(rate * horizon) + 1 - queued
+            want = min(room, account_room, paced)
+            if want < paced:
+                self._short_of_channels = True
             if want <= 0:
                 continue
             campaign = await s.get(Campaign, cid)
@@ -572,6 +603,7 @@ class Engine:
         while not self._stopping.is_set():
             cid, soonest = self._next_ready(loop.time())
             if cid is None:
+                self.pacer.idle()  # the account's slots meanwhile are not missed dials
                 self._dispatch_wakeup.clear()
                 timeout = 0.05 if soonest is None else max(0.0, soonest - loop.time())
                 try:
@@ -591,7 +623,8 @@ class Engine:
             task = asyncio.create_task(self._send(job, self.campaigns[cid]))
             self._sends.add(task)
             task.add_done_callback(self._sends.discard)
-            # Let the send start now, in its slot, rather than after whatever else is ready.
+            # Let the send start now, in its slot, rather than after whatever else is ready (the
+            # loop runs ready callbacks in order: it starts before this loop takes another slot).
             await asyncio.sleep(0)
 
     def _release(self, job: DialJob) -> None:
@@ -619,6 +652,7 @@ class Engine:
         return DialRequest.from_body(body)
 
     async def _send(self, job: DialJob, view: CampaignView) -> None:
+        self.pacer.started()
         window = None
         if job.resend and job.created_at is not None:
             # Re-sends must reach Telnyx while it still remembers the first send's command_id.
@@ -665,7 +699,9 @@ class Engine:
         while not self._closing:
             await self._results_ready.wait()
             self._results_ready.clear()
-            await asyncio.sleep(BATCH_WAIT_SECS)  # let more results join this commit
+            await asyncio.sleep(RESULT_BATCH_WAIT_SECS)  # let more results join this commit
+            # One batch per wait (a backlog of full batches goes at once): results that come
+            # in while one commits wait for the next, rather than each forming a tiny batch.
             while self._dial_results:
                 batch = self._dial_results[:500]
                 now = utcnow()
@@ -677,8 +713,14 @@ class Engine:
                                                 lambda: self._tx(_apply))
                 del self._dial_results[:len(batch)]
                 self._tracked.difference_update(r.attempt_id for r in batch)
+                if any(r.kind != "ok" for r in batch):
+                    self._channels_freed()
                 for cid in to_pause:
                     await self._pause_for_auth(cid)
+                if len(batch) < 500:
+                    break
+            if self._dial_results:
+                self._results_ready.set()
 
     async def _pause_for_auth(self, campaign_id: int) -> None:
         async def _q(s: AsyncSession) -> None:
@@ -701,10 +743,12 @@ class Engine:
             # Under load, let events that arrive together share one transaction; when quiet,
             # process at once (the call flow's next action waits on this).
             if self._busy_events:
-                await asyncio.sleep(BATCH_WAIT_SECS)
+                await asyncio.sleep(EVENT_BATCH_WAIT_SECS)
             while True:
                 n, actions = await self._retrying("processing webhooks", self._process_batch)
                 self._busy_events = n >= 20
+                if n:
+                    self._channels_freed()
                 self._run_actions(actions)
                 if n < EVENT_BATCH:
                     break
@@ -826,6 +870,7 @@ class Engine:
                 if self.config.exit_when_idle and await self._retrying("idle check", self._idle):
                     log.info("nothing left to do: stopping")
                     self._stopping.set()
+                    self._claim_wakeup.set()
                     break
             if time.monotonic() - last_heartbeat > 2.0:
                 await self._retrying("heartbeat", self._heartbeat)
