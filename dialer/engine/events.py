@@ -91,18 +91,25 @@ def _clean(value: Any) -> Any:
     return value
 
 
+#: One decoder for every body (json.loads with options builds a new one per call).
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite)
+
+
 def parse_envelope(body: bytes) -> Envelope:
+    # What json.loads does with bytes (UTF-8/16/32, a UTF-8 BOM skipped), with our decoder.
+    encoding = json.detect_encoding(body)
     try:
         # ValueError covers bad UTF-8, NaN/Infinity, 1e999 and integers too long to convert.
-        doc = json.loads(body, parse_constant=_reject_constant, parse_float=_finite)
+        decoded = body.decode(encoding, "surrogatepass")
+        doc = _DECODER.decode(decoded)
     except (ValueError, RecursionError):
         raise BadEnvelope("body is not JSON") from None
     text = None
-    if b"\\u" in body:  # the only way such characters get into a JSON string
+    if b"\\u" in body or _UNSTORABLE.search(decoded):  # escaped, or raw surrogate bytes
         doc = _clean(doc)
-    elif json.detect_encoding(body) in ("utf-8", "utf-8-sig"):
+    elif encoding in ("utf-8", "utf-8-sig"):
         # Stored as it came. (UTF-16/32 JSON, which json.loads reads too, is stored re-encoded.)
-        text = body.decode("utf-8-sig")
+        text = decoded
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), dict):
         raise BadEnvelope("no data object")
     data = doc["data"]

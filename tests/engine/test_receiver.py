@@ -71,7 +71,9 @@ async def test_signed_event_is_stored_once(engine: Engine, db_url: str) -> None:
     lambda text: b"\xef\xbb\xbf" + text.encode(),       # with a UTF-8 BOM
     lambda text: text.encode("utf-16"),                  # JSON that json.loads reads too
     lambda text: text.replace("caf\u00e9", "caf\\u00e9\\u0000").encode(),  # escapes to clean
-], ids=["utf8", "bom", "utf16", "escapes"])
+    # a raw (CESU-8) surrogate, which json reads but the database refuses
+    lambda text: text.replace("caf\u00e9", "caf\u00e9\ud800").encode("utf-8", "surrogatepass"),
+], ids=["utf8", "bom", "utf16", "escapes", "raw-surrogate"])
 async def test_stored_payload_is_the_document_received(engine: Engine, db_url: str,
                                                        encode: Any) -> None:
     """Bodies are stored as received when they can be, re-encoded when they cannot (another
