@@ -635,7 +635,7 @@ class Engine:
             self._dial_results.append(DialOutcome(job.attempt_id, "failed", sends=0))
         else:
             self._dial_results.append(DialOutcome(
-                job.attempt_id, "rate_limited", sends=0, error_code="released",
+                job.attempt_id, "released", sends=0, error_code="released",
                 error_detail="campaign paused or engine stopping"))
         self._results_ready.set()
 
