@@ -84,6 +84,8 @@ async def run_rate(url: str, sim_url: str, sim_pid: int, public_key: str, rate: 
     async with aiohttp.ClientSession() as http:
         async with http.get(sim_url + "/_simulator/calls") as r:
             before = len((await r.json())["data"])
+        async with http.get(sim_url + "/_simulator/stats") as r:
+            stats0 = (await r.json())["data"]  # cumulative over the runs: report differences
         # When each dial leaves the engine (its send task starts the request), to tell the
         # engine's spacing from the simulator's: a busy simulator stamps late requests together.
         sent: list[float] = []
@@ -108,6 +110,7 @@ async def run_rate(url: str, sim_url: str, sim_pid: int, public_key: str, rate: 
             headers=engine.client._headers, timeout=engine.client._timeout,
             trace_configs=[trace])
         cpu0, sim_cpu0, t0 = time.process_time(), cpu_secs(sim_pid), time.monotonic()
+        started_at = time.time()
         await engine.start()
         await asyncio.sleep(secs)
         await engine.shutdown()
@@ -123,6 +126,8 @@ async def run_rate(url: str, sim_url: str, sim_pid: int, public_key: str, rate: 
     return {
         "rate": rate,
         "calls": len(times),
+        "engine_sent": len(sent),
+        "first_dial_after_s": round(sorted(sent)[0] - started_at, 2) if sent else None,
         "achieved_per_s": round(achieved, 2),
         "achieved_pct": round(100 * achieved / rate, 1),
         "max_in_any_1s": max_in_window(times, 1.0),
@@ -132,7 +137,9 @@ async def run_rate(url: str, sim_url: str, sim_pid: int, public_key: str, rate: 
         "engine_max_in_any_100ms": max_in_window(sorted(sent), 0.1),
         "written_max_in_any_1s": max_in_window(sorted(written), 1.0),
         "written_max_in_any_100ms": max_in_window(sorted(written), 0.1),
-        "http_429": stats.get("rejected_429"),
+        "http_429": stats["data"]["rejected_429"] - stats0["rejected_429"],
+        "duplicate_command_ids": (stats["data"]["duplicate_command_ids"]
+                                  - stats0["duplicate_command_ids"]),
         "engine_cpu_pct": round(100 * (cpu1 - cpu0) / (t1 - t0), 1),
         "simulator_cpu_pct": round(100 * (sim_cpu1 - sim_cpu0) / (t1 - t0), 1),
     }

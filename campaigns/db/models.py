@@ -6,6 +6,7 @@ agree on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +26,10 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from campaigns.db.types import JSONType, UTCDateTime, utcnow
+
+
+def new_uid() -> str:
+    return str(uuid.uuid4())
 
 # Deterministic constraint names, so that migrations and models compare equal everywhere.
 NAMING = {
@@ -85,6 +90,10 @@ class Campaign(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     #: Set by `campaign stop --hangup`: the engine hangs up the campaign's live calls.
     hangup_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: A random identity that no other database shares: it goes into every dial's command_id,
+    #: which Telnyx deduplicates per account (a campaign with the same id in another database
+    #: on the same account must not have its dials ignored as repeats).
+    uid: Mapped[str | None] = mapped_column(String(36), default=new_uid)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

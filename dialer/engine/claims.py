@@ -114,7 +114,7 @@ async def claim(session: AsyncSession, campaign: Campaign, limit: int, now: date
             campaign_id=campaign.id,
             attempt_no=attempt_no,
             phone_e164=contact.phone_e164,
-            command_id=command_id(campaign.id, contact.id, attempt_no),
+            command_id=command_id(campaign.uid or str(campaign.id), contact.id, attempt_no),
             client_state=encode_client_state(AttemptRef(contact.id, attempt_no)),
             state=AttemptState.CREATED,
             created_at=now,

@@ -21,8 +21,10 @@ class AttemptRef:
     attempt_no: int
 
 
-def command_id(campaign_id: int, contact_id: int, attempt_no: int) -> str:
-    return str(uuid.uuid5(_NAMESPACE, f"{campaign_id}:{contact_id}:{attempt_no}"))
+def command_id(campaign_uid: str, contact_id: int, attempt_no: int) -> str:
+    """The same for every send of one attempt (stored with it); different in every database:
+    `campaign_uid` is random per campaign (Telnyx deduplicates command_ids per account)."""
+    return str(uuid.uuid5(_NAMESPACE, f"{campaign_uid}:{contact_id}:{attempt_no}"))
 
 
 def action_command_id(attempt_command_id: str, action: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from sqlalchemy import select
 
@@ -137,3 +138,27 @@ async def test_per_number_cap_defers(sqlite_url: str) -> None:
     assert await _claim(sqlite_url, later, cap=1) == []
     c = (await _contacts(sqlite_url))["+12125550001"]
     assert c.next_attempt_at is not None and c.next_attempt_at > THU_15 + timedelta(hours=24)
+
+
+async def test_the_same_attempt_in_two_databases_has_different_command_ids(
+        tmp_path: Path) -> None:
+    """Telnyx ignores a repeated command_id on the account: a campaign, contact and attempt
+    with the same ids in another database (staging, a re-created database) must still dial."""
+    from campaigns.db.migrate import upgrade_async
+
+    ids = []
+    for name in ("a", "b"):
+        url = f"sqlite:///{tmp_path / name}.db"
+        await upgrade_async(url)
+        await _setup(url, {"+12125550100": ["America/New_York"]})
+        db = create_engine(url)
+        try:
+            async with session_factory(db)() as s, s.begin():
+                campaign = (await s.scalars(select(Campaign))).one()
+                result = await claim(s, campaign, 1, THU_15, instance_id="t", per_number_cap=3)
+                (job,) = result.jobs
+                ids.append((campaign.id, job.contact_id, job.attempt_no, job.command_id))
+        finally:
+            await db.dispose()
+    assert ids[0][:3] == ids[1][:3]
+    assert ids[0][3] != ids[1][3]
