@@ -127,7 +127,7 @@ async def run_rate(url: str, sim_url: str, sim_pid: int, public_key: str, rate: 
         "rate": rate,
         "calls": len(times),
         "engine_sent": len(sent),
-        "first_dial_after_s": round(sorted(sent)[0] - started_at, 2) if sent else None,
+        "first_dial_after_s": round(min(sent) - started_at, 2) if sent else None,
         "achieved_per_s": round(achieved, 2),
         "achieved_pct": round(100 * achieved / rate, 1),
         "max_in_any_1s": max_in_window(times, 1.0),

@@ -35,13 +35,10 @@ class CallingWindow:
     days: frozenset[int]  # 0 = Monday
 
     @classmethod
+    @lru_cache(maxsize=256)
     def parse(cls, hours: str, days: str) -> CallingWindow:
         """The window of a campaign's settings (parsed once per distinct pair: the engine asks
-        for it for every claim and every settled attempt)."""
-        return _parse_window(hours, days)
-
-    @classmethod
-    def _parse(cls, hours: str, days: str) -> CallingWindow:
+        for it for every claim and every settled attempt; the window is immutable)."""
         m = _HOURS_RE.match(hours or "")
         if not m:
             raise WindowError("calling_hours",
@@ -116,8 +113,3 @@ def parse_days(text: str) -> frozenset[int]:
     if not days:
         raise WindowError("calling_days", f"{text!r} names no day")
     return frozenset(days)
-
-
-@lru_cache(maxsize=256)
-def _parse_window(hours: str, days: str) -> CallingWindow:
-    return CallingWindow._parse(hours, days)

@@ -59,15 +59,17 @@ class EvenSpacer:
     def catch_up_interval(self) -> float:
         return min(self.interval, 0.1 / (burst_limit(self.rate) - 0.5))
 
+    def _on_grid(self, now: float) -> float:
+        """The next slot of the even schedule, at most `max_behind` in the past (the first
+        dial has no missed slots before it)."""
+        return max(self._next, now - self.max_behind) if self._next > -math.inf else now
+
     def ready_at(self, now: float) -> float:
-        if self._next == -math.inf:
-            return now
-        return max(self._next, now - self.max_behind, self._last + self.catch_up_interval)
+        return max(self._on_grid(now), self._last + self.catch_up_interval)
 
     def reserve(self, now: float) -> float:
         """Reserve the next dial instant; returns it (it may be slightly in the past)."""
-        # The first dial has no missed slots before it.
-        on_grid = max(self._next, now - self.max_behind) if self._next > -math.inf else now
+        on_grid = self._on_grid(now)
         slot = max(on_grid, self._last + self.catch_up_interval)
         self._next = on_grid + self.interval
         self._last = max(slot, now)

@@ -298,14 +298,14 @@ class Engine:
 
     def request_stop(self) -> None:
         self._stopping.set()
+        # The scheduler sleeps on this between ticks: it sees the stop at once.
         self._claim_wakeup.set()
 
     async def shutdown(self) -> None:
         """Stop claiming, release what was claimed but not sent, let dials in flight finish,
         record their results; live calls are tracked again after a restart."""
         self._claiming = False
-        self._stopping.set()
-        self._claim_wakeup.set()
+        self.request_stop()
         for job_queue in self.queues.values():
             while job_queue:
                 self._release(job_queue.popleft())
@@ -347,8 +347,7 @@ class Engine:
             raise
         except Exception:
             log.exception("engine task %s crashed; stopping", name)
-            self._stopping.set()
-            self._claim_wakeup.set()
+            self.request_stop()
 
     def health(self) -> dict[str, Any]:
         return {
@@ -869,8 +868,7 @@ class Engine:
                 await self._retrying("hangups on stop", self._hangup_stopped)
                 if self.config.exit_when_idle and await self._retrying("idle check", self._idle):
                     log.info("nothing left to do: stopping")
-                    self._stopping.set()
-                    self._claim_wakeup.set()
+                    self.request_stop()
                     break
             if time.monotonic() - last_heartbeat > 2.0:
                 await self._retrying("heartbeat", self._heartbeat)
