@@ -6,6 +6,7 @@ throwaway server from tests/pgserver.py) or SQLite. For each rate the campaign h
 contacts for the run; the figures come from the simulator's ledger (`GET /_simulator/calls`).
 
     .venv/bin/python bench/bench_pacing.py [--rates 10,30,100,300] [--secs 20] [--sqlite-rate 30]
+        [--webhook-workers N]
 """
 
 from __future__ import annotations
@@ -76,11 +77,11 @@ async def seed(url: str, name: str, n: int, cps: float) -> None:
 
 
 async def run_rate(url: str, sim_url: str, sim_pid: int, public_key: str, rate: float,
-                   secs: float, name: str) -> dict[str, Any]:
+                   secs: float, name: str, webhook_workers: int = 0) -> dict[str, Any]:
     await seed(url, name, int(rate * (secs + 2)), rate)
     engine = Engine(EngineConfig(database_url=url, api_url=sim_url + "/v2", api_key="bench",
                                  public_key=public_key, port=0, cps=rate, max_concurrent=100000,
-                                 time_scale=1))
+                                 time_scale=1, webhook_workers=webhook_workers))
     async with aiohttp.ClientSession() as http:
         async with http.get(sim_url + "/_simulator/calls") as r:
             before = len((await r.json())["data"])
@@ -112,7 +113,10 @@ async def run_rate(url: str, sim_url: str, sim_pid: int, public_key: str, rate: 
         cpu0, sim_cpu0, t0 = time.process_time(), cpu_secs(sim_pid), time.monotonic()
         started_at = time.time()
         await engine.start()
+        workers = [p.pid for p in engine.workers._procs] if engine.workers else []
+        workers_cpu0 = sum(cpu_secs(pid) for pid in workers)  # their start-up not counted
         await asyncio.sleep(secs)
+        workers_cpu = sum(cpu_secs(pid) for pid in workers) - workers_cpu0
         await engine.shutdown()
         cpu1, sim_cpu1, t1 = time.process_time(), cpu_secs(sim_pid), time.monotonic()
         async with http.get(sim_url + "/_simulator/calls") as r:
@@ -141,6 +145,8 @@ async def run_rate(url: str, sim_url: str, sim_pid: int, public_key: str, rate: 
         "duplicate_command_ids": (stats["data"]["duplicate_command_ids"]
                                   - stats0["duplicate_command_ids"]),
         "engine_cpu_pct": round(100 * (cpu1 - cpu0) / (t1 - t0), 1),
+        "webhook_workers": webhook_workers,
+        "webhook_workers_cpu_pct": round(100 * workers_cpu / secs, 1),
         "simulator_cpu_pct": round(100 * (sim_cpu1 - sim_cpu0) / (t1 - t0), 1),
     }
 
@@ -160,6 +166,8 @@ async def main() -> None:
     ap.add_argument("--rates", default="10,30,100,300")
     ap.add_argument("--secs", type=float, default=20.0)
     ap.add_argument("--sqlite-rate", type=float, default=30.0, help="0: no SQLite run")
+    ap.add_argument("--webhook-workers", type=int, default=0,
+                    help="webhook worker processes of the engine on PostgreSQL")
     args = ap.parse_args()
     private, _ = generate_keypair()
     public = public_key_from_private(private)
@@ -186,7 +194,8 @@ async def main() -> None:
                 await conn.close()
                 url = pg.url(f"b{i}")
             upgrade(url)
-            res = await run_rate(url, sim_url, sim.pid, public, rate, args.secs, f"pg{i}")
+            res = await run_rate(url, sim_url, sim.pid, public, rate, args.secs, f"pg{i}",
+                                 args.webhook_workers)
             res["db"] = "postgresql"
             results.append(res)
             print(json.dumps(res), flush=True)

@@ -6,6 +6,12 @@ events that arrive together into one commit. The engine runs as its own process 
 no campaigns), this script is the load generator (bodies signed before the clock starts).
 
     .venv/bin/python bench/bench_webhooks.py [--events 30000] [--concurrency 64] [--sqlite]
+        [--webhook-workers N]
+
+With `--webhook-workers N` the load goes to the engine's N worker processes (`dialer run
+--webhook-workers N`), which verify, store and acknowledge; the engine processes what they stored.
+The figures then also say how long processing ran on after the last acknowledgement
+(`processing_drained_after_s`); CPU is the engine's and its workers', counted until then.
 """
 
 from __future__ import annotations
@@ -26,7 +32,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.common import cpu_secs, free_port, postgres_cpu_secs, wait_for_port  # noqa: E402
+from bench.common import (  # noqa: E402
+    cpu_secs,
+    free_port,
+    postgres_cpu_secs,
+    tree_cpu_secs,
+    wait_for_port,
+)
 from campaigns.db.migrate import upgrade  # noqa: E402
 from dialer import aio  # noqa: E402
 from dialer.telnyx.signatures import generate_keypair, public_key_from_private, sign  # noqa: E402
@@ -109,6 +121,26 @@ aio.run(main())
 """
 
 
+async def wait_processed(db_url: str) -> float:
+    """Seconds until the engine has processed every stored event (none left `pending`)."""
+    from sqlalchemy import text
+
+    from campaigns.db.engine import create_engine
+
+    db = create_engine(db_url)
+    t0 = time.perf_counter()
+    try:
+        while True:
+            async with db.connect() as conn:
+                left = await conn.scalar(text(
+                    "SELECT count(*) FROM webhook_events WHERE status = 'pending'"))
+            if not left:
+                return time.perf_counter() - t0
+            await asyncio.sleep(0.05)
+    finally:
+        await db.dispose()
+
+
 def trivial_baseline(bodies: list[tuple[bytes, dict[str, str]]], concurrency: int
                      ) -> dict[str, float]:
     """The same requests against an aiohttp handler that only reads the body and answers:
@@ -134,6 +166,7 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=30000)
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--sqlite", action="store_true")
+    ap.add_argument("--webhook-workers", type=int, default=0)
     args = ap.parse_args()
     private, _ = generate_keypair()
     public = public_key_from_private(private)
@@ -146,34 +179,44 @@ def main() -> None:
         pg = start_server()
         db_url = pg.url()
     upgrade(db_url)
-    port = free_port()
+    port, worker_port = free_port(), free_port()
+    workers = ["--webhook-workers", str(args.webhook_workers), "--webhook-port",
+               str(worker_port)] if args.webhook_workers else []
     engine = subprocess.Popen(
         [sys.executable, "-m", "dialer.cli.main", "--database-url", db_url, "run", "--port",
          str(port), "--api-url", "http://127.0.0.1:9/v2", "--api-key", "bench", "--public-key",
-         public], env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.DEVNULL)
+         public, *workers], env={**os.environ, "PYTHONPATH": str(REPO)},
+        stderr=subprocess.DEVNULL)
+    if args.webhook_workers:
+        port = worker_port
     try:
         wait_for_port(port)
+        time.sleep(1.0)  # every worker listening
         bodies = []
         for i in range(args.events):
             body = event(i)
             bodies.append((body, {**sign(private, body), "content-type": "application/json"}))
-        cpu0 = cpu_secs(engine.pid)
+        cpu0 = tree_cpu_secs(engine.pid)
         own0 = cpu_secs(os.getpid())
         pg0 = postgres_cpu_secs(pg.data_dir) if pg is not None else 0.0
         elapsed, lat, failures = aio.run(drive(port, bodies, args.concurrency))
-        cpu_ms = 1000 * (cpu_secs(engine.pid) - cpu0) / args.events
         own_ms = 1000 * (cpu_secs(os.getpid()) - own0) / args.events
+        drained = aio.run(wait_processed(db_url))
+        cpu_ms = 1000 * (tree_cpu_secs(engine.pid) - cpu0) / args.events
         pg_ms = (1000 * (postgres_cpu_secs(pg.data_dir) - pg0) / args.events
                  if pg is not None else 0.0)
         lat.sort()
         print(json.dumps({
             "db": "sqlite" if args.sqlite else "postgresql",
             "events": args.events, "concurrency": args.concurrency,
+            "webhook_workers": args.webhook_workers,
             "events_per_s": round(args.events / elapsed),
             "p50_ms": round(1000 * statistics.median(lat), 1),
             "p99_ms": round(1000 * lat[int(0.99 * len(lat)) - 1], 1),
             "max_ms": round(1000 * lat[-1], 1),
             "non_200": failures,
+            "processing_drained_after_s": round(drained, 2),
+            "processed_per_s": round(args.events / (elapsed + drained)),
             "engine_cpu_ms_per_event": round(cpu_ms, 3),
             "load_generator_cpu_ms_per_event": round(own_ms, 3),
             "postgres_cpu_ms_per_event": round(pg_ms, 3) if pg is not None else None,

@@ -31,18 +31,23 @@ def cpu_secs(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def postgres_cpu_secs(data_dir: Path) -> float:
-    """CPU seconds used so far by the PostgreSQL server of `data_dir`: its postmaster and the
-    children alive now (backends that exited are not counted)."""
-    postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
-    total = cpu_secs(postmaster)
+def tree_cpu_secs(pid: int) -> float:
+    """CPU seconds used so far by a process and its children alive now (children that exited
+    are not counted)."""
+    total = cpu_secs(pid)
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(stat[1]) == postmaster:
+            if int(stat[1]) == pid:
                 total += cpu_secs(int(entry.name))
         except (FileNotFoundError, ProcessLookupError):
             continue
     return total
+
+
+def postgres_cpu_secs(data_dir: Path) -> float:
+    """CPU seconds used so far by the PostgreSQL server of `data_dir`: its postmaster and the
+    backends alive now."""
+    return tree_cpu_secs(int((data_dir / "postmaster.pid").read_text().split()[0]))

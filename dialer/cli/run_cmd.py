@@ -54,6 +54,14 @@ def engine_options(fn: Any) -> Any:
                      help="Accept unsigned webhooks (trusted networks only; logged loudly)."),
         click.option("--exit-when-idle", is_flag=True,
                      help="Stop once no campaign is running or paused and nothing is in flight."),
+        click.option("--webhook-workers", envvar="DIALER_WEBHOOK_WORKERS", show_envvar=True,
+                     type=click.IntRange(0, 64), default=0, show_default=True,
+                     help="Extra processes that verify, store and acknowledge webhooks "
+                          "(PostgreSQL only; for more webhooks/s than one process takes)."),
+        click.option("--webhook-port", envvar="DIALER_WEBHOOK_PORT", show_envvar=True,
+                     type=click.IntRange(0, 65535),
+                     help="Port the webhook workers share; dials send webhooks there unless "
+                          "--public-url is set [default: PORT+1]"),
         click.option("--time-scale", envvar="DIALER_TIME_SCALE", show_envvar=True,
                      type=click.FloatRange(min=0.01), default=1.0, show_default=True,
                      help="Divide the engine's call timers (reconciliation, settling, voicemail "
@@ -74,15 +82,16 @@ def engine_options(fn: Any) -> Any:
               help="With --simulate: the seed of the simulated call scenarios.")
 def run(host: str, port: int, public_url: str | None, api_url: str, api_key: str | None,
         public_key: str | None, cps: float, max_concurrent: int, per_number_cap: int,
-        insecure_webhooks: bool, exit_when_idle: bool, time_scale: float, simulate: bool,
-        speed: float, seed: int) -> None:
+        insecure_webhooks: bool, exit_when_idle: bool, webhook_workers: int,
+        webhook_port: int | None, time_scale: float, simulate: bool, speed: float,
+        seed: int) -> None:
     """Run the engine: dial running campaigns and process their webhooks until stopped."""
     config = EngineConfig(
         database_url=app_context().database_url, api_url=api_url, api_key=api_key or "",
         public_key=public_key, public_url=public_url, host=host, port=port, cps=cps,
         max_concurrent=max_concurrent, per_number_cap=per_number_cap,
         insecure_webhooks=insecure_webhooks, exit_when_idle=exit_when_idle, seed=seed,
-        time_scale=time_scale,
+        time_scale=time_scale, webhook_workers=webhook_workers, webhook_port=webhook_port,
     )
     if not simulate and not api_key:
         raise ConfigurationError("TELNYX_API_KEY is not set (or use --simulate for a dry run)")

@@ -45,13 +45,16 @@ class EventStore:
     """Group commit of incoming events: callers await `store`, one writer commits batches."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], on_stored: Callable[[], None],
-                 write_lock: asyncio.Lock | None = None, max_batch: int = 500) -> None:
+                 write_lock: asyncio.Lock | None = None, max_batch: int = 500, *,
+                 keep_recent: bool = True, on_failure: Callable[[], None] | None = None) -> None:
         self._sessions = sessions
         self._write_lock = write_lock
         self._on_stored = on_stored
+        self._on_failure = on_failure
         self._queue: asyncio.Queue[tuple[Envelope, asyncio.Future[bool]]] = asyncio.Queue()
         self._max_batch = max_batch
-        self.recent = RecentEvents()
+        #: None in a webhook worker process: nothing there processes what it stores.
+        self.recent: RecentEvents | None = RecentEvents() if keep_recent else None
         self._task: asyncio.Task[None] | None = None
         #: Monotonic time since which every store succeeded (reset by a failure, i.e. a 503):
         #: webhooks Telnyx could not deliver before then may still be on their way.
@@ -68,6 +71,10 @@ class EventStore:
                 await self._task
             except asyncio.CancelledError:
                 pass
+
+    def store_failed(self) -> None:
+        """Webhooks were refused (503) just now: Telnyx will deliver them again later."""
+        self.healthy_since = time.monotonic()
 
     async def store(self, env: Envelope) -> bool:
         """True when stored now, False when it was a duplicate. Raises when it could not store."""
@@ -87,7 +94,9 @@ class EventStore:
                 else:
                     inserted = await self._insert([env for env, _ in batch])
             except Exception as exc:  # database down: every waiter answers 503
-                self.healthy_since = time.monotonic()
+                self.store_failed()
+                if self._on_failure is not None:
+                    self._on_failure()
                 log.warning("cannot store %d webhook events: %s", len(batch),
                             str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
                 for _, fut in batch:
@@ -96,8 +105,9 @@ class EventStore:
                 await asyncio.sleep(0.05)
                 continue
             for env, fut in batch:
-                if not fut.done():
+                if not fut.done():  # the first of an id stored now is "stored", others repeats
                     fut.set_result(env.event_id in inserted)
+                inserted.discard(env.event_id)
             self._on_stored()
 
     async def _insert(self, envs: list[Envelope]) -> set[str]:
@@ -123,9 +133,10 @@ class EventStore:
                     "call_control_id": _call_control_id(env), "occurred_at": env.occurred_at,
                     "received_at": now, "payload": env.raw, "status": "pending"}
                     for env in unique])).all())
-        by_id = {env.event_id: env for env in unique}
-        for row_id, event_id in rows:
-            self.recent.add(row_id, by_id[event_id].raw)
+        if self.recent is not None:
+            by_id = {env.event_id: env for env in unique}
+            for row_id, event_id in rows:
+                self.recent.add(row_id, by_id[event_id].raw)
         return {event_id for _, event_id in rows}
 
     @staticmethod
@@ -174,11 +185,14 @@ class RecentEvents:
 
 class Receiver:
     def __init__(self, store: EventStore, verifier: WebhookVerifier | None, metrics: Metrics,
-                 health: Callable[[], dict[str, Any]]) -> None:
+                 health: Callable[[], dict[str, Any]], *,
+                 on_answer: Callable[[str, float], None] | None = None) -> None:
         self.store = store
         self.verifier = verifier
         self.metrics = metrics
         self.health = health
+        #: Told of every webhook answered: (result, seconds); a worker process reports them.
+        self.on_answer = on_answer
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY_BYTES)
@@ -189,12 +203,15 @@ class Receiver:
 
     async def webhook(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
-        try:
-            return await self._webhook(request)
-        finally:
-            self.metrics.webhook_latency.observe(time.perf_counter() - started)
+        result, response = await self._webhook(request)
+        seconds = time.perf_counter() - started
+        self.metrics.webhooks.labels(result).inc()
+        self.metrics.webhook_latency.observe(seconds)
+        if self.on_answer is not None:
+            self.on_answer(result, seconds)
+        return response
 
-    async def _webhook(self, request: web.Request) -> web.Response:
+    async def _webhook(self, request: web.Request) -> tuple[str, web.Response]:
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
             return self._answer(413, "too_large", "body too large")
         try:
@@ -219,10 +236,10 @@ class Receiver:
             return self._answer(503, "unavailable", "cannot store the event now; retry")
         return self._answer(200, "stored" if fresh else "duplicate", "ok")
 
-    def _answer(self, status: int, result: str, text: str) -> web.Response:
-        self.metrics.webhooks.labels(result).inc()
+    @staticmethod
+    def _answer(status: int, result: str, text: str) -> tuple[str, web.Response]:
         body = _BODIES.get(text) or json.dumps({"result": text}).encode()
-        return web.Response(body=body, status=status, content_type="application/json")
+        return result, web.Response(body=body, status=status, content_type="application/json")
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response(self.health())

@@ -47,6 +47,7 @@ from campaigns.db.types import utcnow
 from campaigns.lifecycle import next_status
 from campaigns.settings import with_defaults
 from dialer.engine import flow
+from dialer.engine.webhook_workers import WebhookWorkers, WorkerSettings
 from dialer.engine.attempts import (
     DialOutcome,
     PendingAction,
@@ -158,6 +159,11 @@ class EngineConfig:
     #: that Telnyx says is over is only declared to have lost its webhooks once it ended this
     #: long ago AND the receiver has been storing events for this long. Wall-clock (not scaled).
     webhook_grace_secs: float = 15.0
+    #: Receiver processes besides the engine's own (PostgreSQL only): they verify, store and
+    #: acknowledge webhooks on `webhook_port`; the engine processes what they store.
+    webhook_workers: int = 0
+    #: The workers' port; None: `port` + 1 (any free port when `port` is 0).
+    webhook_port: int | None = None
 
 
 @dataclass
@@ -261,11 +267,29 @@ class Engine:
                         config.host, config.port)
         self.receiver = Receiver(self.store, verifier, self.metrics, self.health)
         self.bound_port: int | None = None
+        self.workers: WebhookWorkers | None = None
+        if config.webhook_workers:
+            if self.db.dialect.name != "postgresql":
+                from dialer.errors import ConfigurationError
+
+                raise ConfigurationError("--webhook-workers needs PostgreSQL (SQLite has one "
+                                         "writer: extra processes would only wait for it)")
+            port = config.webhook_port
+            if port is None:
+                port = config.port + 1 if config.port else 0
+            self.workers = WebhookWorkers(
+                config.webhook_workers,
+                WorkerSettings(config.database_url, config.host, port, config.public_key,
+                               config.insecure_webhooks),
+                on_stored=self._events_ready.set, on_report=self._worker_report)
 
     # ------------------------------------------------------------------ lifecycle
     @property
     def webhook_url(self) -> str:
-        base = self.config.public_url or f"http://{self.config.host}:{self.bound_port or self.config.port}"
+        port = self.bound_port or self.config.port
+        if self.workers is not None and self.workers.port is not None:
+            port = self.workers.port
+        base = self.config.public_url or f"http://{self.config.host}:{port}"
         return base.rstrip("/") + WEBHOOK_PATH
 
     async def start(self) -> None:
@@ -278,6 +302,8 @@ class Engine:
         if server is not None and server.sockets:
             self.bound_port = server.sockets[0].getsockname()[1]
         self.store.start()
+        if self.workers is not None:
+            await self.workers.start()
         await self._heartbeat()
         await self._recover()
         await self._resume_flows()
@@ -306,6 +332,10 @@ class Engine:
         record their results; live calls are tracked again after a restart."""
         self._claiming = False
         self.request_stop()
+        if self.workers is not None:
+            # First: webhooks that cannot be stored any more are refused (Telnyx retries them),
+            # and what the workers stored is processed below or after the restart.
+            await self.workers.stop()
         for job_queue in self.queues.values():
             while job_queue:
                 self._release(job_queue.popleft())
@@ -356,7 +386,17 @@ class Engine:
             "campaigns_running": sorted(c.name for c in self.campaigns.values()),
             "dials_sent": self.stats.dials_sent,
             "rate": round(self.pacer.rate, 2),
+            **({"webhook_workers": self.workers.alive} if self.workers is not None else {}),
         }
+
+    def _worker_report(self, report: dict[str, Any]) -> None:
+        """A webhook worker's answers since its last report, into this engine's metrics."""
+        for result, n in report["answers"].items():
+            self.metrics.webhooks.labels(result).inc(n)
+        for seconds in report["latency"]:
+            self.metrics.webhook_latency.observe(seconds)
+        if report.get("store_failed"):
+            self.store.store_failed()
 
     async def _retrying(self, what: str, fn: Any) -> Any:
         """Run a database step, waiting out outages: log, back off, reconnect, retry."""
@@ -758,9 +798,12 @@ class Engine:
         async def _q(s: AsyncSession) -> tuple[int, list[PendingAction]]:
             # Plain rows, not ORM objects: events are only read here and marked in one bulk
             # UPDATE at the end (the hot path under webhook load).
+            columns = [WebhookEvent.id, WebhookEvent.event_id, WebhookEvent.event_type,
+                       WebhookEvent.occurred_at, WebhookEvent.call_control_id]
+            if self.workers is not None:  # they stored most events: read the documents along
+                columns.append(WebhookEvent.payload)
             rows = (await s.execute(
-                select(WebhookEvent.id, WebhookEvent.event_id, WebhookEvent.event_type,
-                       WebhookEvent.occurred_at, WebhookEvent.call_control_id)
+                select(*columns)
                 .where(WebhookEvent.status == "pending")
                 .order_by(WebhookEvent.id).limit(EVENT_BATCH)
                 .with_for_update(skip_locked=True))).all()
@@ -808,8 +851,12 @@ class Engine:
 
     async def _event_rows(self, s: AsyncSession, rows: Sequence[Any]) -> list[EventRow]:
         """The locked rows with their documents: from the receiver's memory when this process
-        stored them, else (another process, or before a restart) read from the table."""
-        docs = {r.id: self.store.recent.pop(r.id) for r in rows}
+        stored them, else (another process, or before a restart) read from the table; with
+        webhook workers, read along with the rows."""
+        recent = self.store.recent
+        docs = {r.id: recent.pop(r.id) if recent is not None else None for r in rows}
+        if self.workers is not None:
+            docs = {r.id: r.payload for r in rows}
         unknown = [i for i, doc in docs.items() if doc is None]
         if unknown:
             docs.update((await s.execute(select(WebhookEvent.id, WebhookEvent.payload)
