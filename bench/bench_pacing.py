@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from campaigns.db.engine import create_engine, session_factory  # noqa: E402
-from bench.common import cpu_secs, free_port, wait_for_port  # noqa: E402
+from bench.common import cpu_secs, free_port, postgres_cpu_secs, wait_for_port  # noqa: E402
 from campaigns.db.migrate import upgrade  # noqa: E402
 from campaigns.db.models import Contact  # noqa: E402
 from campaigns.db.types import utcnow  # noqa: E402
@@ -77,7 +77,8 @@ async def seed(url: str, name: str, n: int, cps: float) -> None:
 
 
 async def run_rate(url: str, sim_url: str, sim_pid: int, public_key: str, rate: float,
-                   secs: float, name: str, webhook_workers: int = 0) -> dict[str, Any]:
+                   secs: float, name: str, webhook_workers: int = 0,
+                   pg_dir: Path | None = None) -> dict[str, Any]:
     await seed(url, name, int(rate * (secs + 2)), rate)
     engine = Engine(EngineConfig(database_url=url, api_url=sim_url + "/v2", api_key="bench",
                                  public_key=public_key, port=0, cps=rate, max_concurrent=100000,
@@ -111,12 +112,14 @@ async def run_rate(url: str, sim_url: str, sim_pid: int, public_key: str, rate: 
             headers=engine.client._headers, timeout=engine.client._timeout,
             trace_configs=[trace])
         cpu0, sim_cpu0, t0 = time.process_time(), cpu_secs(sim_pid), time.monotonic()
+        pg_cpu0 = postgres_cpu_secs(pg_dir) if pg_dir else 0.0
         started_at = time.time()
         await engine.start()
-        workers = [p.pid for p in engine.workers._procs] if engine.workers else []
+        workers = [p.pid for p in engine.workers._procs.values()] if engine.workers else []
         workers_cpu0 = sum(cpu_secs(pid) for pid in workers)  # their start-up not counted
         await asyncio.sleep(secs)
         workers_cpu = sum(cpu_secs(pid) for pid in workers) - workers_cpu0
+        pg_cpu = postgres_cpu_secs(pg_dir) - pg_cpu0 if pg_dir else None
         await engine.shutdown()
         cpu1, sim_cpu1, t1 = time.process_time(), cpu_secs(sim_pid), time.monotonic()
         async with http.get(sim_url + "/_simulator/calls") as r:
@@ -148,6 +151,7 @@ async def run_rate(url: str, sim_url: str, sim_pid: int, public_key: str, rate: 
         "webhook_workers": webhook_workers,
         "webhook_workers_cpu_pct": round(100 * workers_cpu / secs, 1),
         "simulator_cpu_pct": round(100 * (sim_cpu1 - sim_cpu0) / (t1 - t0), 1),
+        "postgres_cpu_pct": round(100 * pg_cpu / secs, 1) if pg_cpu is not None else None,
     }
 
 
@@ -195,7 +199,7 @@ async def main() -> None:
                 url = pg.url(f"b{i}")
             upgrade(url)
             res = await run_rate(url, sim_url, sim.pid, public, rate, args.secs, f"pg{i}",
-                                 args.webhook_workers)
+                                 args.webhook_workers, pg.data_dir)
             res["db"] = "postgresql"
             results.append(res)
             print(json.dumps(res), flush=True)

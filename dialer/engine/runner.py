@@ -294,6 +294,12 @@ class Engine:
 
     async def start(self) -> None:
         await ensure_current(self.db)
+        if self.workers is not None:  # first: healthy means webhooks can reach where dials say
+            try:
+                await self.workers.start()
+            except BaseException:
+                await self.workers.stop()
+                raise
         self._runner = web.AppRunner(self.receiver.app(), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port)
@@ -302,8 +308,6 @@ class Engine:
         if server is not None and server.sockets:
             self.bound_port = server.sockets[0].getsockname()[1]
         self.store.start()
-        if self.workers is not None:
-            await self.workers.start()
         await self._heartbeat()
         await self._recover()
         await self._resume_flows()
@@ -1126,7 +1130,6 @@ class Engine:
 async def run_engine(config: EngineConfig, *, install_signals: bool = True) -> Engine:
     """Run until SIGINT/SIGTERM (a second signal exits at once) or until idle if asked."""
     engine = Engine(config)
-    await engine.start()
     if install_signals:
         loop = asyncio.get_running_loop()
         hits = {"n": 0}
@@ -1141,5 +1144,7 @@ async def run_engine(config: EngineConfig, *, install_signals: bool = True) -> E
             engine.request_stop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, _on_signal)
+    # A signal during start-up (webhook workers take a second or two) stops it right after.
+    await engine.start()
     await engine.run_until_stopped()
     return engine

@@ -61,8 +61,8 @@ class WebhookWorkers:
         self.settings = settings
         self._on_stored = on_stored
         self._on_report = on_report
-        self._procs: list[asyncio.subprocess.Process] = []
-        self._watchers: list[asyncio.Task[None]] = []
+        self._procs: dict[int, asyncio.subprocess.Process] = {}
+        self._watchers: dict[int, asyncio.Task[None]] = {}
         self._stopping = False
         self.port: int | None = None
         #: Workers started again after they died (each listening again).
@@ -70,12 +70,15 @@ class WebhookWorkers:
 
     @property
     def alive(self) -> int:
-        return sum(1 for p in self._procs if p.returncode is None)
+        return sum(1 for p in self._procs.values() if p.returncode is None)
 
     async def start(self) -> int:
-        """Start every worker; the first one picks the port when it is 0. Returns the port."""
-        for i in range(self.count):
-            await self._spawn(i)
+        """Start every worker, at once when the port is set; when it is 0 the first one picks
+        it, then the others start. Returns the port."""
+        first = 0 if self.settings.port else 1
+        if first:
+            await self._spawn(0)
+        await asyncio.gather(*(self._spawn(i) for i in range(first, self.count)))
         assert self.port is not None
         return self.port
 
@@ -89,16 +92,9 @@ class WebhookWorkers:
         proc.stdin.write(json.dumps(asdict(settings)).encode() + b"\n")
         await proc.stdin.drain()
         ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        if index < len(self._procs):
-            self._procs[index] = proc
-        else:
-            self._procs.append(proc)
-        watcher = asyncio.create_task(self._watch(index, proc, ready),
-                                      name=f"webhook-worker-{index}")
-        if index < len(self._watchers):
-            self._watchers[index] = watcher
-        else:
-            self._watchers.append(watcher)
+        self._procs[index] = proc
+        self._watchers[index] = asyncio.create_task(self._watch(index, proc, ready),
+                                                    name=f"webhook-worker-{index}")
         try:
             port = await asyncio.wait_for(ready, timeout=60)
         except (asyncio.TimeoutError, RuntimeError):
@@ -143,18 +139,18 @@ class WebhookWorkers:
     async def stop(self, timeout: float = 10.0) -> None:
         """Close every worker's stdin: each stops listening, answers what it holds, exits."""
         self._stopping = True
-        for proc in self._procs:
+        for proc in self._procs.values():
             if proc.stdin is not None and not proc.stdin.is_closing():
                 proc.stdin.close()
-        for proc in self._procs:
+        for proc in self._procs.values():
             try:
                 await asyncio.wait_for(proc.wait(), timeout)
             except asyncio.TimeoutError:
                 proc.kill()
                 await proc.wait()
-        for task in self._watchers:
+        for task in self._watchers.values():
             task.cancel()
-        await asyncio.gather(*self._watchers, return_exceptions=True)
+        await asyncio.gather(*self._watchers.values(), return_exceptions=True)
 
 
 # ----------------------------------------------------------------------------- worker side
@@ -180,7 +176,12 @@ class _Tally:
 
 
 def _emit(msg: dict[str, Any]) -> None:
-    os.write(1, json.dumps(msg, separators=(",", ":")).encode() + b"\n")
+    """A line to the engine; dropped when the engine is gone (its stdin closes too, and the
+    lifeline then stops this worker: requests in flight still get their answer)."""
+    try:
+        os.write(1, json.dumps(msg, separators=(",", ":")).encode() + b"\n")
+    except OSError:
+        pass
 
 
 async def _serve(settings: WorkerSettings, stdin: asyncio.StreamReader) -> None:

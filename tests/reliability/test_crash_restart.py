@@ -18,7 +18,7 @@ import random
 import re
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -32,6 +32,7 @@ from tests.reliability.harness import (
     EngineProcess,
     SimProcess,
     audit,
+    children_of,
     finish_inproc,
     free_port,
     ledger_dicts,
@@ -71,16 +72,18 @@ def _scenario_file(tmp: Path) -> Path:
     return path
 
 
-async def run_with_kills(db_url: str, tmp: Path, *, amd: str, kills: int, seed_: int
+async def run_with_kills(db_url: str, tmp: Path, *, amd: str, kills: int, seed_: int,
+                         engine_extra: Sequence[str] = (), contacts: int = CONTACTS
                          ) -> tuple[list[str], object]:
     rng = random.Random(f"{seed_}:{db_url.split(':', 1)[0]}")
-    cid = await seed(db_url, "crash", numbers(CONTACTS), answering_machine_detection=amd,
+    cid = await seed(db_url, "crash", numbers(contacts), answering_machine_detection=amd,
                      max_attempts=MAX_ATTEMPTS, **VOICEMAIL, **FAST_RETRY)
     private, public = generate_keypair()
     sim = SimProcess(tmp, speed=SPEED, seed=seed_, private_key=private,
                      extra=["--scenarios", str(_scenario_file(tmp))])
     await sim.start()
-    engine = EngineProcess(tmp, db_url, sim, public, time_scale=SPEED, cps=60, max_concurrent=60)
+    engine = EngineProcess(tmp, db_url, sim, public, time_scale=SPEED, cps=60, max_concurrent=60,
+                           extra=engine_extra)
     probe = DbProbe(db_url)
     plan: list[str] = []
 
@@ -124,7 +127,9 @@ async def run_with_kills(db_url: str, tmp: Path, *, amd: str, kills: int, seed_:
                 else:
                     await asyncio.sleep(rng.uniform(0.2, 1.6))
                     hit = True
+            workers = children_of(engine.current.pid) if engine.current else []
             engine.kill9()
+            await _all_exit(workers)  # webhook workers follow their engine: no orphans
             plan.append(f"{mode}{'' if hit else '(timeout)'}@{time.monotonic() - started:.2f}s"
                         f"/calls={(await sim.stats())['calls_placed']}/done={await done()}")
             await asyncio.sleep(rng.uniform(0.0, 0.3))
@@ -172,6 +177,13 @@ async def run_with_kills(db_url: str, tmp: Path, *, amd: str, kills: int, seed_:
     return plan, figures
 
 
+async def _all_exit(pids: Sequence[int], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while any(Path(f"/proc/{pid}").exists() for pid in pids):
+        assert time.monotonic() < deadline, f"processes left behind: {pids}"
+        await asyncio.sleep(0.1)
+
+
 def never_send_actions(engine: Engine) -> list[object]:
     """Make `engine` decide call actions but never send them, as if killed right after the
     commit; returns the list the dropped actions are collected in."""
@@ -191,6 +203,15 @@ async def test_kill_minus_9_and_restart(db_url: str, tmp_path: Path) -> None:
     assert len(kills) >= 10
     modes = Counter(p.split("@")[0].split("(")[0] for p in kills)
     assert set(modes) == set(MODES), modes
+
+
+async def test_kill_minus_9_with_webhook_workers(pg_url: str, tmp_path: Path) -> None:
+    """The same with `--webhook-workers 2`: events stored by workers of a killed engine are
+    processed after the restart, and the workers of a killed engine exit by themselves."""
+    plan, _ = await run_with_kills(pg_url, tmp_path, amd="detect_beep", kills=4, seed_=SEED + 1,
+                                   engine_extra=("--webhook-workers", "2", "--webhook-port",
+                                                 str(free_port())), contacts=100)
+    assert len([p for p in plan if not p.startswith("sigterm")]) == 4
 
 
 async def test_actions_lost_in_a_crash_are_sent_after_restart(sqlite_url: str) -> None:
