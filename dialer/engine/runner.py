@@ -47,7 +47,6 @@ from campaigns.db.types import utcnow
 from campaigns.lifecycle import next_status
 from campaigns.settings import with_defaults
 from dialer.engine import flow
-from dialer.engine.webhook_workers import WebhookWorkers, WorkerSettings
 from dialer.engine.attempts import (
     DialOutcome,
     PendingAction,
@@ -64,6 +63,7 @@ from dialer.engine.identity import action_command_id
 from dialer.engine.metrics import Metrics
 from dialer.engine.pacer import CampaignBudget, Pacer
 from dialer.engine.receiver import WEBHOOK_PATH, EventStore, Receiver
+from dialer.engine.webhook_workers import WebhookWorkers, WorkerSettings
 from dialer.telnyx.client import TelnyxClient
 from dialer.telnyx.dial import DialRequest
 from dialer.telnyx.errors import (

@@ -13,7 +13,7 @@ on the webhook port, which is what dials put in `webhook_url` (unless `--public-
 
 Protocol: the engine writes one JSON line of settings on the worker's stdin and keeps stdin open:
 the worker exits when it closes (the engine stopped, or was killed: no orphans). The worker
-writes JSON lines on stdout: `{"ready": PORT}` once listening, `{"stored": N}` after each commit
+writes JSON lines on stdout: `{"ready": PORT}` once listening, `{"stored": 1}` after each commit
 (the engine's event processor wakes at once, instead of at its next poll), and every half second
 `{"answers": {result: count}, "latency": [secs, ...], "store_failed": bool}` for the engine's
 metrics and its reconciliation grace (a worker that could not store answered 503: Telnyx will
@@ -210,8 +210,6 @@ async def _serve(settings: WorkerSettings, stdin: asyncio.StreamReader) -> None:
     _emit({"ready": port})
 
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
 
     async def _lifeline() -> None:
         while await stdin.read(4096):
@@ -249,9 +247,11 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format=f"%(asctime)s webhook-worker[{os.getpid()}] %(levelname)s "
                                "%(name)s: %(message)s")
-    # The engine owns Ctrl-C: a terminal's SIGINT reaches the whole process group, and the
-    # worker must keep answering until the engine closes its stdin.
+    # The engine decides when its workers stop (it closes their stdin): a terminal's Ctrl-C or a
+    # service manager's SIGTERM to the whole process group reaches them too, and they keep
+    # answering until the engine has stopped them (SIGKILL still ends one at once).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     from dialer import aio
 
     started = time.monotonic()

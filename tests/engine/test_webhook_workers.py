@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from dialer.aio import run as aio_run
 from dialer.engine.runner import Engine, EngineConfig
 from dialer.engine.webhook_workers import WorkerSettings
 from dialer.errors import ConfigurationError
@@ -109,7 +110,8 @@ async def test_a_worker_that_dies_is_started_again(pg_url: str) -> None:
 
 
 def test_a_worker_exits_when_its_engine_is_gone(pg_url: str) -> None:
-    """Its stdin is the lifeline: closed (the engine stopped or was killed) -> it exits."""
+    """Its stdin is the lifeline: closed (the engine stopped or was killed) -> it exits; signals
+    to the process group do not stop it."""
     proc = subprocess.Popen([sys.executable, "-m", "dialer.engine.webhook_workers"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -118,8 +120,13 @@ def test_a_worker_exits_when_its_engine_is_gone(pg_url: str) -> None:
         settings = WorkerSettings(pg_url, "127.0.0.1", 0, PUBLIC, False)
         proc.stdin.write(json.dumps(settings.__dict__).encode() + b"\n")
         proc.stdin.flush()
-        assert "ready" in json.loads(proc.stdout.readline())
-        proc.send_signal(signal.SIGINT)  # a terminal's Ctrl-C is the engine's to handle
+        ready = proc.stdout.readline()
+        assert "ready" in json.loads(ready)
+        # A terminal's Ctrl-C or a service manager's SIGTERM to the group: the engine's to handle.
+        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)
+        body = envelope(event_id="after-signals")
+        assert aio_run(_post(json.loads(ready)["ready"], body, sign(PRIVATE, body))) == 200
         proc.stdin.close()
         assert proc.wait(timeout=30) == 0
     finally:
