@@ -122,7 +122,14 @@ class EventStore:
             # One statement, committed on its own: no BEGIN/COMMIT round trips.
             async with bind.connect() as conn:
                 raw = await conn.get_raw_connection()
-                rows = await self._insert_pg(raw.driver_connection, unique, now)
+                try:
+                    rows = await self._insert_pg(raw.driver_connection, unique, now)
+                except BaseException:
+                    # The driver's error bypasses SQLAlchemy, which would otherwise put a dead
+                    # connection (server restarted, backend killed) back into the pool, and a
+                    # process that only stores (a webhook worker) would answer 503 for ever.
+                    raw.invalidate()
+                    raise
         else:
             async with self._sessions() as session, session.begin():
                 # executemany with RETURNING: one cached statement whatever the batch size.
@@ -203,7 +210,11 @@ class Receiver:
 
     async def webhook(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
-        result, response = await self._webhook(request)
+        try:
+            result, response = await self._webhook(request)
+        except BaseException:  # the client went away mid-request, say: still timed
+            self.metrics.webhook_latency.observe(time.perf_counter() - started)
+            raise
         seconds = time.perf_counter() - started
         self.metrics.webhooks.labels(result).inc()
         self.metrics.webhook_latency.observe(seconds)

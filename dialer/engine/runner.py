@@ -12,6 +12,7 @@ Tasks:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -277,11 +278,17 @@ class Engine:
             port = config.webhook_port
             if port is None:
                 port = config.port + 1 if config.port else 0
+            if port > 65535 or (port and port == config.port):
+                from dialer.errors import ConfigurationError
+
+                raise ConfigurationError(f"--webhook-port {port}: must differ from --port and "
+                                         "be at most 65535")
             self.workers = WebhookWorkers(
                 config.webhook_workers,
                 WorkerSettings(config.database_url, config.host, port, config.public_key,
                                config.insecure_webhooks),
-                on_stored=self._events_ready.set, on_report=self._worker_report)
+                on_stored=self._events_ready.set, on_report=self._worker_report,
+                on_lost=self.store.store_failed)
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -293,13 +300,31 @@ class Engine:
         return base.rstrip("/") + WEBHOOK_PATH
 
     async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self._abort_start()
+            raise
+
+    async def _abort_start(self) -> None:
+        """Undo a start that failed half-way (no worker process or open port left behind)."""
+        with contextlib.suppress(Exception):
+            if self.workers is not None:
+                await self.workers.stop()
+        with contextlib.suppress(Exception):
+            if self._runner is not None:
+                await self._runner.cleanup()
+        with contextlib.suppress(Exception):
+            await self.store.stop()
+        with contextlib.suppress(Exception):
+            await self.client.close()
+        with contextlib.suppress(Exception):
+            await self.db.dispose()
+
+    async def _start(self) -> None:
         await ensure_current(self.db)
         if self.workers is not None:  # first: healthy means webhooks can reach where dials say
-            try:
-                await self.workers.start()
-            except BaseException:
-                await self.workers.stop()
-                raise
+            await self.workers.start()
         self._runner = web.AppRunner(self.receiver.app(), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port)
@@ -384,8 +409,11 @@ class Engine:
             self.request_stop()
 
     def health(self) -> dict[str, Any]:
+        status = "ok"
+        if self.workers is not None and self.workers.alive < self.workers.count:
+            status = "degraded"  # a webhook worker is down (being started again)
         return {
-            "status": "stopping" if self._stopping.is_set() else "ok",
+            "status": "stopping" if self._stopping.is_set() else status,
             "instance": self.instance_id,
             "campaigns_running": sorted(c.name for c in self.campaigns.values()),
             "dials_sent": self.stats.dials_sent,
@@ -1141,6 +1169,9 @@ async def run_engine(config: EngineConfig, *, install_signals: bool = True) -> E
                 os._exit(130)
             log.info("stopping: no new claims; dials in flight finish; live calls are tracked "
                      "after restart (signal again to exit at once)")
+            # No new claims from now on, and a start-up waiting for the database gives up
+            # (its retries end once stopping and not claiming).
+            engine._claiming = False
             engine.request_stop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, _on_signal)

@@ -37,8 +37,12 @@ from typing import Any
 log = logging.getLogger("dialer.webhook_workers")
 
 REPORT_SECS = 0.5
-#: A worker that dies while the engine runs is started again, at most this often.
+#: A worker that dies while the engine runs is started again after this, then (if starting
+#: fails) after twice as long each time, up to the maximum.
 RESTART_DELAY_SECS = 1.0
+MAX_RESTART_DELAY_SECS = 30.0
+#: The longest line the engine reads from a worker (a report holds one latency per answer).
+MAX_LINE_BYTES = 16 * 1024 * 1024
 
 
 @dataclass
@@ -52,17 +56,22 @@ class WorkerSettings:
 
 # ----------------------------------------------------------------------------- engine side
 class WebhookWorkers:
-    """Starts, watches and stops the worker processes of one engine."""
+    """Starts, watches, restarts and stops the worker processes of one engine."""
 
     def __init__(self, count: int, settings: WorkerSettings, *,
                  on_stored: Callable[[], None],
-                 on_report: Callable[[dict[str, Any]], None]) -> None:
+                 on_report: Callable[[dict[str, Any]], None],
+                 on_lost: Callable[[], None]) -> None:
         self.count = count
         self.settings = settings
         self._on_stored = on_stored
         self._on_report = on_report
+        #: A worker died or could not be started: webhooks it held, or that found the port
+        #: closed, were refused (Telnyx delivers them again later).
+        self._on_lost = on_lost
         self._procs: dict[int, asyncio.subprocess.Process] = {}
-        self._watchers: dict[int, asyncio.Task[None]] = {}
+        #: Watchers (each also restarts its worker when it dies).
+        self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         self.port: int | None = None
         #: Workers started again after they died (each listening again).
@@ -79,7 +88,10 @@ class WebhookWorkers:
         if first:
             await self._spawn(0)
         await asyncio.gather(*(self._spawn(i) for i in range(first, self.count)))
-        assert self.port is not None
+        if self.port is None:  # stopped meanwhile
+            from dialer.errors import ConfigurationError
+
+            raise ConfigurationError("webhook workers stopped while starting")
         return self.port
 
     async def _spawn(self, index: int) -> None:
@@ -87,17 +99,24 @@ class WebhookWorkers:
                                      "port": self.port or self.settings.port})
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "dialer.engine.webhook_workers",
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            limit=MAX_LINE_BYTES)
+        self._procs[index] = proc  # no await since it was created: stop() always finds it
+        if self._stopping:
+            return
         assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(json.dumps(asdict(settings)).encode() + b"\n")
-        await proc.stdin.drain()
         ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._procs[index] = proc
-        self._watchers[index] = asyncio.create_task(self._watch(index, proc, ready),
-                                                    name=f"webhook-worker-{index}")
+        watcher = asyncio.create_task(self._watch(index, proc, ready),
+                                      name=f"webhook-worker-{index}")
+        self._tasks.add(watcher)
+        watcher.add_done_callback(self._tasks.discard)
         try:
+            proc.stdin.write(json.dumps(asdict(settings)).encode() + b"\n")
+            await proc.stdin.drain()
             port = await asyncio.wait_for(ready, timeout=60)
-        except (asyncio.TimeoutError, RuntimeError):
+        except (OSError, asyncio.TimeoutError, RuntimeError):
+            if proc.returncode is None:
+                proc.kill()
             from dialer.errors import ConfigurationError
 
             raise ConfigurationError(
@@ -109,48 +128,72 @@ class WebhookWorkers:
     async def _watch(self, index: int, proc: asyncio.subprocess.Process,
                      ready: asyncio.Future[int]) -> None:
         assert proc.stdout is not None
-        while line := await proc.stdout.readline():
+        try:
+            while line := await proc.stdout.readline():
+                self._handle(line, ready)
+        except ValueError as exc:  # a line over the limit: this pipe cannot be trusted now
+            log.error("webhook worker %d (pid %d): %s; stopping it", index, proc.pid, exc)
+            proc.kill()
+        code = await proc.wait()
+        if not ready.done():
+            ready.set_exception(RuntimeError(f"exited with {code}"))
+        if ready.cancelled() or ready.exception() is not None:
+            return  # it never started: whoever was starting it deals with that
+        if self._stopping:
+            return
+        log.error("webhook worker %d (pid %d) exited with %s; starting it again", index,
+                  proc.pid, code)
+        self._on_lost()
+        delay = RESTART_DELAY_SECS
+        while True:
+            await asyncio.sleep(delay)
+            if self._stopping:
+                return
             try:
-                msg = json.loads(line)
-            except ValueError:
+                await self._spawn(index)
+            except Exception as exc:
+                self._on_lost()
+                delay = min(2 * delay, MAX_RESTART_DELAY_SECS)
+                log.error("webhook worker %d could not be started again (%s); next try in "
+                          "%.0fs", index, exc, delay)
                 continue
+            self.restarts += 1
+            return
+
+    def _handle(self, line: bytes, ready: asyncio.Future[int]) -> None:
+        try:
+            msg = json.loads(line)
             if "stored" in msg:
                 self._on_stored()
             elif "answers" in msg:
                 self._on_report(msg)
             elif "ready" in msg and not ready.done():
                 ready.set_result(int(msg["ready"]))
-        code = await proc.wait()
-        if not ready.done():
-            ready.set_exception(RuntimeError(f"exited with {code}"))
-            return
-        if self._stopping:
-            return
-        log.error("webhook worker %d (pid %d) exited with %s; starting it again", index,
-                  proc.pid, code)
-        await asyncio.sleep(RESTART_DELAY_SECS)
-        if not self._stopping:
-            try:
-                await self._spawn(index)
-                self.restarts += 1
-            except Exception as exc:  # keep the engine running on its own receiver
-                log.error("webhook worker %d could not be started again: %s", index, exc)
+        except Exception:  # one bad line must not stop the reading (the worker would block)
+            log.exception("webhook worker sent a line that could not be used: %.200r", line)
 
     async def stop(self, timeout: float = 10.0) -> None:
-        """Close every worker's stdin: each stops listening, answers what it holds, exits."""
+        """Close every worker's stdin: each stops listening, answers what it holds, exits
+        (killed after `timeout`)."""
         self._stopping = True
-        for proc in self._procs.values():
+
+        async def _end(proc: asyncio.subprocess.Process) -> None:
             if proc.stdin is not None and not proc.stdin.is_closing():
                 proc.stdin.close()
-        for proc in self._procs.values():
             try:
                 await asyncio.wait_for(proc.wait(), timeout)
             except asyncio.TimeoutError:
                 proc.kill()
                 await proc.wait()
-        for task in self._watchers.values():
+
+        await asyncio.gather(*(_end(p) for p in list(self._procs.values())))
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._watchers.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        # A restart that was starting a process when the stop began has registered it by now.
+        await asyncio.gather(*(_end(p) for p in list(self._procs.values())
+                               if p.returncode is None))
 
 
 # ----------------------------------------------------------------------------- worker side
@@ -175,13 +218,47 @@ class _Tally:
         return report
 
 
-def _emit(msg: dict[str, Any]) -> None:
-    """A line to the engine; dropped when the engine is gone (its stdin closes too, and the
-    lifeline then stops this worker: requests in flight still get their answer)."""
-    try:
-        os.write(1, json.dumps(msg, separators=(",", ":")).encode() + b"\n")
-    except OSError:
-        pass
+class _Outbox:
+    """Lines to the engine on stdout, never blocking the worker: while the engine is slow to
+    read, lines wait in memory and repeated "stored" wake-ups fold into one sent after them;
+    when the engine is gone, everything is dropped (its stdin closes too, and the lifeline then
+    stops this worker: requests in flight still get their answer)."""
+
+    MAX_PENDING = 8 * 1024 * 1024
+    WAKE = b'{"stored":1}\n'
+
+    def __init__(self, fd: int = 1) -> None:
+        self._fd = fd
+        self._pending = b""
+        self._wake_owed = False
+        self._gone = False
+        os.set_blocking(fd, False)
+
+    def send(self, msg: dict[str, Any]) -> None:
+        if not self._gone and len(self._pending) < self.MAX_PENDING:
+            self._pending += json.dumps(msg, separators=(",", ":")).encode() + b"\n"
+        self.flush()
+
+    def wake(self) -> None:
+        """Tell the engine that events were stored."""
+        if self._pending:
+            self._wake_owed = True  # one wake-up after what is queued
+        else:
+            self._pending = self.WAKE
+        self.flush()
+
+    def flush(self) -> None:
+        while self._pending and not self._gone:
+            try:
+                n = os.write(self._fd, self._pending)
+            except BlockingIOError:
+                return
+            except OSError:  # the engine is gone
+                self._gone, self._pending = True, b""
+                return
+            self._pending = self._pending[n:]
+            if not self._pending and self._wake_owed:
+                self._pending, self._wake_owed = self.WAKE, False
 
 
 async def _serve(settings: WorkerSettings, stdin: asyncio.StreamReader) -> None:
@@ -194,7 +271,8 @@ async def _serve(settings: WorkerSettings, stdin: asyncio.StreamReader) -> None:
 
     db = create_engine(settings.database_url, pool_pre_ping=False, pool_size=2, max_overflow=2)
     tally = _Tally()
-    store = EventStore(session_factory(db), lambda: _emit({"stored": 1}), keep_recent=False,
+    outbox = _Outbox()
+    store = EventStore(session_factory(db), outbox.wake, keep_recent=False,
                        on_failure=lambda: setattr(tally, "store_failed", True))
     verifier = (None if settings.insecure_webhooks
                 else WebhookVerifier(settings.public_key or ""))
@@ -207,7 +285,7 @@ async def _serve(settings: WorkerSettings, stdin: asyncio.StreamReader) -> None:
     server = getattr(site, "_server", None)
     port = server.sockets[0].getsockname()[1] if server and server.sockets else settings.port
     store.start()
-    _emit({"ready": port})
+    outbox.send({"ready": port})
 
     stop = asyncio.Event()
 
@@ -221,7 +299,9 @@ async def _serve(settings: WorkerSettings, stdin: asyncio.StreamReader) -> None:
             await asyncio.sleep(REPORT_SECS)
             report = tally.take()
             if report:
-                _emit(report)
+                outbox.send(report)
+            else:
+                outbox.flush()
 
     tasks = [asyncio.create_task(_lifeline()), asyncio.create_task(_reporter())]
     await stop.wait()
@@ -231,7 +311,9 @@ async def _serve(settings: WorkerSettings, stdin: asyncio.StreamReader) -> None:
         task.cancel()
     report = tally.take()
     if report:
-        _emit(report)
+        outbox.send(report)
+    os.set_blocking(1, True)  # the last lines, then exit
+    outbox.flush()
     await db.dispose()
 
 

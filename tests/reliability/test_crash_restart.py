@@ -208,10 +208,10 @@ async def test_kill_minus_9_and_restart(db_url: str, tmp_path: Path) -> None:
 async def test_kill_minus_9_with_webhook_workers(pg_url: str, tmp_path: Path) -> None:
     """The same with `--webhook-workers 2`: events stored by workers of a killed engine are
     processed after the restart, and the workers of a killed engine exit by themselves."""
-    plan, _ = await run_with_kills(pg_url, tmp_path, amd="detect_beep", kills=4, seed_=SEED + 1,
+    plan, _ = await run_with_kills(pg_url, tmp_path, amd="detect_beep", kills=3, seed_=SEED + 1,
                                    engine_extra=("--webhook-workers", "2", "--webhook-port",
-                                                 str(free_port())), contacts=100)
-    assert len([p for p in plan if not p.startswith("sigterm")]) == 4
+                                                 str(free_port())), contacts=60)
+    assert len([p for p in plan if not p.startswith("sigterm")]) == 3
 
 
 async def test_actions_lost_in_a_crash_are_sent_after_restart(sqlite_url: str) -> None:

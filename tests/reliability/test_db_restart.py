@@ -20,6 +20,7 @@ from tests.reliability.harness import (
     audit,
     event_body,
     finish_inproc,
+    free_port,
     ledger_dicts,
     signed_post,
     start_inproc,
@@ -40,15 +41,21 @@ async def _post(url: str, body: bytes, headers: dict[str, str]) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("webhook_workers", [0, 2])
 async def test_postgres_restart_in_the_middle_of_a_campaign(
-        pg_url: str, pg_server: PgServer | None, caplog: pytest.LogCaptureFixture) -> None:
+        pg_url: str, pg_server: PgServer | None, caplog: pytest.LogCaptureFixture,
+        webhook_workers: int) -> None:
+    """With webhook workers too: their connections die with the server, and they must not
+    keep handing out dead ones (they would answer 503 for ever)."""
     if pg_server is None:
         pytest.skip("an external PostgreSQL (DIALER_TEST_POSTGRES_URL) is not ours to stop")
     caplog.set_level(logging.INFO, logger="dialer")
     cid = await seed(pg_url, "dbr", numbers(50), answering_machine_detection="premium",
                      max_attempts=2, **VOICEMAIL, **FAST_RETRY)
     private, _ = generate_keypair()
-    rig = await start_inproc(pg_url, speed=30, sim={"mix": MIX, "private_key_b64": private})
+    workers = {"webhook_workers": webhook_workers, "webhook_port": free_port()}
+    rig = await start_inproc(pg_url, speed=30, sim={"mix": MIX, "private_key_b64": private},
+                             engine=workers if webhook_workers else None)
     hook = rig.engine.webhook_url
     probe = DbProbe(pg_url)
     outage = 0.0
