@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from campaigns.db.dialects import is_postgres, raw_connection
 from campaigns.db.models import Contact, DncNumber
 from campaigns.db.types import naive_utc
 
@@ -35,30 +36,6 @@ _SQLITE_BATCH = 5_000
 _SQLITE_IN = 900
 #: Arbitrary namespace for advisory locks taken by contact imports.
 _IMPORT_LOCK_NS = 0x1D1A1
-
-
-def dialect(session: AsyncSession) -> str:
-    bind = session.get_bind()
-    return bind.dialect.name
-
-
-def is_postgres(session: AsyncSession) -> bool:
-    return dialect(session) == "postgresql"
-
-
-async def raw_connection(session: AsyncSession) -> Any:
-    """The asyncpg connection under the session's current transaction.
-
-    SQLAlchemy's asyncpg adapter sends BEGIN lazily, with the first statement: make sure it has,
-    or what we run on the raw connection would commit on its own.
-    """
-    raw = await (await session.connection()).get_raw_connection()
-    conn: Any = raw.driver_connection
-    if not conn.is_in_transaction():
-        await session.execute(select(1))
-    if not conn.is_in_transaction():  # pragma: no cover - SQLAlchemy always begins one
-        raise RuntimeError("no open transaction on the database connection")
-    return conn
 
 
 async def lock_campaign_imports(session: AsyncSession, campaign_id: int) -> None:

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns import outcomes as o
 from campaigns import retry
-from campaigns.db import storage
+from campaigns.db import dialects
 from campaigns.db.models import (
     AttemptState,
     CallAttempt,
@@ -272,8 +272,8 @@ async def mark_events(session: AsyncSession, events: Sequence[ProcessedEvent],
     """Record how each event was processed, in one statement (PostgreSQL) or one executemany."""
     if not events:
         return
-    if storage.is_postgres(session):
-        conn = await storage.raw_connection(session)
+    if dialects.is_postgres(session):
+        conn = await dialects.raw_connection(session)
         await conn.execute(_PG_MARK_EVENTS, naive_utc(now),
                            [e.id for e in events], [e.status for e in events],
                            [e.attempt_id for e in events])

@@ -1,0 +1,34 @@
+"""Which database a session talks to, and its driver connection: the small part of the
+dialect-specific code that the engine needs (the bulk storage in `storage` brings numpy and Arrow,
+which `dialer run` has no use for and would import at every start)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+def dialect(session: AsyncSession) -> str:
+    bind = session.get_bind()
+    return bind.dialect.name
+
+
+def is_postgres(session: AsyncSession) -> bool:
+    return dialect(session) == "postgresql"
+
+
+async def raw_connection(session: AsyncSession) -> Any:
+    """The asyncpg connection under the session's current transaction.
+
+    SQLAlchemy's asyncpg adapter sends BEGIN lazily, with the first statement: make sure it has,
+    or what we run on the raw connection would commit on its own.
+    """
+    raw = await (await session.connection()).get_raw_connection()
+    conn: Any = raw.driver_connection
+    if not conn.is_in_transaction():
+        await session.execute(select(1))
+    if not conn.is_in_transaction():  # pragma: no cover - SQLAlchemy always begins one
+        raise RuntimeError("no open transaction on the database connection")
+    return conn
