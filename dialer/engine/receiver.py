@@ -53,7 +53,8 @@ class EventStore:
         self._on_failure = on_failure
         self._queue: asyncio.Queue[tuple[Envelope, asyncio.Future[bool]]] = asyncio.Queue()
         self._max_batch = max_batch
-        #: None in a webhook worker process: nothing there processes what it stores.
+        #: None in a webhook worker (nothing there processes what it stores) and in an engine
+        #: with workers (it reads the documents along with the pending rows).
         self.recent: RecentEvents | None = RecentEvents() if keep_recent else None
         self._task: asyncio.Task[None] | None = None
         #: Monotonic time since which every store succeeded (reset by a failure, i.e. a 503):
@@ -212,12 +213,10 @@ class Receiver:
         started = time.perf_counter()
         try:
             result, response = await self._webhook(request)
-        except BaseException:  # the client went away mid-request, say: still timed
-            self.metrics.webhook_latency.observe(time.perf_counter() - started)
-            raise
-        seconds = time.perf_counter() - started
+        finally:  # timed also when it fails (the client went away mid-request, say)
+            seconds = time.perf_counter() - started
+            self.metrics.webhook_latency.observe(seconds)
         self.metrics.webhooks.labels(result).inc()
-        self.metrics.webhook_latency.observe(seconds)
         if self.on_answer is not None:
             self.on_answer(result, seconds)
         return response

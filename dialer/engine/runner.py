@@ -65,6 +65,7 @@ from dialer.engine.metrics import Metrics
 from dialer.engine.pacer import CampaignBudget, Pacer
 from dialer.engine.receiver import WEBHOOK_PATH, EventStore, Receiver
 from dialer.engine.webhook_workers import WebhookWorkers, WorkerSettings
+from dialer.errors import ConfigurationError
 from dialer.telnyx.client import TelnyxClient
 from dialer.telnyx.dial import DialRequest
 from dialer.telnyx.errors import (
@@ -246,20 +247,19 @@ class Engine:
         # contending in SQLite's busy handler (which sleeps in coarse steps).
         self._write_lock: asyncio.Lock | None = (
             asyncio.Lock() if self.db.dialect.name == "sqlite" else None)
-        self.store = EventStore(self.sessions, self._events_ready.set, self._write_lock)
+        # With webhook workers the documents are read along with the pending rows (the workers
+        # store most events): nothing to keep in memory.
+        self.store = EventStore(self.sessions, self._events_ready.set, self._write_lock,
+                                keep_recent=not config.webhook_workers)
         verifier = None
         if not config.insecure_webhooks:
             if not config.public_key:
-                from dialer.errors import ConfigurationError
-
                 raise ConfigurationError(
                     "TELNYX_PUBLIC_KEY is not set: webhooks cannot be verified (set it, or run "
                     "with --insecure-webhooks on a trusted network only)")
             try:
                 verifier = WebhookVerifier(config.public_key)
             except ValueError:
-                from dialer.errors import ConfigurationError
-
                 raise ConfigurationError("TELNYX_PUBLIC_KEY is not a base64 Ed25519 public key"
                                          ) from None
         else:
@@ -271,16 +271,12 @@ class Engine:
         self.workers: WebhookWorkers | None = None
         if config.webhook_workers:
             if self.db.dialect.name != "postgresql":
-                from dialer.errors import ConfigurationError
-
                 raise ConfigurationError("--webhook-workers needs PostgreSQL (SQLite has one "
                                          "writer: extra processes would only wait for it)")
             port = config.webhook_port
             if port is None:
                 port = config.port + 1 if config.port else 0
             if port > 65535 or (port and port == config.port):
-                from dialer.errors import ConfigurationError
-
                 raise ConfigurationError(f"--webhook-port {port}: must differ from --port and "
                                          "be at most 65535")
             self.workers = WebhookWorkers(
@@ -832,7 +828,7 @@ class Engine:
             # UPDATE at the end (the hot path under webhook load).
             columns = [WebhookEvent.id, WebhookEvent.event_id, WebhookEvent.event_type,
                        WebhookEvent.occurred_at, WebhookEvent.call_control_id]
-            if self.workers is not None:  # they stored most events: read the documents along
+            if self.store.recent is None:  # webhook workers: read the documents along
                 columns.append(WebhookEvent.payload)
             rows = (await s.execute(
                 select(*columns)
@@ -886,9 +882,8 @@ class Engine:
         stored them, else (another process, or before a restart) read from the table; with
         webhook workers, read along with the rows."""
         recent = self.store.recent
-        docs = {r.id: recent.pop(r.id) if recent is not None else None for r in rows}
-        if self.workers is not None:
-            docs = {r.id: r.payload for r in rows}
+        docs = ({r.id: recent.pop(r.id) for r in rows} if recent is not None
+                else {r.id: r.payload for r in rows})
         unknown = [i for i, doc in docs.items() if doc is None]
         if unknown:
             docs.update((await s.execute(select(WebhookEvent.id, WebhookEvent.payload)

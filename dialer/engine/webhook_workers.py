@@ -31,8 +31,10 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
+
+from dialer.errors import ConfigurationError
 
 log = logging.getLogger("dialer.webhook_workers")
 
@@ -89,14 +91,11 @@ class WebhookWorkers:
             await self._spawn(0)
         await asyncio.gather(*(self._spawn(i) for i in range(first, self.count)))
         if self.port is None:  # stopped meanwhile
-            from dialer.errors import ConfigurationError
-
             raise ConfigurationError("webhook workers stopped while starting")
         return self.port
 
     async def _spawn(self, index: int) -> None:
-        settings = WorkerSettings(**{**asdict(self.settings),
-                                     "port": self.port or self.settings.port})
+        settings = replace(self.settings, port=self.port or self.settings.port)
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "dialer.engine.webhook_workers",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
@@ -117,8 +116,6 @@ class WebhookWorkers:
         except (OSError, asyncio.TimeoutError, RuntimeError):
             if proc.returncode is None:
                 proc.kill()
-            from dialer.errors import ConfigurationError
-
             raise ConfigurationError(
                 f"webhook worker {index} did not start (see its error above)") from None
         self.port = port
