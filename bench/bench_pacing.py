@@ -30,8 +30,8 @@ import aiohttp
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from campaigns.db.engine import create_engine, session_factory  # noqa: E402
 from bench.common import cpu_secs, free_port, postgres_cpu_secs, wait_for_port  # noqa: E402
+from campaigns.db.engine import create_engine, session_factory  # noqa: E402
 from campaigns.db.migrate import upgrade  # noqa: E402
 from campaigns.db.models import Contact  # noqa: E402
 from campaigns.db.types import utcnow  # noqa: E402
@@ -39,8 +39,6 @@ from campaigns.service import change_status, create_campaign  # noqa: E402
 from dialer import aio  # noqa: E402
 from dialer.engine.runner import Engine, EngineConfig  # noqa: E402
 from dialer.telnyx.signatures import generate_keypair, public_key_from_private  # noqa: E402
-
-
 
 
 def max_in_window(times: list[float], width: float) -> int:

@@ -44,8 +44,6 @@ from dialer import aio  # noqa: E402
 from dialer.telnyx.signatures import generate_keypair, public_key_from_private, sign  # noqa: E402
 
 
-
-
 def event(i: int) -> bytes:
     kind = ("call.initiated", "call.answered", "call.hangup")[i % 3]
     return json.dumps({

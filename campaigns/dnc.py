@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.db import storage
@@ -111,10 +111,6 @@ async def list_numbers(session: AsyncSession, limit: int | None = None) -> list[
     if limit is not None:
         stmt = stmt.limit(limit)
     return list((await session.scalars(stmt)).all())
-
-
-async def count_numbers(session: AsyncSession) -> int:
-    return int(await session.scalar(select(func.count()).select_from(DncNumber)) or 0)
 
 
 async def import_file(session: AsyncSession, path: Path, region: str = "US",

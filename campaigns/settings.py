@@ -17,8 +17,15 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from campaigns.errors import InvalidSettings
-from campaigns.fieldspec import INVALID, MISSING, NOT_E164, FieldProblem, FieldSpec, check_value
 from campaigns.outcomes import RETRYABLE_BY_DEFAULT
+from campaigns.telnyx_schema.fields import (
+    INVALID,
+    MISSING,
+    NOT_E164,
+    FieldProblem,
+    FieldSpec,
+    check_value,
+)
 from campaigns.windows import CallingWindow, WindowError
 
 E164_RE = r"^\+[1-9]\d{1,14}$"
@@ -136,7 +143,7 @@ def split_and_validate(values: Mapping[str, Any]) -> SplitSettings:
 
     Raises InvalidSettings naming every bad field and what it accepts.
     """
-    from campaigns.dial_fields import CAMPAIGN_DIAL_FIELDS, validate_campaign_dial_settings
+    from campaigns.telnyx_schema.dial import CAMPAIGN_DIAL_FIELDS, validate_campaign_dial_settings
 
     problems: list[FieldProblem] = []
     dial: dict[str, Any] = {}

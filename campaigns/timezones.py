@@ -145,11 +145,6 @@ def _iana_index() -> dict[str, str]:
     return {key.casefold(): key for key in zoneinfo.available_timezones()}
 
 
-def is_zone(name: str) -> bool:
-    """Whether `name` is an IANA zone key this system knows."""
-    return name.casefold() in _iana_index()
-
-
 @lru_cache(maxsize=4096)
 def zones_for_explicit(value: str | None) -> tuple[str, ...]:
     """Zones named by a time zone cell: an IANA key (any case) or a common US/Canadian name or

@@ -13,3 +13,10 @@ class DialerError(Exception):
 
 class ConfigurationError(DialerError):
     """A setting (environment variable or flag) is missing or malformed."""
+
+
+class EngineCrashed(DialerError):
+    """A task of `dialer run` stopped on an unexpected error: the engine stopped (exit 1) so a
+    supervisor restarts it, rather than running on without the part that failed."""
+
+    exit_code = 1

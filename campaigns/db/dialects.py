@@ -7,16 +7,23 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 
-def dialect(session: AsyncSession) -> str:
-    bind = session.get_bind()
-    return bind.dialect.name
+def dialect(target: AsyncSession | AsyncEngine | AsyncConnection) -> str:
+    """The dialect's name ("postgresql" or "sqlite") of a session, engine or connection: the
+    one way the code asks which database it talks to."""
+    if isinstance(target, AsyncSession):
+        return target.get_bind().dialect.name
+    return target.dialect.name
 
 
-def is_postgres(session: AsyncSession) -> bool:
-    return dialect(session) == "postgresql"
+def is_postgres(target: AsyncSession | AsyncEngine | AsyncConnection) -> bool:
+    return dialect(target) == "postgresql"
+
+
+def is_sqlite(target: AsyncSession | AsyncEngine | AsyncConnection) -> bool:
+    return dialect(target) == "sqlite"
 
 
 async def raw_connection(session: AsyncSession) -> Any:

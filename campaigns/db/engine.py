@@ -11,7 +11,12 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from campaigns.errors import InvalidSettings
 
@@ -51,10 +56,6 @@ def redact(url: str | URL) -> str:
     except ArgumentError:
         return "<unparseable database URL>"
     return parsed.render_as_string(hide_password=True)
-
-
-def is_sqlite(url: str | URL) -> bool:
-    return async_url(url).get_backend_name() == "sqlite"
 
 
 def create_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:

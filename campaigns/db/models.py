@@ -253,9 +253,11 @@ class WebhookEvent(Base):
     occurred_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
-    #: pending -> processed | ignored | orphan
+    #: pending -> processed | ignored | orphan | failed (could not be processed: see `error`)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Why a `failed` event could not be processed (one line).
+    error: Mapped[str | None] = mapped_column(String(500))
 
     __table_args__ = (
         Index(

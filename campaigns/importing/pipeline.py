@@ -29,11 +29,11 @@ import pyarrow.csv as pacsv
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from campaigns import dnc  # module import: campaigns.dnc imports this package too
 from campaigns import timezones as tzs
 from campaigns.db import storage
 from campaigns.db.models import CampaignStatus, ContactImport, ContactStatus
 from campaigns.db.types import utcnow
-from campaigns import dnc  # module import: campaigns.dnc imports this package too
 from campaigns.errors import ImportFailed
 from campaigns.importing import reader as rd
 from campaigns.importing.arrowtext import blank_rows, empty_to_null, json_objects, strip_nul

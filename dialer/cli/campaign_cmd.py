@@ -11,9 +11,7 @@ from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.db.models import Campaign
-from campaigns.dial_fields import CAMPAIGN_DIAL_FIELDS, DIAL_FIELDS, SECRET_DIAL_FIELDS
 from campaigns.errors import InvalidSettings
-from campaigns.fieldspec import FieldSpec
 from campaigns.service import (
     CampaignCounts,
     campaign_counts,
@@ -23,6 +21,8 @@ from campaigns.service import (
     list_campaigns,
 )
 from campaigns.settings import OWN_FIELDS, load_toml
+from campaigns.telnyx_schema.dial import CAMPAIGN_DIAL_FIELDS, DIAL_FIELDS, SECRET_DIAL_FIELDS
+from campaigns.telnyx_schema.fields import FieldSpec
 from dialer.cli.common import err, out, print_json, with_session
 
 SETTING_SPECS: dict[str, FieldSpec] = {

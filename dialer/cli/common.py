@@ -72,10 +72,8 @@ async def database(url: str, *, check_schema: bool = True) -> AsyncIterator[Asyn
 @asynccontextmanager
 async def transaction(url: str) -> AsyncIterator[AsyncSession]:
     """One session in one transaction: committed on success, rolled back on any error."""
-    async with database(url) as engine:
-        async with session_factory(engine)() as session:
-            async with session.begin():
-                yield session
+    async with database(url) as engine, session_factory(engine)() as session, session.begin():
+        yield session
 
 
 def with_session(fn: Callable[[AsyncSession], Awaitable[T]]) -> T:
@@ -95,11 +93,3 @@ def first_line(exc: BaseException) -> str:
 
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
-
-
-def database_url_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--database-url", envvar="DIALER_DATABASE_URL", show_envvar=True,
-        help="Database URL: sqlite:///path.db or postgresql://user:pass@host:5432/db "
-             "[default: sqlite:///./dialer.db]",
-    )(fn)

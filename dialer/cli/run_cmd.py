@@ -20,8 +20,8 @@ from dialer.config import (
     ENV_PUBLIC_KEY,
     ENV_PUBLIC_URL,
 )
-from dialer.engine.runner import EngineConfig, run_engine
-from dialer.errors import ConfigurationError
+from dialer.engine.runner import Engine, EngineConfig, run_engine
+from dialer.errors import ConfigurationError, EngineCrashed
 
 log = logging.getLogger("dialer.run")
 
@@ -98,9 +98,15 @@ def run(host: str, port: int, public_url: str | None, api_url: str, api_key: str
     aio.run(_main(config, simulate, speed, seed))
 
 
+def _check(engine: Engine) -> None:
+    if engine.crashed:
+        raise EngineCrashed(f"the engine stopped: its {engine.crashed} (the log above has the "
+                            "details); everything is in the database: run it again")
+
+
 async def _main(config: EngineConfig, simulate: bool, speed: float, seed: int) -> None:
     if not simulate:
-        await run_engine(config)
+        _check(await run_engine(config))
         return
     from dialer.simulator.config import SimulatorConfig
     from dialer.simulator.server import Simulator
@@ -114,6 +120,7 @@ async def _main(config: EngineConfig, simulate: bool, speed: float, seed: int) -
         config.public_key = sim.public_key_b64
         config.time_scale = speed
         err.print(f"simulator at {sim.api_url} (speed x{speed:g}); engine starting")
-        await run_engine(config)
+        engine = await run_engine(config)
     finally:
         await sim.stop()
+    _check(engine)

@@ -81,7 +81,8 @@ class DialOutcome:
     """What the dial request for one attempt came back with."""
 
     attempt_id: int
-    #: ok | rate_limited (429) | released (never sent: paused, stopping) | invalid | auth | failed
+    #: ok | rate_limited (429) | released (never sent: paused, stopping) | not_sent (the
+    #: connection could not be made) | invalid | auth | failed (outcome unknown)
     kind: str
     call_control_id: str | None = None
     call_leg_id: str | None = None
@@ -162,7 +163,7 @@ async def apply_dial_outcomes(session: AsyncSession, results: Sequence[DialOutco
         contact = contacts[attempt.contact_id]
         attempt.error_code = r.error_code
         attempt.error_detail = (r.error_detail or "")[:2000] or None
-        if r.kind in ("rate_limited", "released", "auth"):
+        if r.kind in ("rate_limited", "released", "auth", "not_sent"):
             # Not an attempt: no call was placed. The contact goes back to the queue at once.
             _not_placed(attempt, None, now)
             if contact.last_attempt_id == attempt.id and contact.status == ContactStatus.DIALING:

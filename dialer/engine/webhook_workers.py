@@ -262,8 +262,9 @@ async def _serve(settings: WorkerSettings, stdin: asyncio.StreamReader) -> None:
     from aiohttp import web
 
     from campaigns.db.engine import create_engine, session_factory
+    from dialer.engine.event_log import EventStore
     from dialer.engine.metrics import Metrics
-    from dialer.engine.receiver import EventStore, Receiver
+    from dialer.engine.receiver import Receiver
     from dialer.telnyx.signatures import WebhookVerifier
 
     db = create_engine(settings.database_url, pool_pre_ping=False, pool_size=2, max_overflow=2)

@@ -13,8 +13,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from campaigns.dial_fields import AMD_MODES, E164_PATTERN
-from campaigns.fieldspec import (
+from campaigns.telnyx_schema.dial import AMD_MODES, E164_PATTERN
+from campaigns.telnyx_schema.fields import (
     INVALID,
     MISSING,
     NOT_E164,

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from campaigns.fieldspec import FieldProblem
+from campaigns.telnyx_schema.fields import FieldProblem
 
 AUTH_FAILED = "10009"
 UNEXPECTED = "10007"

@@ -26,7 +26,7 @@ from typing import Any, Self
 
 from aiohttp import web
 
-from campaigns.dial_fields import validate_dial_request
+from campaigns.telnyx_schema.dial import validate_dial_request
 from dialer.simulator import errors as E
 from dialer.simulator.actions import ACTIONS, NEEDS_ANSWER, validate_action
 from dialer.simulator.calls import SimCall

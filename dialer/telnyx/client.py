@@ -27,6 +27,8 @@ from dialer.telnyx.errors import (
     ApiError,
     InvalidRequest,
     NetworkError,
+    NotSent,
+    OutcomeUnknown,
     ServerError,
     TelnyxError,
     error_from_response,
@@ -135,7 +137,8 @@ class TelnyxClient:
     async def _send(
         self, method: str, path: str, data: bytes | None
     ) -> tuple[int, Mapping[str, str], bytes]:
-        """One HTTP exchange; connection errors and timeouts become NetworkError."""
+        """One HTTP exchange; a connection that could not be made becomes `NotSent`, a timeout or
+        a connection lost once the request may have been written `OutcomeUnknown`."""
         what = f"{method} {path}"
         url = URL(self.api_url + path, encoded=True)
         started = time.monotonic()
@@ -143,12 +146,15 @@ class TelnyxClient:
             async with self._get_session().request(method, url, data=data) as resp:
                 body = await resp.read()
                 status, headers = resp.status, resp.headers
-        except TimeoutError:
-            raise NetworkError(f"Telnyx {what} timed out", status=None) from None
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             # `from None`: aiohttp exceptions may carry request_info, whose headers hold the key.
             detail = str(exc) or type(exc).__name__
-            raise NetworkError(f"Telnyx {what} failed: {detail}", status=None) from None
+            raise NotSent(f"Telnyx {what} not sent: {detail}", status=None) from None
+        except TimeoutError:
+            raise OutcomeUnknown(f"Telnyx {what} timed out", status=None) from None
+        except aiohttp.ClientError as exc:
+            detail = str(exc) or type(exc).__name__
+            raise OutcomeUnknown(f"Telnyx {what} failed: {detail}", status=None) from None
         log.debug("%s -> %d in %.0f ms", what, status, (time.monotonic() - started) * 1000)
         return status, headers, body
 
@@ -195,6 +201,8 @@ class TelnyxClient:
             window = min(window, resend_window_secs)
         first_sent = time.monotonic()
         sends = 0
+        #: Whether any send so far may have reached Telnyx (a call may exist).
+        maybe_delivered = False
         while True:
             sends += 1
             try:
@@ -205,7 +213,11 @@ class TelnyxClient:
                 elapsed = time.monotonic() - first_sent
                 if (not resendable or sends >= self.max_dial_sends
                         or elapsed + delay >= window):
+                    if isinstance(exc, NotSent) and maybe_delivered:
+                        raise OutcomeUnknown(f"{exc} (an earlier send may have reached "
+                                             "Telnyx)", status=None) from None
                     raise
+                maybe_delivered = maybe_delivered or not isinstance(exc, NotSent)
                 log.warning("dial %s: %s; re-sending (send %d of at most %d)",
                             req.command_id, exc, sends + 1, self.max_dial_sends)
                 await asyncio.sleep(delay)

@@ -1,6 +1,6 @@
 """Typed Dial request and the results of the calls API.
 
-`DialRequest` has one attribute per entry of `campaigns.dial_fields.DIAL_FIELDS` (`from_` for
+`DialRequest` has one attribute per entry of `campaigns.telnyx_schema.dial.DIAL_FIELDS` (`from_` for
 `from`); `to_body()` sends only what is set, so Telnyx applies its own defaults to the rest.
 """
 
@@ -12,8 +12,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from campaigns.dial_fields import DIAL_FIELDS, dial_body_shape_problems, validate_dial_request
-from campaigns.fieldspec import FieldProblem
+from campaigns.telnyx_schema.dial import (
+    DIAL_FIELDS,
+    dial_body_shape_problems,
+    validate_dial_request,
+)
+from campaigns.telnyx_schema.fields import FieldProblem
 from dialer.telnyx.errors import ApiError, InvalidRequest
 
 __all__ = ["CallStatus", "DialRequest", "DialResult", "invalid_request_from_problems"]

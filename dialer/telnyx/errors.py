@@ -106,7 +106,18 @@ class ServerError(TelnyxError):
 
 
 class NetworkError(TelnyxError):
-    """No HTTP answer: connection refused/reset, DNS failure or timeout."""
+    """No HTTP answer: connection refused/reset, DNS failure or timeout. Whether the request
+    reached Telnyx is unknown unless it is the subclass `NotSent`."""
+
+
+class NotSent(NetworkError):
+    """The request never left: the connection could not be made (refused, DNS, TLS, connect
+    timeout). Nothing happened at Telnyx, so it is safe to send again (or give up) at once."""
+
+
+class OutcomeUnknown(NetworkError):
+    """The request may have reached Telnyx (a timeout or a connection lost after it was
+    written): only webhooks or a lookup can tell what happened."""
 
 
 class InvalidSignature(DialerError):

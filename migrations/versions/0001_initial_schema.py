@@ -10,9 +10,9 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 import campaigns.db.types
-from sqlalchemy.dialects import postgresql
 
 revision: str = '0001'
 down_revision: str | None = None

@@ -129,3 +129,7 @@ async def test_pacer_never_over_the_limits_when_sends_start_late(rate: float) ->
     await asyncio.gather(*tasks)
     assert max_in_window(starts, 1.0) <= math.floor(rate)
     assert max_in_window(starts, 0.1) <= burst_limit(rate)
+
+
+#: The fast tier (pytest -m fast): no database, no processes.
+pytestmark = pytest.mark.fast

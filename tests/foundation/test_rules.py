@@ -118,3 +118,7 @@ def test_retry_jitter_bounded() -> None:
 def test_settings_unknown_key_suggests() -> None:
     with pytest.raises(InvalidSettings, match="did you mean 'timeout_secs'"):
         split_and_validate({"from": "+14155550100", "connection_id": "1", "timeout_sec": 30})
+
+
+#: The fast tier (pytest -m fast): no database, no processes.
+pytestmark = pytest.mark.fast

@@ -70,3 +70,7 @@ def test_original_row_round_trip() -> None:
                               custom_fields={"id": "7", "notes": "=HYPERLINK(\"x\",\"y\")"})
     assert original_row(columns, "Phone", contact) == [
         "7", "Ann", "(415) 555-2671", "", '=HYPERLINK("x","y")']
+
+
+#: The fast tier (pytest -m fast): no database, no processes.
+pytestmark = pytest.mark.fast

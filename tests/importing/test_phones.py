@@ -154,3 +154,7 @@ def test_depth_is_a_real_bound() -> None:
             answers.add((ref.reason, ref.detail, ref.e164 is not None and ref.e164[-(n - k):]
                          == key[k:] if n > k else True))
         assert len(answers) == 1, (prefix, k, answers)
+
+
+#: The fast tier (pytest -m fast): no database, no processes.
+pytestmark = pytest.mark.fast

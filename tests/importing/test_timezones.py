@@ -75,3 +75,7 @@ def test_precedence() -> None:
     assert tz.resolve((), chi, ny, fb) == (chi, tz.REGION)
     assert tz.resolve((), (), ny, fb) == (ny, tz.NUMBER)
     assert tz.resolve((), (), (), fb) == ((fb,), tz.FALLBACK)
+
+
+#: The fast tier (pytest -m fast): no database, no processes.
+pytestmark = pytest.mark.fast

@@ -33,8 +33,9 @@ from sqlalchemy.engine import make_url
 from campaigns import outcomes as o
 from campaigns.db.engine import create_engine, session_factory
 from campaigns.db.models import WebhookEvent
+from dialer.engine.event_log import EventStore
 from dialer.engine.metrics import Metrics
-from dialer.engine.receiver import WEBHOOK_PATH, EventStore, Receiver
+from dialer.engine.receiver import WEBHOOK_PATH, Receiver
 from dialer.telnyx.signatures import WebhookVerifier
 from tests.engine.helpers import attempts_of, contacts_of, expected_outcome
 

@@ -191,7 +191,7 @@ def never_send_actions(engine: Engine) -> list[object]:
 
     async def crash_before_sending(pa: object) -> None:
         lost.append(pa)
-    engine._send_action = crash_before_sending  # type: ignore[method-assign]
+    engine.actions.send = crash_before_sending  # type: ignore[assignment]
     return lost
 
 
@@ -275,7 +275,7 @@ async def test_a_dead_engine_on_this_host_is_recognised_at_once(sqlite_url: str)
         engine = Engine(EngineConfig(database_url=sqlite_url, api_url="http://127.0.0.1:9/v2",
                                      api_key="k", public_key=None, insecure_webhooks=True))
         try:
-            assert await engine._live_instances(utcnow()) == {"running", "elsewhere"}
+            assert await engine.instances.live(utcnow()) == {"running", "elsewhere"}
         finally:
             await engine.client.close()
             await engine.db.dispose()

@@ -16,7 +16,6 @@ import base64
 import json
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -31,6 +30,7 @@ from dialer.telnyx.signatures import (
     sign,
 )
 from tests.engine.helpers import numbers, seed
+from tests.reliability.conftest import RECEIVER_PRIVATE, RECEIVER_PUBLIC
 from tests.reliability.harness import (
     PY,
     ROOT,
@@ -44,18 +44,9 @@ from tests.reliability.harness import (
     wait_until,
 )
 
-PRIVATE, PUBLIC = generate_keypair()
+PRIVATE, PUBLIC = RECEIVER_PRIVATE, RECEIVER_PUBLIC
 OTHER, _ = generate_keypair()
 JSON = {"Content-Type": "application/json"}
-
-
-@pytest.fixture
-def receiver(sqlite_url: str) -> Iterator[ReceiverRig]:
-    rig = ReceiverRig(sqlite_url, PUBLIC)
-    try:
-        yield rig
-    finally:
-        rig.close()
 
 
 def test_unsigned_forged_resigned_and_replayed_webhooks_get_403(receiver: ReceiverRig) -> None:

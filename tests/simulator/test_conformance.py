@@ -15,7 +15,7 @@ import telnyx
 from dialer.simulator import FaultConfig, Simulator
 from dialer.telnyx.errors import InvalidSignature
 from dialer.telnyx.signatures import WebhookVerifier
-from tests.simulator._openapi import assert_response_valid, assert_webhook_valid, webhook_validators
+from tests.openapi import assert_response_valid, assert_webhook_valid, webhook_validators
 from tests.simulator.conftest import (
     CONNECTION,
     FROM,

@@ -22,11 +22,13 @@ from dialer.telnyx.errors import (
     CallNotFound,
     InvalidRequest,
     NetworkError,
+    NotSent,
+    OutcomeUnknown,
     RateLimited,
     ServerError,
     TelnyxError,
 )
-from tests.telnyx._openapi import schema_errors
+from tests.openapi import schema_errors
 from tests.telnyx.test_dial_fields import FULL
 
 API_KEY = "KEY0123456789SECRET_abcdef"
@@ -325,23 +327,43 @@ async def test_2xx_without_json(fake: FakeTelnyx, client: TelnyxClient) -> None:
         await client.hangup(CCID)
 
 
-async def test_timeout_is_a_network_error(fake: FakeTelnyx, client: TelnyxClient) -> None:
+async def test_timeout_is_an_unknown_outcome(fake: FakeTelnyx, client: TelnyxClient) -> None:
     fake.script.append(sleep(2))
-    with pytest.raises(NetworkError) as info:
+    with pytest.raises(OutcomeUnknown) as info:
         await client.hangup(CCID)
     assert "timed out" in str(info.value)
     assert_no_key(info.value)
 
 
-async def test_connection_refused_is_a_network_error() -> None:
+async def test_connection_refused_is_never_sent() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     async with TelnyxClient(f"http://127.0.0.1:{port}/v2", API_KEY, resend_backoff_secs=0.001) as c:
-        with pytest.raises(NetworkError) as info:
+        with pytest.raises(NotSent) as info:
             await c.dial(req(command_id="c"))
+    assert isinstance(info.value, NetworkError)
     assert_no_key(info.value)
     assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+async def test_refused_after_a_timeout_is_an_unknown_outcome(fake: FakeTelnyx) -> None:
+    """A dial whose first send timed out may have placed a call, even if the re-sends could not
+    connect at all."""
+    fake.script.append(sleep(2))
+    async with TelnyxClient(fake.url, API_KEY, read_timeout=0.3, resend_backoff_secs=0.001,
+                            max_dial_sends=2) as c:
+        real_send = c._send
+        calls = {"n": 0}
+
+        async def send(method: str, path: str, data: bytes | None) -> Any:
+            calls["n"] += 1
+            if calls["n"] == 1:
+                return await real_send(method, path, data)
+            raise NotSent("Telnyx POST /calls not sent: refused", status=None)
+        c._send = send  # type: ignore[method-assign]
+        with pytest.raises(OutcomeUnknown):
+            await c.dial(req(command_id="c"))
 
 
 # --- re-sends ----------------------------------------------------------------------------------
@@ -419,3 +441,7 @@ async def test_api_key_never_in_repr_or_logs(
     assert_no_key(info.value)
     assert API_KEY not in caplog.text
     assert "pw-secret" not in repr(req(sip_auth_password="pw-secret"))
+
+
+#: The fast tier (pytest -m fast): no database, no processes.
+pytestmark = pytest.mark.fast

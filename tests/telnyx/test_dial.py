@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from campaigns.dial_fields import DIAL_FIELDS
+from campaigns.telnyx_schema.dial import DIAL_FIELDS
 from dialer.errors import DialerError
 from dialer.telnyx.dial import CallStatus, DialRequest, DialResult
 from dialer.telnyx.errors import (
@@ -122,3 +122,7 @@ def test_tolerates_odd_error_bodies(body: bytes) -> None:
     exc = error_from_response(500, {}, body, what="GET /x")
     assert isinstance(exc, ServerError) and "\n" not in str(exc)
     assert parse_errors(body) in ([], [parse_errors(b'{"errors":[{"code":10007}]}')[0]])
+
+
+#: The fast tier (pytest -m fast): no database, no processes.
+pytestmark = pytest.mark.fast

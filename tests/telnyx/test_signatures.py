@@ -160,3 +160,7 @@ def test_official_lib_verifier_agrees(keys: tuple[str, str]) -> None:
     verify_webhook_signature(BODY, headers, public)
     with pytest.raises(WebhookVerificationError):
         verify_webhook_signature(BODY + b" ", headers, public)
+
+
+#: The fast tier (pytest -m fast): no database, no processes.
+pytestmark = pytest.mark.fast

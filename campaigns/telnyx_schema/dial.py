@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from campaigns.fieldspec import (
+from campaigns.telnyx_schema.fields import (
     BAD_CONNECTION,
     INVALID,
     MISSING,

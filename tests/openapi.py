@@ -1,5 +1,8 @@
-"""Validators for what the simulator answers and sends, from the official Telnyx OpenAPI document:
-the response schemas of each operation and the webhook schemas under `webhooks`."""
+"""The official Telnyx OpenAPI document as jsonschema validators, for every test that checks what
+we send or answer against it: component schemas (`schema_errors`), the response schemas of each
+operation and the webhook schemas under `webhooks`.
+
+The document lives in `shared/telnyx/` beside the repository's checkout (as CI lays it out)."""
 
 from __future__ import annotations
 
@@ -13,10 +16,8 @@ from jsonschema import Draft202012Validator, FormatChecker
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-#: The official schemas live in shared/ beside the checkout (CI lays a copy there).
-_CANDIDATES = [Path(__file__).resolve().parents[3] / "shared" / "telnyx" / "call-control.openapi.json",
-               Path("/work/shared/telnyx/call-control.openapi.json")]
-OPENAPI_PATH = next((p for p in _CANDIDATES if p.exists()), _CANDIDATES[0])
+REPOSITORY = Path(__file__).resolve().parents[1]
+OPENAPI_PATH = REPOSITORY.parent / "shared" / "telnyx" / "call-control.openapi.json"
 _URI = "urn:telnyx:call-control"
 
 
@@ -39,6 +40,16 @@ def _validator(schema: dict[str, Any]) -> Draft202012Validator:
     return Draft202012Validator(schema, registry=_registry(), format_checker=FormatChecker())
 
 
+@cache
+def schema_validator(name: str) -> Draft202012Validator:
+    """A validator for `components.schemas[name]`; `$ref`s resolve within the document."""
+    return _validator({"$ref": f"{_URI}#/components/schemas/{name}"})
+
+
+def schema_errors(name: str, instance: Any) -> list[str]:
+    return errors_of(schema_validator(name), instance)
+
+
 def _pointer(*parts: str) -> str:
     return "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts)
 
@@ -52,7 +63,8 @@ def response_validator(path: str, method: str, status: str) -> Draft202012Valida
     else:
         base = ("paths", path, method, "responses", status)
     # A $ref to the schema's place in the document, so the $refs inside it resolve.
-    return _validator({"$ref": f"{_URI}#/" + _pointer(*base, "content", "application/json", "schema")})
+    pointer = _pointer(*base, "content", "application/json", "schema")
+    return _validator({"$ref": f"{_URI}#/{pointer}"})
 
 
 @cache

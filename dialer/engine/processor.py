@@ -1,0 +1,157 @@
+"""The event processor: applies stored webhook events to their attempts and runs the call flow.
+
+Events are taken from the event log in arrival order, a batch per transaction: each finds its
+attempt (client_state, else call_control_id), merges its facts, advances the call flow (the
+actions it decides are sent after the commit), and ended calls whose facts are all in settle at
+once. An event for a call this database does not know is kept as `orphan`.
+
+A batch that fails for any reason but a database outage is taken apart: its events are processed
+one per transaction, and the one that fails is kept as `failed` with the reason, so a poison
+event (a value the database refuses, a bug) never stops the events after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from campaigns.db.models import AttemptState
+from campaigns.db.types import utcnow
+from campaigns.settings import with_defaults
+from dialer.engine import event_log
+from dialer.engine.attempts import PendingAction, Timing, apply_event, find_attempts
+from dialer.engine.dispatcher import Stats
+from dialer.engine.identity import action_command_id
+from dialer.engine.settling import Settler
+from dialer.engine.state import RunState
+from dialer.engine.store import campaigns as campaign_store
+from dialer.engine.transactions import Transactions, describe, is_outage
+
+log = logging.getLogger("dialer.engine")
+
+#: Under load, how long the processor lets webhooks gather into one transaction.
+EVENT_BATCH_WAIT_SECS = 0.025
+#: Events per transaction: small enough that one batch does not hold the event loop (and the
+#: receiver's acknowledgements) for long.
+EVENT_BATCH = 100
+
+
+class EventProcessor:
+    def __init__(self, *, tx: Transactions, state: RunState, timing: Timing, settler: Settler,
+                 recent: Callable[[], event_log.RecentEvents | None], stats: Stats,
+                 on_actions: Callable[[list[PendingAction]], None],
+                 on_processed: Callable[[], None]) -> None:
+        self.tx = tx
+        self.state = state
+        self.timing = timing
+        self.settler = settler
+        self._recent = recent
+        self.stats = stats
+        self._on_actions = on_actions
+        #: Told after a batch changed something (calls may have ended: channels freed).
+        self._on_processed = on_processed
+        self.ready = asyncio.Event()
+        self._busy = False
+
+    async def run(self) -> None:
+        while not self.state.closing:
+            try:
+                await asyncio.wait_for(self.ready.wait(), timeout=0.5)
+            except asyncio.TimeoutError:
+                pass
+            self.ready.clear()
+            # Under load, let events that arrive together share one transaction; when quiet,
+            # process at once (the call flow's next action waits on this).
+            if self._busy:
+                await asyncio.sleep(EVENT_BATCH_WAIT_SECS)
+            while True:
+                n = await self.process_pending()
+                self._busy = n >= 20
+                if n < EVENT_BATCH:
+                    break
+
+    async def process_pending(self) -> int:
+        """Process one batch of pending events (taken apart if it fails); returns how many
+        events were handled."""
+        try:
+            n = await self.tx.retrying("processing webhooks", self._batch)
+        except Exception as exc:
+            if is_outage(exc):  # only when stopping: the rest waits for the next start
+                raise
+            log.warning("a batch of webhook events failed (%s): processing them one by one",
+                        describe(exc))
+            n = await self._one_by_one()
+        return n
+
+    async def _batch(self, only_id: int | None = None) -> int:
+        n, actions = await self.tx.run(lambda s: self._apply(s, only_id))
+        if n:
+            self._on_processed()
+        self._on_actions(actions)
+        return n
+
+    async def _one_by_one(self) -> int:
+        ids = await self.tx.run_retrying("processing webhooks",
+                                         lambda s: event_log.pending_ids(s, EVENT_BATCH))
+        for row_id in ids:
+            try:
+                await self.tx.retrying("processing webhooks", partial(self._batch, row_id))
+            except Exception as exc:
+                if is_outage(exc):
+                    raise
+                reason = describe(exc)
+                log.error("webhook event row %s cannot be processed, kept as failed: %s",
+                          row_id, reason)
+                await self.tx.run_retrying(
+                    "recording a failed webhook",
+                    partial(event_log.mark_failed, row_id=row_id, reason=reason, now=utcnow()))
+        return len(ids)
+
+    async def _apply(self, s: AsyncSession, only_id: int | None
+                     ) -> tuple[int, list[PendingAction]]:
+        now = utcnow()
+        events = await event_log.take_pending(s, EVENT_BATCH, self._recent(), only_id=only_id)
+        if not events:
+            return 0, []
+        attempts = await find_attempts(s, events)
+        campaigns = await campaign_store.by_ids(s, {a.campaign_id for a in attempts.values()})
+        actions: list[PendingAction] = []
+        touched: dict[int, Any] = {}
+        orphans = 0
+        for ev in events:
+            attempt = attempts.get(ev.attempt_id) if ev.attempt_id else None
+            if attempt is None:
+                ev.status = "orphan"
+                orphans += 1
+                log.debug("webhook %s (%s) for an unknown call %s kept as orphan",
+                          ev.event_id, ev.event_type, ev.call_control_id)
+                continue
+            ev.status = "processed"
+            campaign = campaigns[attempt.campaign_id]
+            data = ev.payload.get("data", {})
+            payload = data.get("payload") if isinstance(data, dict) else None
+            if not isinstance(payload, dict):
+                payload = {}
+            for act in apply_event(attempt, campaign, ev.event_type, payload, ev.occurred_at,
+                                   now, self.timing):
+                if attempt.call_control_id:
+                    actions.append(PendingAction(
+                        attempt.id, attempt.call_control_id,
+                        action_command_id(attempt.command_id, act.key + str(attempt.flow_state)),
+                        act, with_defaults(campaign.settings or {})))
+            touched[attempt.id] = attempt
+        due = [a for a in touched.values()
+               if a.state == AttemptState.ENDED and a.settled_at is None
+               and a.settle_after is not None and a.settle_after <= now]
+        await self.settler.settle(s, due, now)
+        await event_log.mark_events(s, events, now)
+        if orphans:
+            log.info("%d webhook events for calls this database does not know were kept "
+                     "as orphans", orphans)
+        self.stats.events_processed += len(events)
+        return len(events), actions
