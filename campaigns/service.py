@@ -125,3 +125,28 @@ async def campaign_counts(session: AsyncSession, campaign_ids: list[int]) -> dic
 async def list_campaigns(session: AsyncSession) -> list[Campaign]:
     return list((await session.scalars(select(Campaign).order_by(Campaign.created_at,
                                                                  Campaign.id))).all())
+
+
+async def update_settings(session: AsyncSession, name: str,
+                          values: Mapping[str, Any]) -> tuple[Campaign, dict[str, Any]]:
+    """Change settings of a campaign that is not over (a running one included: every engine
+    follows within a second). The whole result is validated as at `create`: a bad value
+    changes nothing. Returns the campaign and the settings that changed (old, new)."""
+    campaign = await get_campaign(session, name, for_update=True)
+    if campaign.status in (CampaignStatus.COMPLETED, CampaignStatus.CANCELLED):
+        raise InvalidSettings(f"campaign {name!r} is {campaign.status}: its settings can no "
+                              "longer change")
+    current: dict[str, Any] = {"from": campaign.from_number,
+                               "connection_id": campaign.connection_id,
+                               **(campaign.dial_settings or {}), **(campaign.settings or {})}
+    split = split_and_validate({**current, **values})
+    after: dict[str, Any] = {"from": split.from_number, "connection_id": split.connection_id,
+                             **split.dial_settings, **split.settings}
+    changed = {k: (current.get(k), after.get(k)) for k in sorted(set(current) | set(after))
+               if current.get(k) != after.get(k)}
+    campaign.from_number = split.from_number
+    campaign.connection_id = split.connection_id
+    campaign.dial_settings = split.dial_settings
+    campaign.settings = split.settings
+    campaign.updated_at = utcnow()
+    return campaign, changed

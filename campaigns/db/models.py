@@ -280,6 +280,20 @@ class DncNumber(Base):
     added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class RateLimit(Base):
+    """One limit's schedule, shared by every engine: see `dialer.engine.slots`."""
+
+    __tablename__ = "rate_limits"
+
+    #: "account", "campaign:<id>", "channels"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: The earliest instant of the next dial under this limit (seconds, database clock).
+    tat: Mapped[float] = mapped_column(Float, default=0.0)
+    #: The account's rate in force (the lowest --cps of the live engines); informational for
+    #: campaigns (their rate is their `cps` setting).
+    rate: Mapped[float | None] = mapped_column(Float)
+
+
 class EngineInstance(Base):
     """A running `dialer run` process: heartbeats let instances share the account's dial rate and
     find the work of an instance that died."""
@@ -291,3 +305,6 @@ class EngineInstance(Base):
     pid: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: This engine's account limits (`dialer run --cps/--max-concurrent`): the lowest wins.
+    cps: Mapped[float | None] = mapped_column(Float)
+    max_concurrent: Mapped[int | None] = mapped_column(Integer)

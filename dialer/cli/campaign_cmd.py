@@ -19,6 +19,7 @@ from campaigns.service import (
     create_campaign,
     get_campaign,
     list_campaigns,
+    update_settings,
 )
 from campaigns.settings import OWN_FIELDS, load_toml
 from campaigns.telnyx_schema.dial import CAMPAIGN_DIAL_FIELDS, DIAL_FIELDS, SECRET_DIAL_FIELDS
@@ -210,3 +211,38 @@ for _action, _doc in [
     ("stop", "Cancel NAME: contacts not yet dialed end as `canceled`."),
 ]:
     campaign.add_command(_lifecycle(_action, _doc))
+
+
+@campaign.command("set")
+@click.argument("name")
+@click.option("--from", "from_number", metavar="+E164", help="Caller ID (+E164).")
+@click.option("--connection-id", metavar="ID", help="Telnyx Call Control connection (app) id.")
+@click.option("--json", "as_json", is_flag=True, help="Print the changes as JSON.")
+@_setting_options
+def set_cmd(name: str, from_number: str | None, connection_id: str | None, as_json: bool,
+            **flags: Any) -> None:
+    """Change settings of campaign NAME, running or not (e.g. --cps 5 --max-concurrent 20):
+    every engine follows within a second. A bad value changes nothing."""
+    values: dict[str, Any] = {k: _flag_value(SETTING_SPECS[k], raw)
+                              for k, raw in flags.items() if raw is not None}
+    if from_number is not None:
+        values["from"] = from_number
+    if connection_id is not None:
+        values["connection_id"] = connection_id
+    if not values:
+        raise InvalidSettings("nothing to change: name a setting, e.g. "
+                              f"`dialer campaign set {name} --cps 5`")
+
+    async def _set(session: AsyncSession) -> dict[str, Any]:
+        _, changed = await update_settings(session, name, values)
+        return changed
+
+    changed = with_session(_set)
+    if as_json:
+        print_json({k: {"old": old, "new": new} for k, (old, new) in changed.items()})
+    if not changed:
+        err.print(f"campaign {name!r}: nothing changed (the values were already set)")
+        return
+    shown = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items()
+                      if k not in SECRET_DIAL_FIELDS)
+    err.print(f"campaign {name!r}: {shown}")

@@ -1,27 +1,31 @@
 """The dispatcher: the dial queue, and the one task that sends each claimed dial in its slot.
 
-The scheduler puts claimed attempts on the queue (per campaign, served round robin); the
-dispatcher waits on the pacer for the account's next slot and on each campaign's budget for its
-own, then sends the dial as a task. What came back goes to `DialResults`, which records it.
-Nothing here touches the database.
+The scheduler puts claimed attempts on the queue (per campaign); the dispatcher reserves slots
+for them from the schedules in the database (`pacer.SlotBook`: the account's and each
+campaign's, shared by every engine) and sends each dial as a task in its slot. What came back
+goes to `DialResults`, which records it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from campaigns.db.types import utcnow
 from dialer.engine.attempts import DialOutcome
 from dialer.engine.claims import DialJob
 from dialer.engine.metrics import Metrics
-from dialer.engine.pacer import CampaignBudget, Pacer
+from dialer.engine.pacer import LocalSlot, SlotBook
+from dialer.engine.slots import SEND_TOLERANCE_SECS
 from dialer.engine.state import RunState
+from dialer.engine.transactions import Transactions
 from dialer.telnyx.client import TelnyxClient
 from dialer.telnyx.dial import DialRequest
 from dialer.telnyx.errors import (
@@ -36,6 +40,11 @@ log = logging.getLogger("dialer.engine")
 
 #: Telnyx remembers a command_id for 60 s: a re-sent dial must reach it well within that.
 RESEND_WINDOW_SECS = 50.0
+#: How far ahead slots are reserved (a paused campaign or a stopped engine leaves at most this
+#: much of the schedule unused; a lowered rate applies to every slot reserved after it).
+SLOT_HORIZON_SECS = 0.5
+#: Reservations are at least this far apart (what is claimed meanwhile joins the next one).
+MIN_RESERVE_GAP_SECS = 0.02
 #: After a dial that could not be sent at all (connection refused, DNS), no dial for this long.
 NOT_SENT_PAUSE_SECS = 1.0
 
@@ -62,7 +71,7 @@ class Stats:
 
 
 class DialQueue:
-    """Claimed dials waiting for their slot, per campaign, with each campaign's own budget.
+    """Claimed dials waiting for their slot, per campaign.
 
     `tracked` holds the attempts this engine claimed (or recovered) whose dial result is not
     recorded yet: recovery leaves them alone."""
@@ -70,7 +79,6 @@ class DialQueue:
     def __init__(self, record: Callable[[DialOutcome], None]) -> None:
         self._queues: dict[int, deque[DialJob]] = {}
         self._order: deque[int] = deque()
-        self.budgets: dict[int, CampaignBudget] = {}
         self.tracked: set[int] = set()
         #: Where the result of a dial that will not be sent goes (`DialResults.add`).
         self._record = record
@@ -100,22 +108,9 @@ class DialQueue:
         if added:
             self.wakeup.set()
 
-    def budget(self, campaign_id: int) -> CampaignBudget:
-        return self.budgets.setdefault(campaign_id, CampaignBudget(None))
-
-    def next_ready(self, now: float) -> tuple[int | None, float | None]:
-        """A campaign whose budget allows a dial now, else when the soonest one will."""
-        soonest: float | None = None
-        for _ in range(len(self._order)):
-            cid = self._order[0]
-            self._order.rotate(-1)
-            if not self._queues.get(cid):
-                continue
-            ready = self.budget(cid).ready_at(now)
-            if ready <= now:
-                return cid, None
-            soonest = ready if soonest is None else min(soonest, ready)
-        return None, soonest
+    def waiting(self) -> dict[int, int]:
+        """Dials queued per campaign (campaigns with none left out)."""
+        return {cid: len(q) for cid, q in self._queues.items() if q}
 
     def pop(self, campaign_id: int) -> DialJob | None:
         q = self._queues.get(campaign_id)
@@ -160,13 +155,20 @@ def dial_request(job: DialJob, view: CampaignView, webhook_url: str) -> DialRequ
 
 
 class Dispatcher:
-    def __init__(self, *, queue: DialQueue, pacer: Pacer, client: TelnyxClient,
-                 state: RunState, views: Callable[[int], CampaignView | None],
+    """Two loops: the reserver takes slots for the queued dials from the shared schedules
+    (`SlotBook`, a transaction per batch, `SLOT_HORIZON_SECS` ahead); the sender waits for each
+    slot and starts the dial's send in it. A dial that cannot start within
+    `slots.SEND_TOLERANCE_SECS` of its slot gives the slot up and goes back to the queue."""
+
+    def __init__(self, *, queue: DialQueue, book: SlotBook, client: TelnyxClient,
+                 tx: Transactions, state: RunState,
+                 views: Callable[[int], CampaignView | None],
                  webhook_url: Callable[[], str], record: Callable[[DialOutcome], None],
                  metrics: Metrics, stats: Stats) -> None:
         self.queue = queue
-        self.pacer = pacer
+        self.book = book
         self.client = client
+        self.tx = tx
         self.state = state
         self._views = views
         self._webhook_url = webhook_url
@@ -174,30 +176,86 @@ class Dispatcher:
         self.metrics = metrics
         self.stats = stats
         self._sends: set[asyncio.Task[None]] = set()
+        self._slots: list[LocalSlot] = []
+        self._held: dict[int, int] = {}
+        self._slots_ready = asyncio.Event()
+        #: Slots given up because their dial could not start in time (a busy loop).
+        self.slots_missed = 0
 
     async def run(self) -> None:
+        reserver = asyncio.create_task(self._reserver(), name="slot-reserver")
+        try:
+            await self._sender()
+        finally:
+            reserver.cancel()
+            await asyncio.gather(reserver, return_exceptions=True)
+
+    def _demand(self) -> dict[int, int]:
+        demand = {}
+        for cid, n in self.queue.waiting().items():
+            want = n - self._held.get(cid, 0)
+            if want > 0 and self._views(cid) is not None:
+                demand[cid] = want
+        return demand
+
+    async def _reserver(self) -> None:
+        """Reserve slots for the dials that have none, a batch per transaction; new dials wake
+        it, and it looks again every `SLOT_HORIZON_SECS / 4` (slots further out than the
+        horizon are reserved later)."""
         loop = asyncio.get_running_loop()
         while not self.state.stopping.is_set():
-            cid, soonest = self.queue.next_ready(loop.time())
-            if cid is None:
-                self.pacer.idle()  # the account's slots meanwhile are not missed dials
-                self.queue.wakeup.clear()
-                timeout = 0.05 if soonest is None else max(0.0, soonest - loop.time())
+            self.queue.wakeup.clear()
+            demand = self._demand() if self.state.claiming else {}
+            if demand:
+                started = loop.time()
+                slots = await self.tx.retrying(
+                    "reserving dial slots", partial(self.book.reserve, demand, SLOT_HORIZON_SECS))
+                for slot in slots:
+                    heapq.heappush(self._slots, slot)
+                    self._held[slot.campaign_id] = self._held.get(slot.campaign_id, 0) + 1
+                if slots:
+                    self._slots_ready.set()
+                # Batch what comes in meanwhile rather than a transaction per dial.
+                await asyncio.sleep(max(0.0, MIN_RESERVE_GAP_SECS - (loop.time() - started)))
+                if slots and sum(demand.values()) > len(slots):
+                    continue
+            try:
+                await asyncio.wait_for(self.queue.wakeup.wait(), timeout=SLOT_HORIZON_SECS / 4)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _sender(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self.state.stopping.is_set():
+            if not self._slots:
+                self._slots_ready.clear()
                 try:
-                    await asyncio.wait_for(self.queue.wakeup.wait(), timeout=timeout)
+                    await asyncio.wait_for(self._slots_ready.wait(), timeout=0.05)
                 except asyncio.TimeoutError:
                     pass
                 continue
-            await self.pacer.wait()
-            job = self.queue.pop(cid)
-            if job is None:
+            delay = self._slots[0].at - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
                 continue
-            view = self._views(cid)
+            slot = heapq.heappop(self._slots)
+            self._held[slot.campaign_id] -= 1
+            if loop.time() - slot.at > SEND_TOLERANCE_SECS:
+                # Too late for its slot (the loop was busy): sent now, it could arrive bunched
+                # with the next dials. The dial waits for a new slot instead.
+                self.slots_missed += 1
+                self.metrics.slots_missed.inc()
+                self.queue.wakeup.set()
+                continue
+            job = self.queue.pop(slot.campaign_id)
+            if job is None:
+                continue  # the campaign's dials were released meanwhile: the slot goes unused
+            view = self._views(slot.campaign_id)
             if view is None or not self.state.claiming:
                 self.queue.release(job)
                 continue
-            self.queue.budget(cid).take(loop.time())
-            task = asyncio.create_task(self.send(job, view))
+            await self.book.guard()
+            task = asyncio.create_task(self.send(job, view, slot))
             self._sends.add(task)
             task.add_done_callback(self._sends.discard)
             # Let the send start now, in its slot, rather than after whatever else is ready (the
@@ -208,8 +266,14 @@ class Dispatcher:
         if self._sends:
             await asyncio.wait(self._sends, timeout=timeout)
 
-    async def send(self, job: DialJob, view: CampaignView) -> None:
-        self.pacer.started()
+    async def send(self, job: DialJob, view: CampaignView, slot: LocalSlot | None = None) -> None:
+        if slot is not None and asyncio.get_running_loop().time() - slot.at > SEND_TOLERANCE_SECS:
+            # Checked again as the send starts (the loop may have run other work since).
+            self.slots_missed += 1
+            self.metrics.slots_missed.inc()
+            self.queue.push([job], front=True)
+            return
+        self.book.started()
         window = None
         if job.resend and job.created_at is not None:
             # Re-sends must reach Telnyx while it still remembers the first send's command_id.
@@ -232,7 +296,7 @@ class Dispatcher:
         except RateLimited as exc:
             self.stats.rate_limited += 1
             self.metrics.rate_limited.inc()
-            self.pacer.on_rate_limited(exc.reset_secs)
+            self.book.on_rate_limited(exc.reset_secs)
             return DialOutcome(job.attempt_id, "rate_limited", error_code=exc.code,
                                error_detail=str(exc))
         except AuthenticationError as exc:
@@ -251,7 +315,7 @@ class Dispatcher:
             # Nothing reached Telnyx: not an attempt. Slow down as after a 429 (an unreachable
             # API must not spin through the list), and the contact is dialed again shortly.
             self.metrics.dial_errors.labels("not_sent").inc()
-            self.pacer.on_rate_limited(NOT_SENT_PAUSE_SECS)
+            self.book.on_rate_limited(NOT_SENT_PAUSE_SECS)
             return DialOutcome(job.attempt_id, "not_sent", error_code="not_sent",
                                error_detail=str(exc))
         except TelnyxError as exc:

@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Table, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -28,6 +28,9 @@ from campaigns.db import dialects
 from campaigns.db.models import WebhookEvent
 from campaigns.db.types import naive_utc, utcnow
 from dialer.engine.events import Envelope
+
+if TYPE_CHECKING:
+    from dialer.engine.transactions import WriterTurns
 
 log = logging.getLogger("dialer.receiver")
 
@@ -41,7 +44,7 @@ class EventStore:
     """Group commit of incoming events: callers await `store`, one writer commits batches."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], on_stored: Callable[[], None],
-                 write_lock: asyncio.Lock | None = None, max_batch: int = 500, *,
+                 write_lock: WriterTurns | None = None, max_batch: int = 500, *,
                  keep_recent: bool = True, on_failure: Callable[[], None] | None = None) -> None:
         self._sessions = sessions
         self._write_lock = write_lock

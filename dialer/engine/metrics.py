@@ -11,6 +11,9 @@ class Metrics:
         r = self.registry
         self.dials_sent = Counter("dialer_dials_sent", "Dial requests sent", registry=r)
         self.dials_ok = Counter("dialer_dials_accepted", "Dials Telnyx accepted", registry=r)
+        self.slots_missed = Counter("dialer_dial_slots_missed",
+                                    "Dial slots given up because the dial could not start in "
+                                    "time", registry=r)
         self.rate_limited = Counter("dialer_dials_rate_limited", "Dials answered 429",
                                     registry=r)
         self.dial_errors = Counter("dialer_dial_errors", "Dials refused or failed", ["kind"],

@@ -1,13 +1,16 @@
-"""Dial pacing: never more than the rate in any sliding 1 s window, spread evenly.
+"""Dial pacing: slots reserved from the schedules in the database, and a local guard.
 
-Two layers:
-- `EvenSpacer` schedules dial instants 1/rate apart (on absolute times, so loop jitter does not
-  lower the rate); slots a busy loop missed are made up a little faster, never as a burst.
-- asyncio-throttle is the hard guard: one `Throttler(rate, 1 s)` and one
-  `Throttler(ceil(rate/10) + 1, 100 ms)`. Only the single dispatcher task ever waits on them, so
-  their polling costs nothing, and the spacer in front means they almost never have to wait.
+`SlotBook.reserve` takes, in one transaction, the slots that the queued dials need from the
+account's schedule and their campaigns' (`slots.plan`), on the database's clock, and turns them
+into this process's loop time. Every engine on the database, and every restart, continues the
+same schedules: no limit is kept only in one process's memory.
 
-`AdaptiveRate` lowers the rate after a 429 and recovers it step by step.
+Also here:
+- `AdaptiveRate`: after a 429 this engine asks for slots at a lower rate (and pushes the shared
+  schedule past the reset hint), then recovers 10% of the configured rate every 2 s;
+- the local guard: an asyncio-throttle `Throttler` of `burst_limit(rate)` per 100 ms whose log
+  holds when each dial *started*. The schedule already spaces dials; the guard is the last line
+  should anything ever start dials closer together than their slots.
 """
 
 from __future__ import annotations
@@ -18,83 +21,31 @@ import time
 from dataclasses import dataclass, field
 
 from asyncio_throttle import Throttler
+from sqlalchemy.ext.asyncio import AsyncSession
 
-#: Pace slightly under the limit: HTTP latency jitter must not push two dials into one window on
-#: Telnyx's side.
-SAFETY = 0.995
+from dialer.engine import slots as sl
+from dialer.engine.store import campaigns as campaign_store
+from dialer.engine.store import instances as instance_store
+from dialer.engine.store import limits as limit_store
+from dialer.engine.transactions import Transactions
 
-
-#: How far behind its even schedule the spacer stays in debt. Timer and loop latency make every
-#: wake-up a little late, and a busy event loop stalls now and then (tens of ms); the slots so
-#: lost are made up by dialing slightly faster afterwards (see `catch_up_interval`), but never
-#: beyond the sliding second that the hard guard enforces, so a longer debt is forgotten.
-MAX_BEHIND_SECS = 1.0
-
-#: A campaign's own cps has no hard guard behind its spacer: it makes up at most this much.
-CAMPAIGN_MAX_BEHIND_SECS = 0.02
+#: Slots start at least this long after the reservation's clock reading (its commit must land
+#: first); raised to 1.5x the measured reservation time.
+MIN_LEAD_SECS = 0.005
+#: The longest a 429's reset hint pushes the shared schedule.
+MAX_POSTPONE_SECS = 5.0
 
 
 def burst_limit(rate: float) -> int:
-    """Dials allowed in any 100 ms window: ceil(rate/10) + 1 (even spacing plus one)."""
-    return math.ceil(rate / 10) + 1
-
-
-class EvenSpacer:
-    """Dial instants on an even grid 1/rate apart (absolute times, so loop jitter does not lower
-    the rate). Slots missed while the loop was busy are caught up by spacing the next dials
-    `catch_up_interval` apart (a little closer than the grid, never closer than 100 ms /
-    (burst_limit - 0.5), so no 100 ms window gets more than `burst_limit`), never as a burst."""
-
-    def __init__(self, rate: float, max_behind: float = MAX_BEHIND_SECS) -> None:
-        self.rate = rate
-        self.max_behind = max_behind
-        self._next = -math.inf
-        self._last = -math.inf
-
-    @property
-    def interval(self) -> float:
-        return 1.0 / (self.rate * SAFETY)
-
-    @property
-    def catch_up_interval(self) -> float:
-        return min(self.interval, 0.1 / (burst_limit(self.rate) - 0.5))
-
-    def _on_grid(self, now: float) -> float:
-        """The next slot of the even schedule, at most `max_behind` in the past (the first
-        dial has no missed slots before it)."""
-        return max(self._next, now - self.max_behind) if self._next > -math.inf else now
-
-    def ready_at(self, now: float) -> float:
-        return max(self._on_grid(now), self._last + self.catch_up_interval)
-
-    def reserve(self, now: float) -> float:
-        """Reserve the next dial instant; returns it (it may be slightly in the past)."""
-        on_grid = self._on_grid(now)
-        slot = max(on_grid, self._last + self.catch_up_interval)
-        self._next = on_grid + self.interval
-        self._last = max(slot, now)
-        return slot
-
-    def idle(self, now: float) -> None:
-        """Nothing was waiting to be dialed: slots not used meanwhile are not a debt."""
-        self._next = max(self._next, now)
-
-    def postpone(self, until: float) -> None:
-        """No slot before `until` (a 429's reset hint), and no debt carried past it."""
-        self._next = max(self._next, until)
-        self._last = max(self._last, until - self.catch_up_interval)
+    return sl.burst_limit(rate)
 
 
 class StartStampedThrottler(Throttler):
     """An asyncio-throttle `Throttler` whose log holds when each dial *started*, not when its
-    slot was granted. A dial task can start a little after its slot (the event loop runs what
-    was ready first), so two dials could start closer together than their slots were; with
-    start times in the log, every later slot is checked against when dials really began, and no
-    window of start times holds more than `rate_limit`."""
+    slot was granted: every later grant is checked against when dials really began."""
 
     def started(self, at: float) -> None:
-        """The dial granted last started at `at` (time.monotonic(); dials start in the order
-        they were granted)."""
+        """The dial granted last started at `at` (time.monotonic())."""
         if self._task_logs:
             self._task_logs[-1] = max(self._task_logs[-1], at)
 
@@ -125,81 +76,104 @@ class AdaptiveRate:
             self.current = min(self.configured, self.current + self.configured * self.recover_step)
             self._last_change = now
 
+    @property
+    def factor(self) -> float:
+        return self.current / self.configured if self.configured else 1.0
 
-class Pacer:
-    """The account-wide pacer that the single dispatcher waits on before every dial."""
 
-    def __init__(self, rate: float) -> None:
-        self.adaptive = AdaptiveRate(rate)
-        self._spacer = EvenSpacer(rate)
-        self._build_guards(rate)
+@dataclass(frozen=True)
+class LocalSlot:
+    """A reserved dial instant in this process's loop time (`asyncio` loop.time())."""
 
-    def _build_guards(self, rate: float) -> None:
-        self._guard_rate = rate
-        self._second = StartStampedThrottler(rate_limit=max(1, math.floor(rate)), period=1.0,
-                                             retry_interval=0.002)
-        self._tenth = StartStampedThrottler(rate_limit=burst_limit(rate), period=0.1,
+    at: float
+    campaign_id: int
+
+    def __lt__(self, other: LocalSlot) -> bool:
+        return (self.at, self.campaign_id) < (other.at, other.campaign_id)
+
+
+class SlotBook:
+    """This engine's view of the shared schedules: reserves slots, follows the account's rate
+    (the lowest `--cps` of the live engines), backs off after 429s."""
+
+    def __init__(self, tx: Transactions, cps: float) -> None:
+        self.tx = tx
+        #: This engine's `--cps`; the account's rate in force is the lowest of the engines'.
+        self.own_cps = cps
+        self.account_cps = cps
+        self.adaptive = AdaptiveRate(cps)
+        self._postpone: float | None = None
+        self._latency = 0.0
+        self.reservations = 0
+        self._guard = StartStampedThrottler(rate_limit=burst_limit(cps), period=0.1,
                                             retry_interval=0.002)
 
     @property
     def rate(self) -> float:
-        return self.adaptive.current
+        """The account rate this engine dials at now (after any 429 back-off)."""
+        return self.account_cps * self.adaptive.factor
 
-    def set_rate(self, rate: float) -> None:
-        """Change the configured account rate (e.g. when the number of engines changes)."""
-        if rate != self.adaptive.configured:
-            self.adaptive = AdaptiveRate(rate)
-            self._spacer.rate = rate
-            self._build_guards(rate)
+    def follow_account(self, cps: float) -> None:
+        """The lowest `--cps` of the live engines (heartbeats)."""
+        cps = min(cps, self.own_cps)
+        if cps != self.account_cps:
+            self.account_cps = cps
+            self._guard = StartStampedThrottler(rate_limit=burst_limit(cps), period=0.1,
+                                                retry_interval=0.002)
 
     def on_rate_limited(self, reset_secs: float | None) -> None:
         self.adaptive.on_rate_limited(time.monotonic(), reset_secs)
-        self._spacer.rate = self.adaptive.current
-        # No catching up on missed slots after a 429, and no slot before the reset hint.
-        self._spacer.postpone(asyncio.get_running_loop().time() + min(reset_secs or 0.0, 5.0))
+        self._postpone = max(self._postpone or 0.0,
+                             min(reset_secs or 0.0, MAX_POSTPONE_SECS))
 
-    def idle(self) -> None:
-        """The dispatcher has nothing to dial right now (see `EvenSpacer.idle`)."""
-        self._spacer.idle(asyncio.get_running_loop().time())
+    async def guard(self) -> None:
+        """The local last line: wait if dials would start too close together (normally not)."""
+        await self._guard.acquire()
 
-    def started(self) -> float:
-        """The dial granted by the last `wait` starts now (call before any other `wait`).
-        Returns the time recorded (time.monotonic())."""
-        now = time.monotonic()
-        self._second.started(now)
-        self._tenth.started(now)
-        return now
+    def started(self) -> None:
+        self._guard.started(time.monotonic())
 
-    async def wait(self) -> None:
-        """Wait for the next dial slot."""
-        loop = asyncio.get_running_loop()
+    async def reserve(self, demand: dict[int, int], horizon: float) -> list[LocalSlot]:
+        """Slots for up to `demand[c]` dials of each campaign within `horizon` seconds."""
         self.adaptive.tick(time.monotonic())
-        self._spacer.rate = self.adaptive.current
-        slot = self._spacer.reserve(loop.time())
-        delay = slot - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        await self._second.acquire()
-        await self._tenth.acquire()
+        loop = asyncio.get_running_loop()
+        planned, db_now, read_at = await self.tx.run(
+            lambda s: self._reserve(s, demand, horizon, loop), urgent=True)
+        # From the clock reading (locks held by then) to the commit: how far ahead of the
+        # reading the first slot must be so that it is still ahead once the slots are ours.
+        self._latency = 0.8 * self._latency + 0.2 * (loop.time() - read_at)
+        self.reservations += 1
+        return [LocalSlot(read_at + (p.at - db_now), p.campaign_id) for p in planned]
 
-
-class CampaignBudget:
-    """A campaign's own cps (lower than the account's): a non-blocking check for the dispatcher."""
-
-    def __init__(self, rate: float | None) -> None:
-        self._spacer = EvenSpacer(rate, CAMPAIGN_MAX_BEHIND_SECS) if rate else None
-
-    def set_rate(self, rate: float | None) -> None:
-        if not rate:
-            self._spacer = None
-        elif self._spacer is None:
-            self._spacer = EvenSpacer(rate, CAMPAIGN_MAX_BEHIND_SECS)
-        else:
-            self._spacer.rate = rate
-
-    def ready_at(self, now: float) -> float:
-        return now if self._spacer is None else self._spacer.ready_at(now)
-
-    def take(self, now: float) -> None:
-        if self._spacer is not None:
-            self._spacer.reserve(now)
+    async def _reserve(self, s: AsyncSession, demand: dict[int, int], horizon: float,
+                       loop: asyncio.AbstractEventLoop
+                       ) -> tuple[list[sl.Slot], float, float]:
+        keys = [sl.ACCOUNT, *(sl.campaign_key(cid) for cid in demand)]
+        rows = await limit_store.lock(s, keys)
+        before = loop.time()
+        now = await limit_store.db_now(s)
+        read_at = (before + loop.time()) / 2
+        rates = await campaign_store.cps_of(s, set(demand))
+        # The lowest --cps of the live engines, as committed now: an engine that joins with a
+        # lower one is followed from the next reservation of every engine.
+        lowest = await instance_store.lowest_cps(s)
+        if lowest is not None:
+            self.follow_account(lowest)
+        account = sl.Schedule(rows[sl.ACCOUNT].tat, self.rate)
+        if self._postpone:
+            sl.postpone(account, now + self._postpone)
+            self._postpone = None
+        own: dict[int, sl.Schedule | None] = {}
+        for cid in demand:
+            cps = rates.get(cid)
+            own[cid] = (sl.Schedule(rows[sl.campaign_key(cid)].tat, cps)
+                        if cps and math.isfinite(cps) and cps > 0 else None)
+        lead = max(MIN_LEAD_SECS, 1.5 * self._latency)
+        planned = sl.plan(now + lead, account, own, demand, horizon)
+        if planned:
+            rows[sl.ACCOUNT].tat = account.tat
+            for cid, sched in own.items():
+                if sched is not None:
+                    rows[sl.campaign_key(cid)].tat = sched.tat
+                    rows[sl.campaign_key(cid)].rate = sched.rate
+        return planned, now, read_at

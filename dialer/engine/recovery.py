@@ -69,19 +69,21 @@ def process_gone(process_space: str, pid: int) -> bool:
 class Instances:
     """This engine's row and the others'."""
 
-    def __init__(self, tx: Transactions, instance_id: str,
-                 on_engines: Callable[[int], None]) -> None:
+    def __init__(self, tx: Transactions, instance_id: str, cps: float, max_concurrent: int,
+                 on_limits: Callable[[instance_store.AccountLimits], None]) -> None:
         self.tx = tx
         self.instance_id = instance_id
-        #: Told how many engines are alive after each heartbeat.
-        self._on_engines = on_engines
+        self.cps = cps
+        self.max_concurrent = max_concurrent
+        #: Told the account limits the live engines agree on after each heartbeat.
+        self._on_limits = on_limits
 
     async def heartbeat(self) -> None:
         now = utcnow()
-        engines = await self.tx.run(lambda s: instance_store.beat(
+        limits = await self.tx.run(lambda s: instance_store.beat(
             s, self.instance_id, PROCESS_SPACE, os.getpid(), now,
-            timedelta(seconds=INSTANCE_DEAD_SECS)))
-        self._on_engines(engines)
+            timedelta(seconds=INSTANCE_DEAD_SECS), self.cps, self.max_concurrent))
+        self._on_limits(limits)
 
     async def live(self, now: datetime) -> set[str]:
         """Instances with a recent heartbeat, except those on this host whose process is gone

@@ -33,7 +33,7 @@ from dialer.engine.dial_results import DialResults
 from dialer.engine.dispatcher import CampaignView, DialQueue, Dispatcher, Stats
 from dialer.engine.event_log import EventStore
 from dialer.engine.metrics import Metrics
-from dialer.engine.pacer import Pacer
+from dialer.engine.pacer import SlotBook
 from dialer.engine.processor import EventProcessor
 from dialer.engine.receiver import WEBHOOK_PATH, Receiver
 from dialer.engine.reconcile import Reconciler
@@ -41,6 +41,7 @@ from dialer.engine.recovery import PROCESS_SPACE, Instances, Recovery
 from dialer.engine.scheduler import Scheduler
 from dialer.engine.settling import Settler
 from dialer.engine.state import RunState
+from dialer.engine.store.instances import AccountLimits
 from dialer.engine.sweeps import Sweeps
 from dialer.engine.transactions import Transactions, describe
 from dialer.telnyx.client import TelnyxClient
@@ -58,12 +59,12 @@ class Engine:
         self.metrics = Metrics()
         self.stats = Stats()
         self.state = RunState()
-        self.pacer = Pacer(config.cps)
         # No ping before every checkout (a round trip per transaction, thousands a second under
         # load): a connection that died with its server fails its statement, which invalidates
         # the whole pool, and the caller retries (the receiver answers 503 meanwhile).
         self.db = create_engine(config.database_url, pool_pre_ping=False)
         self.tx = Transactions(self.db, keep_retrying=self.state.keep_retrying)
+        self.book = SlotBook(self.tx, config.cps)
         self.sessions = self.tx.sessions
         self.client = TelnyxClient(config.api_url, config.api_key)
         self.actions = ActionRunner(self.client)
@@ -88,16 +89,17 @@ class Engine:
                                    on_recorded=self._dials_recorded)
         self.queue = DialQueue(self.results.add)
         self.scheduler = Scheduler(
-            tx=self.tx, state=self.state, queue=self.queue, pacer=self.pacer,
+            tx=self.tx, state=self.state, queue=self.queue, book=self.book,
             metrics=self.metrics, instance_id=self.instance_id, tick_secs=config.tick_secs,
             max_concurrent=config.max_concurrent, per_number_cap=config.per_number_cap)
         self.dispatcher = Dispatcher(
-            queue=self.queue, pacer=self.pacer, client=self.client, state=self.state,
+            queue=self.queue, book=self.book, client=self.client, tx=self.tx, state=self.state,
             views=self.scheduler.view, webhook_url=lambda: self.webhook_url,
             record=self.results.add, metrics=self.metrics, stats=self.stats)
 
         # Periodic work and recovery.
-        self.instances = Instances(self.tx, self.instance_id, self._engines_alive)
+        self.instances = Instances(self.tx, self.instance_id, config.cps, config.max_concurrent,
+                                   self._account_limits)
         self.recovery = Recovery(tx=self.tx, instances=self.instances, queue=self.queue,
                                  timing=self.timing, refresh_campaigns=self.scheduler.refresh,
                                  on_actions=self.actions.run)
@@ -124,9 +126,10 @@ class Engine:
         if any(r.kind != "ok" for r in batch):
             self.scheduler.channels_freed()
 
-    def _engines_alive(self, engines: int) -> None:
-        # The account's dial rate is shared by every engine on this database.
-        self.pacer.set_rate(self.config.cps / engines)
+    def _account_limits(self, limits: AccountLimits) -> None:
+        """The limits the live engines agree on (the lowest of each) apply to this one too."""
+        self.book.follow_account(limits.cps)
+        self.scheduler.follow_account(limits.max_concurrent)
 
     def _worker_report(self, report: dict[str, Any]) -> None:
         """A webhook worker's answers since its last report, into this engine's metrics."""
@@ -264,7 +267,7 @@ class Engine:
             "instance": self.instance_id,
             "campaigns_running": sorted(c.name for c in self.scheduler.campaigns.values()),
             "dials_sent": self.stats.dials_sent,
-            "rate": round(self.pacer.rate, 2),
+            "rate": round(self.book.rate, 2),
             **({"webhook_workers": self.workers.alive} if self.workers is not None else {}),
         }
 

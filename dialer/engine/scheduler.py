@@ -20,9 +20,10 @@ from campaigns.settings import with_defaults
 from dialer.engine.claims import DialJob, claim
 from dialer.engine.dispatcher import CampaignView, DialQueue
 from dialer.engine.metrics import Metrics
-from dialer.engine.pacer import Pacer
+from dialer.engine.pacer import SlotBook
 from dialer.engine.state import RunState
 from dialer.engine.store import campaigns as campaign_store
+from dialer.engine.store import limits as limit_store
 from dialer.engine.transactions import Transactions
 
 #: A tick that found campaigns short of channels waits at least this long before the next one,
@@ -34,23 +35,28 @@ IDLE_TICK_SECS = 0.25
 
 
 class Scheduler:
-    def __init__(self, *, tx: Transactions, state: RunState, queue: DialQueue, pacer: Pacer,
+    def __init__(self, *, tx: Transactions, state: RunState, queue: DialQueue, book: SlotBook,
                  metrics: Metrics, instance_id: str, tick_secs: float, max_concurrent: int,
                  per_number_cap: int) -> None:
         self.tx = tx
         self.state = state
         self.queue = queue
-        self.pacer = pacer
+        self.book = book
         self.metrics = metrics
         self.instance_id = instance_id
         self.tick_secs = tick_secs
         self.max_concurrent = max_concurrent
+        self.own_max_concurrent = max_concurrent
         self.per_number_cap = per_number_cap
         #: The running campaigns as of the last tick.
         self.campaigns: dict[int, CampaignView] = {}
         self.wakeup = asyncio.Event()
         self._short_of_channels = False
         self._tick_latency = 0.0
+
+    def follow_account(self, max_concurrent: int) -> None:
+        """The lowest `--max-concurrent` of the live engines (heartbeats)."""
+        self.max_concurrent = min(max_concurrent, self.own_max_concurrent)
 
     def view(self, campaign_id: int) -> CampaignView | None:
         return self.campaigns.get(campaign_id)
@@ -93,12 +99,9 @@ class Scheduler:
                 else await self.tx.run(campaign_store.running))
         current = {}
         for c in rows:
-            current[c.id] = CampaignView(c.id, c.name, c.status, c.from_number, c.connection_id,
-                                         dict(c.dial_settings or {}), with_defaults(c.settings or {}))
-            cps = current[c.id].settings.get("cps")
-            # A campaign cps at or above the account's needs no budget of its own.
-            self.queue.budget(c.id).set_rate(
-                cps if cps and cps < self.pacer.adaptive.configured else None)
+            current[c.id] = CampaignView(
+                c.id, c.name, c.status, c.from_number, c.connection_id,
+                dict(c.dial_settings or {}), with_defaults(c.settings or {}))
             self.queue.serve(c.id)
         self.campaigns = current
         self.queue.release_all(keep=lambda cid: cid in current)
@@ -107,13 +110,17 @@ class Scheduler:
         await self.refresh(s)
         if not self.state.claiming or not self.campaigns:
             return []
+        # Claims of every engine take turns here, so the calls in flight counted below are all
+        # the calls in flight: two engines never both take the last free channel.
+        await limit_store.lock_channels(s)
         in_flight = await campaign_store.in_flight_by_campaign(s)
         total = sum(in_flight.values())
         self.metrics.in_flight.set(total)
         account_room = self.max_concurrent - total
         self._short_of_channels = account_room <= 0
         order = [cid for cid in self.queue.order() if cid in self.campaigns]
-        share = self.pacer.rate / max(1, len(order))
+        rate_now = self.book.rate
+        share = rate_now / max(1, len(order))
         # Claim enough to keep dialing until the next tick lands, however slow the database is
         # right now; never much more, so a pause strands (and releases) little.
         horizon = max(0.3, 3 * self.tick_secs, 2.5 * self._tick_latency)
@@ -125,8 +132,8 @@ class Scheduler:
                 self._short_of_channels = True
                 break
             view = self.campaigns[cid]
-            rate = min(share if len(order) > 1 else self.pacer.rate,
-                       view.settings.get("cps") or self.pacer.rate)
+            rate = min(share if len(order) > 1 else rate_now,
+                       view.settings.get("cps") or rate_now)
             room = view.settings["max_concurrent"] - in_flight.get(cid, 0)
             paced = int(rate * horizon) + 1 - self.queue.queued(cid)
             want = min(room, account_room, paced)

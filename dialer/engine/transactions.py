@@ -66,23 +66,69 @@ def is_outage(exc: BaseException) -> bool:
     return type(exc).__module__.startswith("asyncpg") and not isinstance(exc, ValueError)
 
 
+class WriterTurns:
+    """SQLite's one writer, taken in turns by this process's transactions, where an urgent one
+    (a dial-slot reservation: dials wait on it) goes before those that wait, never before the
+    one that holds it. `async with turns:` is an ordinary turn (as with an `asyncio.Lock`)."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._urgent = 0
+        self._no_urgent = asyncio.Event()
+        self._no_urgent.set()
+
+    async def acquire(self, urgent: bool = False) -> None:
+        if urgent:
+            self._urgent += 1
+            self._no_urgent.clear()
+            try:
+                await self._lock.acquire()
+            finally:
+                self._urgent -= 1
+                if not self._urgent:
+                    self._no_urgent.set()
+            return
+        while True:
+            await self._no_urgent.wait()
+            await self._lock.acquire()
+            if not self._urgent:
+                return
+            self._lock.release()  # an urgent turn came while this one queued: it goes first
+
+    def release(self) -> None:
+        self._lock.release()
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release()
+
+
 class Transactions:
-    """One transaction per call; on SQLite the transactions of this process take turns on a lock
-    (SQLite has one writer: contending in its busy handler sleeps in coarse steps)."""
+    """One transaction per call; on SQLite the transactions of this process take turns
+    (`WriterTurns`; SQLite has one writer: contending in its busy handler sleeps in coarse
+    steps)."""
 
     def __init__(self, db: AsyncEngine, *, keep_retrying: Callable[[], bool]) -> None:
         self.db = db
         self.sessions: async_sessionmaker[AsyncSession] = session_factory(db)
-        self.write_lock: asyncio.Lock | None = asyncio.Lock() if dialects.is_sqlite(db) else None
+        self.write_lock: WriterTurns | None = WriterTurns() if dialects.is_sqlite(db) else None
         #: False once the engine is stopping for good: an outage then ends the step.
         self._keep_retrying = keep_retrying
 
-    async def run(self, fn: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    async def run(self, fn: Callable[[AsyncSession], Awaitable[T]], *,
+                  urgent: bool = False) -> T:
+        """`fn(session)` in one transaction; `urgent`: ahead of the turns that wait."""
         if self.write_lock is None:
             async with self.sessions() as session, session.begin():
                 return await fn(session)
-        async with self.write_lock, self.sessions() as session, session.begin():
-            return await fn(session)
+        await self.write_lock.acquire(urgent)
+        try:
+            async with self.sessions() as session, session.begin():
+                return await fn(session)
+        finally:
+            self.write_lock.release()
 
     async def retrying(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
         """Run a database step, waiting out outages: log, back off, reconnect, retry."""

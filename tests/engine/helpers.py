@@ -148,3 +148,31 @@ def check_one_call_per_attempt(sim: Simulator, attempts: Sequence[CallAttempt]) 
     assert not doubles, f"attempts with two calls: {doubles}"
     placed = {a.command_id for a in attempts if a.state != "not_placed"}
     assert set(by_cmd) == placed, (set(by_cmd) ^ placed)
+
+
+def max_in_window(times: Sequence[float], width: float = 1.0) -> int:
+    """Most instants in any half-open window [t, t + width) (how Telnyx counts per second)."""
+    import bisect
+    ordered = sorted(times)
+    return max((bisect.bisect_left(ordered, t + width) - i for i, t in enumerate(ordered)),
+               default=0)
+
+
+def windows_over(times: Sequence[float], rate: float) -> list[str]:
+    """What is over the limits of `rate` among arrival times: any 1 s window over
+    floor(rate), any 100 ms window over ceil(rate/10) + 1 (empty when none)."""
+    import math
+
+    from dialer.engine.slots import burst_limit
+    problems = []
+    per_second, per_tenth = max_in_window(times, 1.0), max_in_window(times, 0.1)
+    if per_second > max(1, math.floor(rate)):
+        import bisect
+        ordered = sorted(times)
+        i = max(range(len(ordered)), key=lambda i: bisect.bisect_left(ordered, ordered[i] + 1) - i)
+        window = ordered[i:bisect.bisect_left(ordered, ordered[i] + 1)]
+        gaps = [round(b - a, 4) for a, b in zip(window, window[1:], strict=False)]
+        problems.append(f"{per_second} dials in one second against {rate:g} (gaps {gaps})")
+    if per_tenth > burst_limit(rate):
+        problems.append(f"{per_tenth} dials in 100 ms against {burst_limit(rate)}")
+    return problems

@@ -98,3 +98,15 @@ async def nothing_left(s: AsyncSession) -> bool:
     unsettled = await s.scalar(select(func.count()).select_from(CallAttempt).where(
         CallAttempt.state == AttemptState.ENDED, CallAttempt.settled_at.is_(None)))
     return not active and not busy and not pending and not unsettled
+
+
+async def cps_of(s: AsyncSession, ids: set[int]) -> dict[int, float | None]:
+    """Each campaign's own `cps` as committed now (a `campaign set` is followed at once)."""
+    if not ids:
+        return {}
+    rows = await s.execute(select(Campaign.id, Campaign.settings).where(Campaign.id.in_(ids)))
+    out: dict[int, float | None] = {}
+    for cid, settings in rows:
+        value = (settings or {}).get("cps")
+        out[cid] = float(value) if isinstance(value, (int, float)) and value > 0 else None
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select, update
@@ -10,21 +11,44 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from campaigns.db.models import EngineInstance
 
 
+@dataclass(frozen=True)
+class AccountLimits:
+    """What the live engines agree on: the lowest of their `--cps` and `--max-concurrent`."""
+
+    engines: int
+    cps: float
+    max_concurrent: int
+    #: Whether some engine asked for more than the limits in force.
+    disagree: bool
+
+
 async def beat(s: AsyncSession, instance_id: str, host: str, pid: int, now: datetime,
-               dead_after: timedelta) -> int:
-    """Record this engine's heartbeat (registering it the first time), forget rows dead for an
-    hour; returns how many engines are alive."""
+               dead_after: timedelta, cps: float, max_concurrent: int) -> AccountLimits:
+    """Record this engine's heartbeat and limits (registering it the first time), forget rows
+    dead for an hour; returns the account limits of the live engines."""
     updated = await s.execute(update(EngineInstance).where(
-        EngineInstance.id == instance_id).values(heartbeat_at=now))
+        EngineInstance.id == instance_id).values(heartbeat_at=now, cps=cps,
+                                                  max_concurrent=max_concurrent))
     if updated.rowcount == 0:  # type: ignore[attr-defined]
         s.add(EngineInstance(id=instance_id, hostname=host, pid=pid, started_at=now,
-                             heartbeat_at=now))
+                             heartbeat_at=now, cps=cps, max_concurrent=max_concurrent))
+        await s.flush()
     cutoff = now - dead_after
     await s.execute(delete(EngineInstance).where(
         EngineInstance.heartbeat_at < cutoff - timedelta(hours=1)))
-    live = await s.scalar(select(func.count()).select_from(EngineInstance).where(
-        EngineInstance.heartbeat_at > cutoff))
-    return max(1, int(live or 1))
+    return await account_limits(s, cutoff) or AccountLimits(1, cps, max_concurrent, False)
+
+
+async def account_limits(s: AsyncSession, since: datetime) -> AccountLimits | None:
+    """The limits of the engines that beat since `since` (None when none did)."""
+    row = (await s.execute(select(
+        func.count(), func.min(EngineInstance.cps), func.max(EngineInstance.cps),
+        func.min(EngineInstance.max_concurrent), func.max(EngineInstance.max_concurrent))
+        .where(EngineInstance.heartbeat_at > since))).one()
+    n, low, high, low_ch, high_ch = row
+    if not n or low is None or low_ch is None:
+        return None
+    return AccountLimits(int(n), float(low), int(low_ch), high != low or high_ch != low_ch)
 
 
 async def recent(s: AsyncSession, since: datetime) -> list[tuple[str, str, int]]:
@@ -38,3 +62,15 @@ async def recent(s: AsyncSession, since: datetime) -> list[tuple[str, str, int]]
 async def remove(s: AsyncSession, ids: list[str]) -> None:
     if ids:
         await s.execute(delete(EngineInstance).where(EngineInstance.id.in_(ids)))
+
+
+#: An engine whose heartbeat is older than this is not counted (as `recovery.INSTANCE_DEAD_SECS`).
+LIVE_SECS = 15.0
+
+
+async def lowest_cps(s: AsyncSession) -> float | None:
+    """The lowest `--cps` of the engines alive now (database clock)."""
+    from campaigns.db.types import utcnow
+    value = await s.scalar(select(func.min(EngineInstance.cps)).where(
+        EngineInstance.heartbeat_at > utcnow() - timedelta(seconds=LIVE_SECS)))
+    return float(value) if value is not None else None
