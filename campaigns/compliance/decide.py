@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from campaigns.compliance.ruleset import RuleSet, Span
@@ -157,7 +157,7 @@ def _candidates(at: datetime, zones: tuple[str, ...], starts: list[int], first: 
             day = local_day + timedelta(days=offset)
             for m in starts:
                 local = datetime.combine(day, time(m // 60, m % 60), tzinfo=tz)
-                instant = local.astimezone(timezone.utc)
+                instant = local.astimezone(UTC)
                 if instant > at:
                     found.add(instant)
     yield from sorted(found)
@@ -193,7 +193,7 @@ def decide(facts: ContactFacts, campaign: CampaignRules, rules: RuleSet, at: dat
     """The decision for one contact at one instant, with its JSON-able record."""
     cap, cap_by = effective_cap(campaign, rules, facts.states)
     record: dict[str, Any] = {
-        "at": at.astimezone(timezone.utc).isoformat(),
+        "at": at.astimezone(UTC).isoformat(),
         "zones": [],
         "states": list(facts.states),
         "state_sources": dict(facts.state_sources),
@@ -219,7 +219,7 @@ def decide(facts: ContactFacts, campaign: CampaignRules, rules: RuleSet, at: dat
 
     def done(verdict: str, reason: str | None, until: datetime | None = None) -> Decision:
         record["verdict"], record["reason"] = verdict, reason
-        record["until"] = until.astimezone(timezone.utc).isoformat() if until else None
+        record["until"] = until.astimezone(UTC).isoformat() if until else None
         return Decision(verdict, reason, until, record)
 
     if facts.on_dnc:

@@ -3,7 +3,7 @@ rules exist for (Florida's hours and cap on a New York number, Rhode Island's Su
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -26,7 +26,6 @@ from campaigns.compliance.states import candidate_states
 from campaigns.windows import CallingWindow
 
 pytestmark = pytest.mark.fast
-UTC = timezone.utc
 RULES = load_rules()
 ZONES = ["America/New_York", "America/Chicago", "America/Denver", "America/Phoenix",
          "America/Los_Angeles", "Pacific/Honolulu", "America/Anchorage"]
