@@ -149,6 +149,7 @@ def _starts(campaign: CampaignRules, rules: RuleSet, states: tuple[str, ...]) ->
 
 def _candidates(at: datetime, zones: tuple[str, ...], starts: list[int], first: int,
                 last: int) -> Iterator[datetime]:
+    """Every zone's span starts on local days [first, last) after `at`, in time order."""
     found: set[datetime] = set()
     for name in zones:
         tz = zone(name)
@@ -163,18 +164,44 @@ def _candidates(at: datetime, zones: tuple[str, ...], starts: list[int], first: 
     yield from sorted(found)
 
 
+def _day_start(at: datetime, zones: tuple[str, ...], minute: int, offset: int) -> datetime:
+    """The earliest of the zones' `minute` on local day `offset` (a bound on later candidates)."""
+    out = []
+    for name in zones:
+        tz = zone(name)
+        day = at.astimezone(tz).date() + timedelta(days=offset)
+        out.append(datetime.combine(day, time(minute // 60, minute % 60), tzinfo=tz)
+                   .astimezone(UTC))
+    return min(out)
+
+
 def next_opening(at: datetime, facts: ContactFacts, campaign: CampaignRules, rules: RuleSet,
                  *, with_days: bool = True, horizon_days: int = LONG_HORIZON_DAYS
                  ) -> datetime | None:
-    """The earliest instant >= `at` at which the contact may be called (cap aside), or None."""
+    """The earliest instant >= `at` at which the contact may be called (cap aside), or None.
+
+    Openings begin at one zone's local start of some span; those are tried in time order, a few
+    local days at a time (today and tomorrow answer nearly every contact). A candidate is taken
+    only when no later stage could produce an earlier one.
+    """
     if _closed(at, facts, campaign, rules, with_days) is None:
         return at
     starts = _starts(campaign, rules, facts.states)
-    # The first week first (nearly every answer), then the rest of the horizon.
-    for first, last in ((-1, WEEK_HORIZON_DAYS + 1), (WEEK_HORIZON_DAYS, horizon_days + 1)):
-        for candidate in _candidates(at, facts.zones, starts, first, last):
+    stages = [(-1, 2), (2, WEEK_HORIZON_DAYS + 1), (WEEK_HORIZON_DAYS + 1, horizon_days + 1)]
+    pool: list[datetime] = []
+    for i, (first, last) in enumerate(stages):
+        if first >= last:
+            continue
+        pool = sorted(set(pool).union(_candidates(at, facts.zones, starts, first, last)))
+        bound = _day_start(at, facts.zones, starts[0], last) if i + 1 < len(stages) else None
+        rest: list[datetime] = []
+        for k, candidate in enumerate(pool):
+            if bound is not None and candidate >= bound:
+                rest = pool[k:]
+                break
             if _closed(candidate, facts, campaign, rules, with_days) is None:
                 return candidate
+        pool = rest
     return None
 
 
@@ -230,12 +257,12 @@ def decide(facts: ContactFacts, campaign: CampaignRules, rules: RuleSet, at: dat
         return done(BLOCKED, CONSENT)
     reason = _closed(at, facts, campaign, rules, True)
     if reason is not None:
-        if next_opening(at, facts, campaign, rules, with_days=False,
-                        horizon_days=WEEK_HORIZON_DAYS) is None:
-            return done(BLOCKED, NO_WINDOW)
         opening = next_opening(at, facts, campaign, rules)
-        if opening is None:  # closed for longer than the horizon: look again then
-            opening = at + timedelta(days=LONG_HORIZON_DAYS)
+        if opening is None:
+            if next_opening(at, facts, campaign, rules, with_days=False,
+                            horizon_days=WEEK_HORIZON_DAYS) is None:
+                return done(BLOCKED, NO_WINDOW)
+            opening = at + timedelta(days=LONG_HORIZON_DAYS)  # closed that long: look again then
         return done(DEFERRED, reason, opening)
     if recent.count >= cap and recent.oldest is not None:
         free = recent.oldest + timedelta(hours=24, seconds=1)

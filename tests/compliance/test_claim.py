@@ -31,7 +31,7 @@ async def test_florida_contact_with_new_york_number(db_url: str) -> None:
     ], WED_2030_NY - timedelta(hours=1))
     result = await run_claim(db_url, "fl", WED_2030_NY)
     assert [j.phone for j in result.jobs] == ["+12125550002"] and result.deferred == 1
-    fl, ny = await rows(db_url, Contact)
+    fl, _ny = await rows(db_url, Contact)
     assert (fl.deferred_reason, fl.deferred_until) == ("window", datetime(2026, 12, 3, 13, 0,
                                                                           tzinfo=UTC))
     assert fl.next_attempt_at == fl.deferred_until and fl.status == "queued"
@@ -55,7 +55,7 @@ async def test_florida_cap_counts_other_campaigns_and_caller_ids(db_url: str) ->
     # Florida's cap (3) wins over the engine's 5: deferred until the oldest call is 24 h old.
     result = await run_claim(db_url, "fl", WED_NOON_NY, cap=5)
     assert result.jobs == [] and result.deferred == 1
-    contact = [c for c in await rows(db_url, Contact) if c.campaign_id == cid][0]
+    contact = next(c for c in await rows(db_url, Contact) if c.campaign_id == cid)
     assert contact.deferred_reason == "cap"
     assert contact.deferred_until == calls[0] + timedelta(hours=24, seconds=1)
     # Without the Florida link the engine's cap of 5 allows the call.
@@ -115,7 +115,7 @@ async def test_registry_scrub_and_age(db_url: str, tmp_path: Path) -> None:
                        WED_NOON_NY)
     result = await run_claim(db_url, "scrub", WED_NOON_NY)
     assert [j.phone for j in result.jobs] == ["+12125550002"] and result.suppressed == 1
-    listed = [c for c in await rows(db_url, Contact) if c.phone_e164 == "+12125550001"][0]
+    listed = next(c for c in await rows(db_url, Contact) if c.phone_e164 == "+12125550001")
     assert listed.outcome == "registry"
     record = (await rows(db_url, CallAttempt))[0].decision
     assert record["registry"] == {"listed": False, "copy": "2026-11-20"}
