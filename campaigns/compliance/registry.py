@@ -74,6 +74,14 @@ def parse_registry_file(path: Path) -> RegistryFile:
         lineno = 0
         try:
             for lineno, line in enumerate(fh, start=1):
+                # Fast path: the registry's own form, "NPA,NXXXXXX" (full lists).
+                s = line.rstrip("\r\n")
+                if (len(s) == 11 and s[3] == "," and kind != "changes" and s[:3].isdigit()
+                        and s[4:].isdigit() and s[0] not in "01" and s[4] not in "01"):
+                    kind = "full"
+                    additions.append(int(s[:3] + s[4:]))
+                    area_codes.add(s[:3])
+                    continue
                 if not line.strip() or line.lstrip().startswith("#"):
                     continue
                 m = _LINE.match(line)

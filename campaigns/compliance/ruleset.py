@@ -228,17 +228,18 @@ def _intersect(a: Span | None, b: Span | None) -> Span | None:
 
 
 def load_rules(path: str | Path | None = None) -> RuleSet:
-    """The rule set of `path` (the shipped file when None); cached per file and its mtime."""
+    """The rule set of `path` (the shipped file when None); cached per file, modification time
+    and size (a file edited while the engine runs is read again)."""
     p = Path(path) if path else DEFAULT_RULES
     try:
-        mtime = p.stat().st_mtime_ns
+        st = p.stat()
     except OSError as exc:
         raise RulesFileError(f"cannot read rules file {str(p)!r}: {exc.strerror}") from None
-    return _load_cached(str(p), mtime)
+    return _load_cached(str(p), st.st_mtime_ns, st.st_size)
 
 
 @lru_cache(maxsize=16)
-def _load_cached(path: str, mtime: int) -> RuleSet:
+def _load_cached(path: str, mtime: int, size: int) -> RuleSet:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.compliance.decide import CampaignRules, ContactFacts, RecentCalls
-from campaigns.compliance.ruleset import Blackout, RuleSet, load_rules
+from campaigns.compliance.ruleset import Blackout, RuleSet, RulesFileError, load_rules
 from campaigns.compliance.states import candidate_states
 from campaigns.db.models import (
     AttemptState,
@@ -89,17 +89,21 @@ class CampaignContext:
 async def campaign_context(session: AsyncSession, settings: Mapping[str, Any],
                            per_number_cap: int, now: datetime) -> CampaignContext:
     """Everything one campaign's decisions share (`settings` filled with defaults)."""
+    stopped: str | None = None
     if settings.get("compliance_rules", "on") == "off":
         rules = _off_rules()
     else:
-        rules = load_rules(settings.get("rules_file") or _override)
+        try:
+            rules = load_rules(settings.get("rules_file") or _override)
+        except RulesFileError as exc:  # edited into a bad state while running: dial nothing
+            rules, stopped = _off_rules(), f"the rules file cannot be used: {exc}"
     rules = rules.with_blackouts(await load_blackouts(session))
     copy = await registry_copy_date(session)
     window = CallingWindow.parse(settings["calling_hours"], settings["calling_days"])
     campaign = CampaignRules(window, per_number_cap, bool(settings.get("require_consent")),
                              copy.isoformat() if copy else None)
     return CampaignContext(rules, campaign, settings["fallback_timezone"], copy,
-                           registry_problem(settings, copy, now))
+                           stopped or registry_problem(settings, copy, now))
 
 
 def consent_of(custom_fields: Mapping[str, Any] | None) -> str | None:

@@ -169,3 +169,19 @@ def test_recheck_of_a_record_agrees() -> None:
     d = decide(facts, campaign, rules, at, RecentCalls())
     again = decide(facts, campaign, rules, datetime.fromisoformat(d.record["at"]), RecentCalls())
     assert d.verdict == again.verdict == ALLOWED and d.record == again.record
+
+
+async def test_rules_file_broken_while_running_stops_claiming(db_url: str,
+                                                              tmp_path: Path) -> None:
+    from campaigns.compliance.ruleset import DEFAULT_RULES
+
+    rules = tmp_path / "rules.csv"
+    rules.write_text(DEFAULT_RULES.read_text())
+    cid = await make_campaign(db_url, "r", rules_file=str(rules))
+    await add_contacts(db_url, cid, [{"phone_e164": "+12125550001", "timezones": NY}],
+                       WED_NOON_NY)
+    rules.write_text(DEFAULT_RULES.read_text() + "cap,FL,,,0,,x,src,unverified\n")
+    result = await run_claim(db_url, "r", WED_NOON_NY)
+    assert result.jobs == [] and result.stopped and "cap '0'" in result.stopped
+    rules.write_text(DEFAULT_RULES.read_text())
+    assert len((await run_claim(db_url, "r", WED_NOON_NY)).jobs) == 1
