@@ -21,9 +21,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from campaigns.compliance.registry import load_registry  # noqa: E402
-from campaigns.db.engine import create_engine, session_factory  # noqa: E402
-from campaigns.db.migrate import upgrade  # noqa: E402
+from campaigns.compliance.registry import load_registry
+from campaigns.db.engine import create_engine, session_factory
+from campaigns.db.migrate import upgrade
 
 
 def generate(path: Path, n: int) -> None:
