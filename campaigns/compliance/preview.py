@@ -73,6 +73,11 @@ async def preview(session: AsyncSession, name: str, at: datetime, *, per_number_
         recent = await recent_calls(session, phones, at)
         for contact in contacts:
             facts = facts_for(contact, ctx.fallback_zone, dnc, registry)
+            if contact.attempts >= settings["max_attempts"] and not (facts.on_dnc
+                                                                      or facts.on_registry):
+                # The claim closes it without deciding (as it does).
+                _count(result, contact, BLOCKED, "attempts", None, {"attempts": contact.attempts})
+                continue
             d = decide(facts, ctx.campaign, ctx.rules, at,
                        recent.get(contact.phone_e164, RecentCalls()))
             _count(result, contact, d.verdict, d.reason, d.until, d.record)

@@ -233,8 +233,9 @@ def load_rules(path: str | Path | None = None) -> RuleSet:
     p = Path(path) if path else DEFAULT_RULES
     try:
         st = p.stat()
-    except OSError as exc:
-        raise RulesFileError(f"cannot read rules file {str(p)!r}: {exc.strerror}") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise RulesFileError(f"cannot read rules file {str(p)!r}: {reason}") from None
     return _load_cached(str(p), st.st_mtime_ns, st.st_size)
 
 
