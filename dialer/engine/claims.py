@@ -66,8 +66,8 @@ class ClaimResult:
     stopped: str | None = None
 
 
-#: The last time each campaign's "stopped" reason was logged (once per 10 minutes).
-_stop_logged: dict[int, datetime] = {}
+#: The last time each campaign's "stopped" reason was logged (once per 10 minutes), by uid.
+_stop_logged: dict[str, datetime] = {}
 
 
 async def claim(session: AsyncSession, campaign: Campaign, limit: int, now: datetime, *,
@@ -80,14 +80,15 @@ async def claim(session: AsyncSession, campaign: Campaign, limit: int, now: date
         return result
     settings = with_defaults(campaign.settings or {})
     ctx = await campaign_context(session, settings, per_number_cap, now)
+    key = campaign.uid or str(campaign.id)
     if ctx.stopped:
         result.stopped = ctx.stopped
-        last = _stop_logged.get(campaign.id)
+        last = _stop_logged.get(key)
         if last is None or now - last > timedelta(minutes=10) or now < last:
-            _stop_logged[campaign.id] = now
+            _stop_logged[key] = now
             log.warning("campaign %r is not dialed: %s", campaign.name, ctx.stopped)
         return result
-    _stop_logged.pop(campaign.id, None)
+    _stop_logged.pop(key, None)
     contacts = list((await session.scalars(
         select(Contact)
         .where(Contact.campaign_id == campaign.id, Contact.status == ContactStatus.QUEUED,

@@ -104,7 +104,8 @@ async def _load(url: str, path: Path, day: date) -> None:
         await db.dispose()
 
 
-async def test_registry_scrub_and_age(db_url: str, tmp_path: Path) -> None:
+async def test_registry_scrub_and_age(db_url: str, tmp_path: Path,
+                                      caplog: pytest.LogCaptureFixture) -> None:
     with pytest.raises(IllegalTransition, match="no national DNC registry copy"):
         await make_campaign(db_url, "scrub", registry_scrub=True)
     full = _write(tmp_path / "212.txt", "212,5550001\n212,5550009\n")
@@ -123,8 +124,10 @@ async def test_registry_scrub_and_age(db_url: str, tmp_path: Path) -> None:
     await add_contacts(db_url, cid, [{"phone_e164": "+12125550003", "timezones": NY}],
                        WED_NOON_NY)
     late = datetime(2026, 12, 22, 17, 0, tzinfo=UTC)
-    result = await run_claim(db_url, "scrub", late)
+    with caplog.at_level("WARNING", logger="dialer.engine.claims"):
+        result = await run_claim(db_url, "scrub", late)
     assert result.jobs == [] and result.stopped and "32 days old" in result.stopped
+    assert "'scrub' is not dialed" in caplog.text and "32 days old" in caplog.text
 
 
 async def test_registry_files(db_url: str, tmp_path: Path) -> None:
