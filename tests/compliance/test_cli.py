@@ -128,6 +128,9 @@ def test_preview_and_attempt_report(db_url: str, capsys: pytest.CaptureFixture[s
     assert by_phone["+14015550002"]["reason"] == "window"  # Rhode Island: no Sunday calls
     assert by_phone["+14015550002"]["until"] == "2026-07-27T13:00:00+00:00"
     assert by_phone["+12125550001"]["states"] == ["FL", "NY"]
+    assert by_phone["+12125550001"]["consent"]["written"] is True
+    assert by_phone["+12125550004"]["consent"] == {"value": "2025-03-01", "written": True,
+                                                   "required": False}
     assert data["callable"] == 3 and data["deferred"] == {"window": 1}
     # Friday 2026-07-24 (Pioneer Day): the Utah contact waits; the text output says so.
     code, out, _ = dialer(capsys, db_url, "campaign", "preview", "x", "--at",
