@@ -55,7 +55,7 @@ async def seed(url: str, name: str, n: int, cps: float) -> None:
         await create_campaign(s, name, {
             "from": "+14155550100", "connection_id": "bench", "cps": cps,
             "max_concurrent": 10000, "max_attempts": 1, "calling_hours": "00:00-24:00",
-            "calling_days": "mon-sun"})
+            "calling_days": "mon-sun", "compliance_rules": "off"})
     async with session_factory(db)() as s, s.begin():
         from sqlalchemy import select
 

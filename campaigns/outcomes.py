@@ -22,9 +22,13 @@ CANCELED = "canceled"
 DNC = "dnc"
 #: The contact's candidate zones never share an open calling window: it cannot be called legally.
 NO_WINDOW = "no_window"
+#: On the national DNC registry at dial time (docs/compliance.md).
+REGISTRY = "registry"
+#: The campaign requires written consent and the contact has none.
+NO_CONSENT = "no_consent"
 
 ALL_OUTCOMES = (HUMAN, MACHINE, FAX, SILENCE, BUSY, NO_ANSWER, REJECTED, INVALID_NUMBER, FAILED,
-                CANCELED, DNC, NO_WINDOW)
+                CANCELED, DNC, NO_WINDOW, REGISTRY, NO_CONSENT)
 RETRYABLE_BY_DEFAULT = (BUSY, NO_ANSWER, MACHINE, SILENCE, FAILED, REJECTED)
 ANSWERED_OUTCOMES = (HUMAN, MACHINE, FAX, SILENCE)
 

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from campaigns import outcomes
 from campaigns.db.models import Campaign, CampaignStatus, Contact, ContactStatus
 from campaigns.db.types import utcnow
-from campaigns.errors import AlreadyExists, InvalidSettings, NotFound
+from campaigns.errors import AlreadyExists, IllegalTransition, InvalidSettings, NotFound
 from campaigns.lifecycle import next_status
 from campaigns.settings import split_and_validate
 
@@ -64,6 +64,13 @@ async def change_status(session: AsyncSession, name: str, action: str, *,
     campaign = await get_campaign(session, name, for_update=True)
     target = next_status(campaign.name, campaign.status, action)
     now = utcnow()
+    if action in ("start", "resume"):
+        from campaigns.compliance.store import registry_copy_date, registry_problem
+
+        problem = registry_problem(campaign.settings or {}, await registry_copy_date(session),
+                                   now)
+        if problem:
+            raise IllegalTransition(f"cannot {action} campaign {name!r}: {problem}")
     campaign.status = target
     campaign.updated_at = now
     if action == "start":

@@ -82,6 +82,14 @@ OWN_FIELDS: dict[str, FieldSpec] = {
            minimum=0, maximum=30 * 86400, default=86400),
         _s("retry_jitter_secs", "float", "Random extra delay (0..N s) added to each retry",
            minimum=0, maximum=86400, default=60),
+        _s("compliance_rules", "str", "on: the federal floor and the state rules of the rules "
+           "file apply at dial time (docs/compliance.md); off: only the campaign window (calls "
+           "that are not telemarketing, simulator runs)", enum=("on", "off"), default="on"),
+        _s("rules_file", "str", "Rules file (CSV) replacing the shipped one for this campaign"),
+        _s("require_consent", "bool", "Dial only contacts whose consent column says written "
+           "(or gives the date of written consent)", default=False),
+        _s("registry_scrub", "bool", "Require a national DNC registry copy at most 31 days old: "
+           "the campaign does not start, and is not dialed, without one", default=False),
     ]
 }
 
@@ -213,6 +221,13 @@ def validate_own(values: Mapping[str, Any]) -> list[FieldProblem]:
         problems.append(FieldProblem("fallback_timezone", INVALID, "Unknown time zone",
                                      f"{values['fallback_timezone']!r} is not an IANA time zone "
                                      "like America/New_York"))
+    if values.get("rules_file"):
+        from campaigns.compliance.ruleset import RulesFileError, load_rules
+
+        try:
+            load_rules(values["rules_file"])
+        except RulesFileError as exc:
+            problems.append(FieldProblem("rules_file", INVALID, "Invalid rules file", str(exc)))
     bad = [o for o in values["retry_on"] if o not in RETRYABLE_BY_DEFAULT]
     if bad:
         problems.append(FieldProblem("retry_on", INVALID, "Invalid enumerated value",

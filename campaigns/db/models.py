@@ -7,12 +7,13 @@ agree on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Date,
     Float,
     ForeignKey,
     Index,
@@ -157,6 +158,10 @@ class Contact(Base):
     first_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_attempt_id: Mapped[int | None] = mapped_column(BigId)
+    #: Why the claim last put the contact off (window, holiday, cap, blackout) or blocked it
+    #: (dnc, registry, consent, no_window), and until when it waits (docs/compliance.md).
+    deferred_reason: Mapped[str | None] = mapped_column(String(16))
+    deferred_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -214,6 +219,8 @@ class CallAttempt(Base):
     settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: The `dialer run` instance that claimed it (crash recovery re-sends only a dead owner's).
     claimed_by: Mapped[str | None] = mapped_column(String(64))
+    #: The compliance decision that allowed the call (campaigns.compliance.decide's record).
+    decision: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     __table_args__ = (
@@ -292,6 +299,43 @@ class RateLimit(Base):
     #: The account's rate in force (the lowest --cps of the live engines); informational for
     #: campaigns (their rate is their `cps` setting).
     rate: Mapped[float | None] = mapped_column(Float)
+
+
+class RegistryNumber(Base):
+    """A number on the national Do Not Call registry (the loaded copy; kept apart from the
+    internal, entity-specific list in dnc_numbers)."""
+
+    __tablename__ = "registry_numbers"
+
+    phone_e164: Mapped[str] = mapped_column(String(20), primary_key=True)
+
+
+class RegistryCopy(Base):
+    """One registry file loaded: the copy's date decides whether scrubbing campaigns may dial."""
+
+    __tablename__ = "registry_copies"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    copy_date: Mapped[date] = mapped_column(Date)
+    kind: Mapped[str] = mapped_column(String(16))  # full | changes
+    file_name: Mapped[str] = mapped_column(Text)
+    added: Mapped[int] = mapped_column(Integer, default=0)
+    removed: Mapped[int] = mapped_column(Integer, default=0)
+    loaded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class BlackoutDate(Base):
+    """An operator's no-call date, for every state ('' ) or a comma-separated list of states."""
+
+    __tablename__ = "blackout_dates"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    day: Mapped[date] = mapped_column(Date)
+    states: Mapped[str] = mapped_column(String(200), default="")
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("day", "states", name="uq_blackout_dates_day_states"),)
 
 
 class EngineInstance(Base):

@@ -104,6 +104,8 @@ ATTEMPT_COLUMNS: tuple[Column, ...] = (
     Column("sip_hangup_cause", Kind.TEXT),
     Column("error_code", Kind.TEXT),
     Column("error_detail", Kind.TEXT),
+    #: The compliance decision that allowed the call, as JSON (docs/compliance.md).
+    Column("decision", Kind.TEXT),
 )
 
 

@@ -197,6 +197,7 @@ def attempts_select(campaign_id: int, part: Range, guarded: bool = True) -> Any:
             case((a.message_played, "true"), else_="false"),
             guard(a.outcome), guard(a.hangup_cause), guard(a.hangup_source),
             guard(a.sip_hangup_cause), guard(a.error_code), guard(a.error_detail),
+            guard(cast(a.decision, Text)),
         )
         .select_from(a)
         .join(c, c.id == a.contact_id)

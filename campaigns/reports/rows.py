@@ -7,6 +7,7 @@ uploaded columns defined here.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -289,7 +290,7 @@ def attempt_query(dialect: str, campaign_id: int) -> Any:
             a.call_control_id, a.created_at, a.dialed_at, a.answered_at, a.ended_at,
             sqlexpr.talk_seconds(dialect).label("talk"), a.amd_result, a.greeting_result,
             a.voicemail_left, a.message_played, a.outcome, a.hangup_cause, a.hangup_source,
-            a.sip_hangup_cause, a.error_code, a.error_detail,
+            a.sip_hangup_cause, a.error_code, a.error_detail, a.decision,
         )
         .join(c, c.id == a.contact_id)
         .where(a.campaign_id == campaign_id)
@@ -305,8 +306,16 @@ def attempt_row(r: Any) -> Row:
         tz_name, round(float(r.talk), 3) if r.talk is not None else None,
         r.amd_result, r.greeting_result, bool(r.voicemail_left), bool(r.message_played),
         r.outcome, r.hangup_cause, r.hangup_source, r.sip_hangup_cause, r.error_code,
-        r.error_detail,
+        r.error_detail, decision_text(r.decision),
     )
+
+
+def decision_text(value: Any) -> str | None:
+    """A decision record as JSON text, as PostgreSQL prints a jsonb value (its key order when it
+    came from jsonb, ', ' and ': ' separators)."""
+    if value is None:
+        return None
+    return json.dumps(value, ensure_ascii=False)
 
 
 async def attempt_rows(conn: Conn, campaign: Campaign) -> RowStream:

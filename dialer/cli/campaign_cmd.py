@@ -246,3 +246,69 @@ def set_cmd(name: str, from_number: str | None, connection_id: str | None, as_js
     shown = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items()
                       if k not in SECRET_DIAL_FIELDS)
     err.print(f"campaign {name!r}: {shown}")
+
+
+@campaign.command("preview")
+@click.argument("name")
+@click.option("--at", "at_text", metavar="ISO-TIME",
+              help="Decide as of this instant (e.g. 2026-12-24T15:00:00Z) instead of now.")
+@click.option("--per-number-cap", type=click.IntRange(1), default=3, show_default=True,
+              help="The engine's per-number cap in 24 h (a lower state cap wins).")
+@click.option("--rules", "rules_file", type=click.Path(path_type=Path), metavar="FILE",
+              help="Rules file for campaigns without their own rules_file (as `run --rules`).")
+@click.option("--json", "as_json", is_flag=True, help="Print every contact's decision as JSON.")
+def preview_cmd(name: str, at_text: str | None, per_number_cap: int, rules_file: Path | None,
+                as_json: bool) -> None:
+    """Without dialing: which queued contacts of NAME are callable now (or --at), deferred and
+    until when, or blocked, and why (the claim's own decision function)."""
+    from datetime import UTC, datetime
+
+    from campaigns.compliance.preview import Preview, preview
+    from campaigns.compliance.store import set_rules_override
+    from campaigns.db.types import utcnow
+
+    if at_text:
+        try:
+            at = datetime.fromisoformat(at_text)
+        except ValueError:
+            raise click.BadParameter(f"{at_text!r} is not an ISO time like "
+                                     "2026-12-24T15:00:00Z", param_hint="--at") from None
+        at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    else:
+        at = utcnow()
+    set_rules_override(rules_file)
+
+    async def _preview(session: AsyncSession) -> Preview:
+        return await preview(session, name, at, per_number_cap=per_number_cap,
+                             keep_decisions=as_json)
+
+    result = with_session(_preview)
+    if as_json:
+        print_json(result.to_dict())
+        return
+    _print_preview(result)
+
+
+def _print_preview(p: Any) -> None:
+    out.print(f"campaign {p.campaign!r} at {p.at.isoformat(timespec='minutes')} "
+              f"(rules {p.rules}): {p.total} queued contacts")
+    if p.stopped:
+        out.print(f"  NOT DIALED: {p.stopped}")
+    out.print(f"  callable: {p.callable}")
+    out.print(f"  deferred: {sum(p.deferred.values())}")
+    for reason, n in p.deferred.most_common():
+        lo, hi = p.deferred_until[reason]
+        out.print(f"    {reason}: {n} (until {lo.isoformat(timespec='minutes')} .. "
+                  f"{hi.isoformat(timespec='minutes')})")
+    out.print(f"  blocked: {sum(p.blocked.values())}")
+    for reason, n in p.blocked.most_common():
+        out.print(f"    {reason}: {n}")
+    if p.examples:
+        out.print("  examples:")
+    for key, examples in sorted(p.examples.items()):
+        for e in examples:
+            zones = ", ".join(f"{z['zone']} {z['local'][11:16]} window {z['window']}"
+                              for z in e["zones"])
+            until = f" until {e['until'][:16]}" if e.get("until") else ""
+            out.print(f"    {key}: {e['phone']} states {','.join(e['states']) or '-'}; "
+                      f"{zones}{until}")

@@ -34,10 +34,11 @@ from dialer.telnyx.signatures import generate_keypair, public_key_from_private
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "sample_data"
 NAME = "demo"
 
-#: Demo overrides of the sample campaign: call at any hour (the demo runs whenever you do), and
+#: Demo overrides of the sample campaign: call at any hour (the demo runs whenever you do; the
+#: simulated calls are not telemarketing, so no federal or state hours), and
 #: retry after seconds instead of hours so that retries happen while you watch.
 DEMO_FLAGS = [
-    "--calling-hours", "00:00-24:00", "--calling-days", "mon-sun",
+    "--calling-hours", "00:00-24:00", "--calling-days", "mon-sun", "--compliance-rules", "off",
     "--cps", "30", "--max-concurrent", "40", "--voicemail-wait-secs", "8",
     "--retry-busy-secs", "2", "--retry-no-answer-secs", "3", "--retry-machine-secs", "3",
     "--retry-silence-secs", "3", "--retry-failed-secs", "2", "--retry-rejected-secs", "3",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import click
@@ -105,3 +106,53 @@ def list_cmd(as_json: bool) -> None:
         table.add_row(r["phone_e164"], r["raw_input"] or "", r["source"] or "",
                       (r["added_at"] or "")[:19])
     out.print(table)
+
+
+@dnc.group()
+def registry() -> None:
+    """The national Do Not Call registry copy (separate from the internal DNC list)."""
+
+
+@registry.command("import")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--date", "copy_date", metavar="YYYY-MM-DD",
+              help="Date of the registry copy (default: today, UTC).")
+@_JSON
+def registry_import(file: Path, copy_date: str | None, as_json: bool) -> None:
+    """Load a registry flat file: a full list (NPA,NXXXXXX per line) or a change list
+    (NPA,NXXXXXX,A|D). A bad line changes nothing."""
+    from campaigns.compliance.blackouts import parse_day
+    from campaigns.compliance.registry import RegistryLoad, load_registry
+    from campaigns.db.types import utcnow
+
+    day = parse_day(copy_date) if copy_date else utcnow().date()
+
+    async def _load(session: AsyncSession) -> RegistryLoad:
+        return await load_registry(session, file, day)
+
+    load = with_session(_load)
+    if as_json:
+        print_json(load.to_dict())
+    err.print(f"registry {load.kind} list of {load.copy_date.isoformat()} loaded: "
+              f"{load.added} inserted, {load.removed} deleted, {load.total} numbers listed")
+
+
+@registry.command("status")
+@_JSON
+def registry_status_cmd(as_json: bool) -> None:
+    """The registry copy loaded: its date and size."""
+    from campaigns.compliance.registry import registry_status
+
+    async def _status(session: AsyncSession) -> dict[str, object]:
+        return await registry_status(session)
+
+    data = with_session(_status)
+    if as_json:
+        print_json(data)
+        return
+    if data["copy_date"] is None:
+        err.print("no registry copy loaded: `dialer dnc registry import FILE --date YYYY-MM-DD`")
+        return
+    age = (date.today() - date.fromisoformat(str(data["copy_date"]))).days
+    out.print(f"registry copy of {data['copy_date']} ({age} days old), {data['numbers']} "
+              f"numbers, last file {data['file']} ({data['kind']} list)")

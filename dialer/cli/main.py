@@ -26,6 +26,7 @@ COMMANDS = {
     "run": "dialer.cli.run_cmd",
     "status": "dialer.cli.status_cmd",
     "report": "dialer.cli.report_cmd",
+    "rules": "dialer.cli.rules_cmd",
     "simulator": "dialer.cli.simulator_cmd",
     "demo": "dialer.cli.demo_cmd",
 }

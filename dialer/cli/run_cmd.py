@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import click
@@ -80,12 +81,19 @@ def engine_options(fn: Any) -> Any:
               help="With --simulate: how much faster than real time simulated calls run.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="With --simulate: the seed of the simulated call scenarios.")
+@click.option("--rules", "rules_file", envvar="DIALER_RULES_FILE", show_envvar=True,
+              type=click.Path(path_type=Path), metavar="FILE",
+              help="Compliance rules file replacing the shipped one (campaigns with their own "
+                   "rules_file keep it); a malformed file is refused before the engine starts.")
 def run(host: str, port: int, public_url: str | None, api_url: str, api_key: str | None,
         public_key: str | None, cps: float, max_concurrent: int, per_number_cap: int,
         insecure_webhooks: bool, exit_when_idle: bool, webhook_workers: int,
         webhook_port: int | None, time_scale: float, simulate: bool, speed: float,
-        seed: int) -> None:
+        seed: int, rules_file: Path | None) -> None:
     """Run the engine: dial running campaigns and process their webhooks until stopped."""
+    from campaigns.compliance.store import set_rules_override
+
+    set_rules_override(rules_file)
     config = EngineConfig(
         database_url=app_context().database_url, api_url=api_url, api_key=api_key or "",
         public_key=public_key, public_url=public_url, host=host, port=port, cps=cps,

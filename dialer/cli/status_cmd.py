@@ -4,16 +4,36 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 import click
 from rich.live import Live
 from rich.table import Table
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from campaigns.db.types import utcnow
 from campaigns.progress import Progress, progress
 from dialer.cli.common import app_context, err, out, print_json, transaction
 
 
-def render(p: Progress) -> Table:
+async def compliance_status(session: AsyncSession, name: str) -> dict[str, Any]:
+    """Why the campaign is not dialed (a stale registry copy) and why contacts wait."""
+    from campaigns.compliance.store import registry_copy_date, registry_problem
+    from campaigns.db.models import Contact, ContactStatus
+    from campaigns.service import get_campaign
+
+    c = await get_campaign(session, name)
+    stopped = registry_problem(c.settings or {}, await registry_copy_date(session), utcnow())
+    rows = await session.execute(
+        select(Contact.deferred_reason, func.count())
+        .where(Contact.campaign_id == c.id, Contact.status == ContactStatus.QUEUED,
+               Contact.deferred_reason.is_not(None))
+        .group_by(Contact.deferred_reason))
+    return {"stopped": stopped, "waiting": {str(r): int(n) for r, n in rows}}
+
+
+def render(p: Progress, compliance: dict[str, Any] | None = None) -> Table:
     t = Table(title=f"{p.name} ({p.status})", show_header=False)
     t.add_column("what")
     t.add_column("value", justify="right")
@@ -29,6 +49,11 @@ def render(p: Progress) -> Table:
         t.add_row(f"  {outcome}", str(n))
     if p.last_error:
         t.add_row("last error", p.last_error)
+    if compliance:
+        for reason, n in sorted(compliance["waiting"].items()):
+            t.add_row(f"waiting ({reason})", str(n))
+        if compliance["stopped"]:
+            t.add_row("NOT DIALED", compliance["stopped"])
     return t
 
 
@@ -40,16 +65,16 @@ def status(name: str, watch: bool, as_json: bool) -> None:
     """Show live progress of campaign NAME."""
     url = app_context().database_url
 
-    async def _once() -> Progress:
+    async def _once() -> tuple[Progress, dict[str, Any]]:
         async with transaction(url) as s:
-            return await progress(s, name)
+            return await progress(s, name), await compliance_status(s, name)
 
     async def _watch() -> None:
         p = await _once()
-        with Live(render(p), console=err, refresh_per_second=2) as live:
+        with Live(render(*p), console=err, refresh_per_second=2) as live:
             while True:
                 await asyncio.sleep(1.0)
-                live.update(render(await _once()))
+                live.update(render(*await _once()))
 
     if watch:
         try:
@@ -57,8 +82,8 @@ def status(name: str, watch: bool, as_json: bool) -> None:
         except KeyboardInterrupt:
             pass
         return
-    p = asyncio.run(_once())
+    p, compliance = asyncio.run(_once())
     if as_json:
-        print_json(p.as_dict())
+        print_json({**p.as_dict(), "compliance": compliance})
     else:
-        out.print(render(p))
+        out.print(render(p, compliance))

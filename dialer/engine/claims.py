@@ -1,33 +1,40 @@
 """Claiming due contacts: compliance at dial time and attempt rows committed before the dial.
 
 One transaction per claim: due contacts of one campaign are locked (`FOR UPDATE SKIP LOCKED` on
-PostgreSQL, so several engines never claim the same contact; SQLite has one writer), checked
-against the DNC list, the calling window in every candidate zone and the attempt caps, and each
-that passes gets its attempt row (deterministic command_id, client_state naming the attempt).
+PostgreSQL, so several engines never claim the same contact; SQLite has one writer), decided by
+`campaigns.compliance.decide` (DNC and registry, consent, the effective window of every candidate
+zone and state, holidays, blackouts, the lowest matching cap: docs/compliance.md), and each that
+passes gets its attempt row (deterministic command_id, client_state naming the attempt) holding
+the decision record. A deferred contact records why it waits and until when.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns import outcomes as o
-from campaigns.db.models import (
-    AttemptState,
-    CallAttempt,
-    Campaign,
-    Contact,
-    ContactStatus,
-    DncNumber,
+from campaigns.compliance.decide import (
+    BLOCKED,
+    CONSENT,
+    DEFERRED,
+    DNC,
+    NO_WINDOW,
+    REGISTRY,
+    RecentCalls,
+    decide,
 )
+from campaigns.compliance.store import campaign_context, facts_for, listed, recent_calls
+from campaigns.db.models import AttemptState, CallAttempt, Campaign, Contact, ContactStatus
 from campaigns.settings import with_defaults
-from campaigns.windows import CallingWindow
 from dialer.engine.attempts import finish_contact
 from dialer.engine.identity import AttemptRef, command_id, encode_client_state
+
+log = logging.getLogger("dialer.engine.claims")
 
 
 @dataclass(frozen=True)
@@ -52,16 +59,36 @@ class DialJob:
 @dataclass
 class ClaimResult:
     jobs: list[DialJob] = field(default_factory=list)
-    deferred: int = 0  # outside the window or at the per-number cap: moved to a later time
-    suppressed: int = 0  # DNC at dial time
-    closed: int = 0  # done without a call (no common window, attempts exhausted)
+    deferred: int = 0  # outside the window, a holiday or blackout, or at the cap: moved later
+    suppressed: int = 0  # DNC or registry at dial time
+    closed: int = 0  # done without a call (no window, no consent, attempts exhausted)
+    #: Why the campaign was not claimed at all (a stale registry copy), or None.
+    stopped: str | None = None
+
+
+#: The last time each campaign's "stopped" reason was logged (once per 10 minutes), by uid.
+_stop_logged: dict[str, datetime] = {}
 
 
 async def claim(session: AsyncSession, campaign: Campaign, limit: int, now: datetime, *,
                 instance_id: str, per_number_cap: int) -> ClaimResult:
+    """Claim up to `limit` due contacts of `campaign`: each is decided by
+    `campaigns.compliance.decide` in this transaction and, when allowed, gets its attempt row
+    with the decision record."""
     result = ClaimResult()
     if limit <= 0:
         return result
+    settings = with_defaults(campaign.settings or {})
+    ctx = await campaign_context(session, settings, per_number_cap, now)
+    key = campaign.uid or str(campaign.id)
+    if ctx.stopped:
+        result.stopped = ctx.stopped
+        last = _stop_logged.get(key)
+        if last is None or now - last > timedelta(minutes=10) or now < last:
+            _stop_logged[key] = now
+            log.warning("campaign %r is not dialed: %s", campaign.name, ctx.stopped)
+        return result
+    _stop_logged.pop(key, None)
     contacts = list((await session.scalars(
         select(Contact)
         .where(Contact.campaign_id == campaign.id, Contact.status == ContactStatus.QUEUED,
@@ -73,40 +100,34 @@ async def claim(session: AsyncSession, campaign: Campaign, limit: int, now: date
     if not contacts:
         return result
 
-    settings = with_defaults(campaign.settings or {})
-    window = CallingWindow.parse(settings["calling_hours"], settings["calling_days"])
-    fallback = settings["fallback_timezone"]
     phones = [c.phone_e164 for c in contacts]
-    dnc = set((await session.scalars(
-        select(DncNumber.phone_e164).where(DncNumber.phone_e164.in_(phones)))).all())
-    recent = await _recent_calls(session, phones, now)
+    dnc, registry = await listed(session, phones)
+    recent = await recent_calls(session, phones, now)
 
     new_attempts: list[tuple[Contact, CallAttempt]] = []
     for contact in contacts:
-        if contact.phone_e164 in dnc:
-            finish_contact(contact, o.DNC, now)
-            result.suppressed += 1
-            continue
-        if contact.attempts >= settings["max_attempts"]:
+        facts = facts_for(contact, ctx.fallback_zone, dnc, registry)
+        if contact.attempts >= settings["max_attempts"] and not (facts.on_dnc
+                                                                  or facts.on_registry):
             finish_contact(contact, contact.outcome or o.FAILED, now)
             result.closed += 1
             continue
-        zones = contact.timezones or [fallback]
-        if not window.is_open(now, zones):
-            opening = window.next_opening(now, zones)
-            if opening is None:
-                finish_contact(contact, o.NO_WINDOW, now)
-                result.closed += 1
+        calls = recent.get(contact.phone_e164, RecentCalls())
+        decision = decide(facts, ctx.campaign, ctx.rules, now, calls)
+        if decision.verdict == BLOCKED:
+            contact.deferred_reason, contact.deferred_until = decision.reason, None
+            finish_contact(contact, _BLOCKED_OUTCOME[decision.reason or ""], now)
+            if decision.reason in (DNC, REGISTRY):
+                result.suppressed += 1
             else:
-                contact.next_attempt_at = opening
-                result.deferred += 1
+                result.closed += 1
             continue
-        count, oldest = recent.get(contact.phone_e164, (0, None))
-        if count >= per_number_cap and oldest is not None:
-            contact.next_attempt_at = oldest + timedelta(hours=24, seconds=1)
+        if decision.verdict == DEFERRED:
+            contact.next_attempt_at = decision.until
+            contact.deferred_reason, contact.deferred_until = decision.reason, decision.until
             result.deferred += 1
             continue
-        recent[contact.phone_e164] = (count + 1, oldest or now)
+        recent[contact.phone_e164] = RecentCalls(calls.count + 1, calls.oldest or now)
         attempt_no = (contact.attempt_seq or 0) + 1
         contact.attempt_seq = attempt_no
         attempt = CallAttempt(
@@ -119,12 +140,14 @@ async def claim(session: AsyncSession, campaign: Campaign, limit: int, now: date
             state=AttemptState.CREATED,
             created_at=now,
             claimed_by=instance_id,
+            decision=decision.record,
         )
         session.add(attempt)
         new_attempts.append((contact, attempt))
         contact.status = ContactStatus.DIALING
         contact.attempts += 1
         contact.next_attempt_at = None
+        contact.deferred_reason = contact.deferred_until = None
         contact.last_attempt_at = now
         if contact.first_attempt_at is None:
             contact.first_attempt_at = now
@@ -139,17 +162,6 @@ async def claim(session: AsyncSession, campaign: Campaign, limit: int, now: date
     return result
 
 
-async def _recent_calls(session: AsyncSession, phones: Sequence[str],
-                        now: datetime) -> dict[str, tuple[int, datetime | None]]:
-    """Calls placed to each number in the last 24 h, across all campaigns."""
-    rows = await session.execute(
-        select(CallAttempt.phone_e164, func.count(), func.min(CallAttempt.created_at))
-        .where(CallAttempt.phone_e164.in_(phones),
-               CallAttempt.created_at > now - timedelta(hours=24),
-               CallAttempt.state != AttemptState.NOT_PLACED)
-        .group_by(CallAttempt.phone_e164)
-    )
-    out: dict[str, tuple[int, datetime | None]] = {}
-    for phone, n, oldest in rows:
-        out[phone] = (int(n), oldest)
-    return out
+#: The outcome a contact is closed with when the decision blocks it.
+_BLOCKED_OUTCOME = {DNC: o.DNC, REGISTRY: o.REGISTRY, CONSENT: o.NO_CONSENT,
+                    NO_WINDOW: o.NO_WINDOW}

@@ -270,6 +270,7 @@ def expected_attempts(b: Built) -> list[dict[str, Any]]:
                 "outcome": a.outcome, "hangup_cause": a.hangup_cause,
                 "hangup_source": a.hangup_source, "sip_hangup_cause": a.sip_hangup_cause,
                 "error_code": a.error_code, "error_detail": a.error_detail,
+                "decision": None,
             })
     return out
 
