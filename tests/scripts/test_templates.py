@@ -50,8 +50,8 @@ def test_malformed_templates_are_refused(bad: str) -> None:
 def test_validation_names_field_and_count() -> None:
     tpls = t.templates_of({"message_text": "Hi {first_name}, {appointment} {city|here}"})
     problems = t.check_columns(tpls, ["phone", "First Name", "city"])
-    assert problems == ["message_text names {appointment} but the contact list has no column "
-                        "'appointment'"]
+    assert problems == [("message_text names {appointment} but the contact list has no column "
+                         "'appointment'")]
     contacts = [t.contact_fields("+1", {"first_name": "A"}, {"appointment": "x"}),
                 t.contact_fields("+1", {"first_name": ""}, {"appointment": "y"}),
                 t.contact_fields("+1", {}, {"appointment": ""})]
