@@ -102,6 +102,27 @@ class FaultConfig:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+#: What a person does at each keypad prompt (relative weights).
+DEFAULT_KEYPAD: dict[str, float] = {"valid": 0.82, "invalid": 0.06, "timeout": 0.08,
+                                    "hangup": 0.04}
+KEYPAD_BEHAVIOURS = tuple(DEFAULT_KEYPAD)
+
+
+def validate_weights(what: str, weights: Mapping[str, Any], known: tuple[str, ...] | None
+                     ) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name, weight in weights.items():
+        if known is not None and name not in known:
+            raise ValueError(f"unknown {what} {name!r} (known: {', '.join(known)})")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) \
+                or not math.isfinite(weight) or weight < 0:
+            raise ValueError(f"weight of {what} {name!r} must be a number >= 0, got {weight!r}")
+        out[str(name)] = float(weight)
+    if out and sum(out.values()) <= 0:
+        raise ValueError(f"the {what} weights need one positive weight")
+    return out
+
+
 @dataclass
 class SimulatorConfig:
     """How the simulator behaves. Durations of simulated calls are divided by `speed`; the rate
@@ -140,6 +161,12 @@ class SimulatorConfig:
     #: Largest request body accepted (bigger ones get 413).
     max_body_bytes: int = 1024 * 1024
     faults: FaultConfig = field(default_factory=FaultConfig)
+    #: At a keypad prompt a person presses a valid key, an invalid one, waits until the gather
+    #: times out, or hangs up during the prompt (weights; see DEFAULT_KEYPAD).
+    keypad: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_KEYPAD))
+    #: Relative weights of the valid keys ("1" = 3 makes 1 three times as likely as a key not
+    #: named); unnamed valid keys weigh 1.
+    key_weights: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.speed > 0 or not math.isfinite(self.speed):
@@ -156,6 +183,10 @@ class SimulatorConfig:
             raise ValueError("webhook_concurrency must be at least 1")
         self.mix = validate_mix(self.mix)
         self.pinned = validate_pinned(self.pinned)
+        self.keypad = validate_weights("keypad behaviour", self.keypad, KEYPAD_BEHAVIOURS)
+        if not self.keypad:
+            raise ValueError("the keypad behaviours need one positive weight")
+        self.key_weights = validate_weights("key", self.key_weights, tuple("0123456789*#"))
 
     @property
     def dials_per_window(self) -> int:
