@@ -23,9 +23,11 @@ a short string, whatever the names' lengths.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from campaigns.errors import InvalidSettings
@@ -279,9 +281,15 @@ def _graph_problems(steps: Mapping[str, Step]) -> list[str]:
 
 
 def script_of(settings: Mapping[str, Any]) -> Script | None:
-    """The campaign's script (already validated at create), or None."""
+    """The campaign's script (already validated at create), or None. Parsed once per distinct
+    script: the event processor asks for it on every keypad event."""
     raw = settings.get("script")
     if not raw:
         return None
-    return parse_script(raw, opt_out_digit=settings.get("opt_out_digit"),
-                        transfer_to=settings.get("transfer_to"))
+    return _cached(json.dumps(raw, sort_keys=True), settings.get("opt_out_digit"),
+                   settings.get("transfer_to"))
+
+
+@lru_cache(maxsize=64)
+def _cached(raw: str, opt_out_digit: str | None, transfer_to: str | None) -> Script:
+    return parse_script(json.loads(raw), opt_out_digit=opt_out_digit, transfer_to=transfer_to)
