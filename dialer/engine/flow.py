@@ -130,7 +130,7 @@ def step(flow_state: str | None, event_type: str, payload: Mapping[str, Any],
         from dialer.engine import script_flow
         handled = script_flow.step(flow_state, event_type, payload, settings)
         if handled is not script_flow.NOT_MINE:
-            return handled  # type: ignore[return-value]
+            return handled
     if event_type == "call.answered":
         if flow_state is not None:
             return None

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -47,7 +47,8 @@ from campaigns.db.models import (
 from campaigns.db.types import utcnow
 from campaigns.lifecycle import next_status
 from campaigns.settings import with_defaults
-from dialer.engine import flow
+from dialer.engine import flow, script_events  # h16
+from dialer.engine.actions import send_action  # h16
 from dialer.engine.attempts import (
     DialOutcome,
     PendingAction,
@@ -496,7 +497,9 @@ class Engine:
             rows = (await s.scalars(select(CallAttempt).where(
                 CallAttempt.state.in_((AttemptState.DIALED, AttemptState.ANSWERED)),
                 CallAttempt.call_control_id.is_not(None),
-                CallAttempt.flow_state.in_(("message", "transfer", "voicemail", "hangup"))))).all()
+                or_(CallAttempt.flow_state.in_(("message", "transfer", "voicemail", "hangup",
+                                                "optout")),  # h16: + optout, script steps
+                    CallAttempt.flow_state.like("s%.%"))))).all()
             campaigns = {c.id: c for c in await s.scalars(select(Campaign).where(
                 Campaign.id.in_({a.campaign_id for a in rows})))} if rows else {}
             actions = []
@@ -506,7 +509,7 @@ class Engine:
                 for act in flow.entry_actions(a.flow_state, settings):
                     actions.append(PendingAction(a.id, a.call_control_id, action_command_id(
                         a.command_id, act.key + str(a.flow_state)), act, settings))
-            return actions
+            return await script_events.render_actions(s, actions)  # h16: templates
         actions: list[PendingAction] = await self._retrying("resuming call flows",
                                                             lambda: self._tx(_q))
         if actions:
@@ -867,6 +870,7 @@ class Engine:
             due = [a for a in touched.values()
                    if a.state == AttemptState.ENDED and a.settled_at is None
                    and a.settle_after is not None and a.settle_after <= now]
+            actions = await script_events.flush(s, actions, now)  # h16: responses, opt-outs, templates
             await self._settle(s, due, now)
             await mark_events(s, events, now)
             if orphans:
@@ -906,24 +910,7 @@ class Engine:
             task.add_done_callback(self._actions.discard)
 
     async def _send_action(self, pa: PendingAction) -> None:
-        act, cc, s = pa.action, pa.call_control_id, pa.settings
-        try:
-            if act.kind == "hangup":
-                await self.client.hangup(cc, command_id=pa.command_id)
-            elif act.kind == "playback":
-                await self.client.playback_start(cc, audio_url=act.audio_url,
-                                                 media_name=act.media_name,
-                                                 command_id=pa.command_id)
-            elif act.kind == "speak":
-                await self.client.speak(cc, payload=act.text or "", voice=s.get("voice", "female"),
-                                        language=s.get("language", "en-US"),
-                                        command_id=pa.command_id)
-            elif act.kind == "transfer":
-                await self.client.transfer(cc, to=act.to or "", command_id=pa.command_id)
-        except (CallEnded, CallNotFound):
-            pass  # the call ended first: normal
-        except TelnyxError as exc:
-            log.warning("action %s on call %s failed: %s", act.kind, cc, exc)
+        await send_action(self.client, pa)  # h16: body moved to dialer/engine/actions.py
 
     # ------------------------------------------------------------------ sweeps
     async def _sweeps(self) -> None:
@@ -990,7 +977,7 @@ class Engine:
             for act in step.actions:
                 actions.append(PendingAction(a.id, a.call_control_id, action_command_id(
                     a.command_id, act.key + str(a.flow_state)), act, settings))
-        return actions
+        return await script_events.render_actions(s, actions)  # h16: templates
 
     async def _reconcile(self) -> None:
         """Attempts whose call.hangup never came: ask Telnyx; finalise the ones that are over."""
