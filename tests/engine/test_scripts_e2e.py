@@ -4,12 +4,15 @@ numbers that opted out are on the DNC list and never dialed again."""
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
 from campaigns.db.engine import create_engine, session_factory
 from campaigns.db.models import AttemptResponse, DncNumber
+from campaigns.reports import summary, write_report
 from dialer.simulator.config import FaultConfig
 from tests.engine.helpers import (
     attempts_of,
@@ -57,7 +60,8 @@ def _done(url: str, cid: int):  # type: ignore[no-untyped-def]
     return _check
 
 
-async def test_script_answers_match_the_ledger_and_opt_outs_stick(db_url: str) -> None:
+async def test_script_answers_match_the_ledger_and_opt_outs_stick(db_url: str,
+                                                                  tmp_path: Path) -> None:
     phones = numbers(60)
     cid = await seed(db_url, "reminders", phones, **SETTINGS)
     faults = FaultConfig(duplicate=0.1, reorder=0.1)
@@ -86,6 +90,27 @@ async def test_script_answers_match_the_ledger_and_opt_outs_stick(db_url: str) -
     assert {"valid", "timeout", "invalid", "call_hangup"} <= statuses
     assert any(c.response == "confirmed" for c in contacts.values())
     assert any(c.script_completed is False for c in contacts.values())
+
+    # Reports: a column per asking step and the final response; counts per answer per step.
+    last_start: dict[str, str] = {}
+    for resp in await _responses(db_url):
+        if resp.step == "start" and resp.status != "reached":
+            phone = attempts[resp.attempt_id].phone_e164
+            last_start[phone] = resp.label or resp.digits or resp.status
+    out = tmp_path / "r.csv"
+    await write_report(db_url, "reminders", out)
+    with out.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == len(contacts)
+    for row in rows:
+        assert (row["answer_start"] or None) == last_start.get(row["phone_e164"].lstrip("'"))
+    assert {row["response"] for row in rows} >= {"confirmed", "opt_out"}
+    s = await summary(db_url, "reminders")
+    assert s.answers["start"] and sum(s.answers["start"].values()) == len(last_start)
+    assert s.answers["start"].get("opt_out", 0) >= 1
+    html = tmp_path / "r.html"
+    await write_report(db_url, "reminders", html)
+    assert "Keypad answers" in html.read_text()
 
     dnc = await _dnc(db_url)
     assert opted <= set(dnc)
