@@ -167,7 +167,9 @@ def _gathered(script: Script, settings: Mapping[str, Any], current: Step, try_no
         return _opt_out(settings, [Response(name, try_no, digits, status, "opt_out")])
     if status == "valid" and digits in current.keys:
         choice = current.keys[digits]
-        label = choice.label or (None if choice.kind == "goto" else choice.kind)
+        target = script.steps.get(choice.target or "") if choice.kind == "goto" else None
+        # The answer's label: its own, else the label of the step it leads to, else the action.
+        label = choice.label or (target.label if target else choice.kind)
         return _choose(script, settings, choice,
                        [Response(name, try_no, digits, status, label or digits)])
     if status in ENDED_STATUSES or status not in ("valid", "invalid", "timeout"):

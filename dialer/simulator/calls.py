@@ -27,8 +27,8 @@ class CallHost(Protocol):
     def speed(self) -> float: ...
 
     @property
-    def keypad(self) -> tuple[Mapping[str, float], Mapping[str, float]]:
-        """(behaviour weights, key weights) of people at keypad prompts."""
+    def keypad(self) -> tuple[Mapping[str, float], Mapping[str, float], float]:
+        """(behaviour weights, key weights, single-key press rate) at keypad prompts."""
 
     def emit(self, call: SimCall, event_type: str, extra: dict[str, Any], *, final: bool) -> None:
         """Record one webhook event of `call` and queue it for delivery."""
@@ -309,10 +309,10 @@ class SimCall:
             invalid = PLAYBACK_SECS if ("invalid_audio_url" in body
                                         or "invalid_media_name" in body) else 0
         spec = GatherSpec.from_body(body, prompt, invalid)
-        behaviour, keys = self.host.keypad
+        behaviour, keys, single = self.host.keypad
         rng = gather_rng(self._gather_seed, self.call_control_id, self._gathers)
         self._gathers += 1
-        plan = plan_gather(spec, rng, behaviour, keys)
+        plan = plan_gather(spec, rng, behaviour, keys, single)
         g = Gathering(plan, [], [])
         self._gather = g
         for at, key in plan.presses:

@@ -167,6 +167,9 @@ class SimulatorConfig:
     #: Relative weights of the valid keys ("1" = 3 makes 1 three times as likely as a key not
     #: named); unnamed valid keys weigh 1.
     key_weights: dict[str, float] = field(default_factory=dict)
+    #: Share of people who press the only key of a prompt that accepts one key (a message that
+    #: listens for its opt-out key): most just listen.
+    single_key_press: float = 0.05
 
     def __post_init__(self) -> None:
         if not self.speed > 0 or not math.isfinite(self.speed):
@@ -187,6 +190,9 @@ class SimulatorConfig:
         if not self.keypad:
             raise ValueError("the keypad behaviours need one positive weight")
         self.key_weights = validate_weights("key", self.key_weights, tuple("0123456789*#"))
+        if not 0.0 <= self.single_key_press <= 1.0:
+            raise ValueError(f"single_key_press is a probability: 0..1, got "
+                             f"{self.single_key_press!r}")
 
     @property
     def dials_per_window(self) -> int:

@@ -77,8 +77,10 @@ def _weighted(rng: random.Random, weights: Mapping[str, float]) -> str:
 
 
 def plan_gather(spec: GatherSpec, rng: random.Random, keypad: Mapping[str, float],
-                key_weights: Mapping[str, float]) -> GatherPlan:
-    """One person's answer to one gather, try after try."""
+                key_weights: Mapping[str, float], single_key_press: float = 0.05) -> GatherPlan:
+    """One person's answer to one gather, try after try. A prompt that accepts one key only (a
+    message that listens for its opt-out key) is a message, not a menu: people listen to it,
+    and only `single_key_press` of them press the key."""
     t = 0.0
     valid_keys = "".join(k for k in spec.valid_digits if k != spec.terminating_digit) \
         or spec.valid_digits
@@ -87,6 +89,8 @@ def plan_gather(spec: GatherSpec, rng: random.Random, keypad: Mapping[str, float
         prompt = spec.prompt_secs if attempt == 1 or not spec.invalid_prompt_secs \
             else spec.prompt_secs + spec.invalid_prompt_secs
         behaviour = _weighted(rng, keypad)
+        if len(valid_keys) == 1 and behaviour in ("valid", "invalid"):
+            behaviour = "valid" if rng.random() < single_key_press else "timeout"
         if behaviour == "invalid" and not invalid_keys:
             behaviour = "timeout"
         last = attempt >= spec.maximum_tries
@@ -129,7 +133,8 @@ def plan_gather(spec: GatherSpec, rng: random.Random, keypad: Mapping[str, float
         t = end
         earlier = presses
         rest = plan_gather(GatherSpec(**{**spec.__dict__, "maximum_tries":
-                                         spec.maximum_tries - attempt}), rng, keypad, key_weights)
+                                         spec.maximum_tries - attempt}), rng, keypad, key_weights,
+                           single_key_press)
         shifted = tuple((t + a, k) for a, k in rest.presses)
         return GatherPlan(rest.behaviour, tuple(earlier) + shifted, t + rest.end_at, rest.status,
                           rest.digits, hangup=rest.hangup, tries=attempt + rest.tries)

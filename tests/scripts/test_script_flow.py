@@ -37,7 +37,7 @@ def test_answer_starts_the_script_with_a_gather() -> None:
 def test_key_goes_to_step_and_records_label() -> None:
     st = gathered(START, "1")
     assert st is not None and st.flow_state == CONFIRM
-    assert st.responses == [Response("start", 1, "1", "valid", "1"),
+    assert st.responses == [Response("start", 1, "1", "valid", "confirmed"),
                             Response("confirm", 1, None, "reached", "confirmed")]
     (act,) = st.actions  # the confirm step listens for the opt-out key only
     assert act.kind == "gather" and act.valid_digits == "9" and act.timeout_ms == 1000

@@ -113,7 +113,7 @@ async def test_every_webhook_matches_the_openapi(
     assert (await action(http, sim, speaker, "speak", {"payload": "Hi", "voice": "male"})).status == 200
     await receiver.wait_event(speaker, "call.speak.ended")
     assert (await action(http, sim, speaker, "gather_using_speak", {
-        "payload": "Press 1", "voice": "male", "valid_digits": "1", "maximum_digits": 1,
+        "payload": "Press 1", "voice": "male", "valid_digits": "12", "maximum_digits": 1,
         "timeout_millis": 5000})).status == 200
     await receiver.wait_event(speaker, "call.gather.ended")
     assert await sim.wait_idle(timeout=10)

@@ -106,3 +106,12 @@ async def test_bad_gathers_are_refused(make_sim: SimFactory, receiver: Receiver,
     answer = await action(http, sim, cid, name, body)
     assert answer.status == 422, answer.body
     assert code in [e["code"] for e in answer.body["errors"]]
+
+
+@pytest.mark.fast
+def test_a_prompt_with_one_key_is_mostly_listened_to() -> None:
+    spec = GatherSpec(prompt_secs=2.0, valid_digits="9", minimum_digits=1, maximum_digits=1,
+                      maximum_tries=1, timeout_secs=1.0)
+    plans = [plan_gather(spec, random.Random(i), {"valid": 1.0}, {}, 0.05) for i in range(1000)]
+    pressed = sum(p.digits == "9" for p in plans)
+    assert 20 < pressed < 90 and all(p.status in ("valid", "timeout") for p in plans)
