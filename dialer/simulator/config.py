@@ -229,19 +229,7 @@ def validate_pinned(pinned: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
-def load_scenarios_file(path: str | Path) -> tuple[dict[str, float], dict[str, str]]:
-    """Read a scenarios file: TOML (or JSON when it ends in .json) with a `[mix]` table of
-    scenario -> weight and a `[numbers]` table of "+E164" -> scenario. Either table may be
-    missing (the default mix / no pinned numbers). Raises ValueError with a readable message.
-
-    ```toml
-    [mix]
-    human = 0.6
-    no_answer = 0.4
-    [numbers]
-    "+15550000001" = "busy"
-    ```
-    """
+def _read_scenarios(path: str | Path) -> tuple[Path, dict[str, Any]]:
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -257,10 +245,33 @@ def load_scenarios_file(path: str | Path) -> tuple[dict[str, float], dict[str, s
         raise ValueError(f"scenarios file {p} is not valid {p.suffix or 'TOML'}: {exc}") from exc
     if not isinstance(data, dict):
         raise ValueError(f"scenarios file {p} must hold a [mix] and/or [numbers] table")
-    unknown = sorted(set(data) - {"mix", "numbers"})
+    unknown = sorted(set(data) - {"mix", "numbers", "keypad", "keys"})
     if unknown:
         raise ValueError(f"scenarios file {p}: unknown table(s) {', '.join(unknown)}; "
-                         "expected [mix] and [numbers]")
+                         "expected [mix], [numbers], [keypad] and [keys]")
+    return p, data
+
+
+def load_scenarios_file(path: str | Path) -> tuple[dict[str, float], dict[str, str]]:
+    """Read a scenarios file: TOML (or JSON when it ends in .json) with a `[mix]` table of
+    scenario -> weight and a `[numbers]` table of "+E164" -> scenario. Either table may be
+    missing (the default mix / no pinned numbers). Raises ValueError with a readable message.
+    (Its `[keypad]` and `[keys]` tables are read by `load_keypad_file`.)
+
+    ```toml
+    [mix]
+    human = 0.6
+    no_answer = 0.4
+    [numbers]
+    "+15550000001" = "busy"
+    [keypad]                  # what people do at keypad prompts (weights)
+    valid = 0.8
+    timeout = 0.2
+    [keys]                    # which valid keys they press (weights; others weigh 1)
+    "1" = 3
+    ```
+    """
+    p, data = _read_scenarios(path)
     mix_raw = data.get("mix", DEFAULT_MIX)
     numbers_raw = data.get("numbers", {})
     if not isinstance(mix_raw, dict) or not isinstance(numbers_raw, dict):
@@ -269,3 +280,21 @@ def load_scenarios_file(path: str | Path) -> tuple[dict[str, float], dict[str, s
         return validate_mix(mix_raw), validate_pinned(numbers_raw)
     except ValueError as exc:
         raise ValueError(f"scenarios file {p}: {exc}") from exc
+
+
+def load_keypad_file(path: str | Path) -> dict[str, dict[str, float]]:
+    """The `[keypad]` and `[keys]` tables of a scenarios file as SimulatorConfig keyword
+    arguments (`keypad`, `key_weights`); absent tables are left out."""
+    p, data = _read_scenarios(path)
+    out: dict[str, dict[str, float]] = {}
+    for table, arg, known in (("keypad", "keypad", KEYPAD_BEHAVIOURS),
+                              ("keys", "key_weights", tuple("0123456789*#"))):
+        if table in data:
+            if not isinstance(data[table], dict):
+                raise ValueError(f"scenarios file {p}: [{table}] must be a table")
+            try:
+                out[arg] = validate_weights(table.rstrip("s") if table == "keys" else
+                                            "keypad behaviour", data[table], known)
+            except ValueError as exc:
+                raise ValueError(f"scenarios file {p}: {exc}") from exc
+    return out

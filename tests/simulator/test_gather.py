@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from pathlib import Path
 
 import aiohttp
 import pytest
 
+from dialer.simulator.config import load_keypad_file
 from dialer.simulator.gather import GatherSpec, plan_gather
 from tests.simulator.conftest import Receiver, SimFactory, action, dial
 
@@ -115,3 +117,14 @@ def test_a_prompt_with_one_key_is_mostly_listened_to() -> None:
     plans = [plan_gather(spec, random.Random(i), {"valid": 1.0}, {}, 0.05) for i in range(1000)]
     pressed = sum(p.digits == "9" for p in plans)
     assert 20 < pressed < 90 and all(p.status in ("valid", "timeout") for p in plans)
+
+
+@pytest.mark.fast
+def test_keypad_tables_of_a_scenarios_file(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text('[mix]\nhuman = 1\n[keypad]\nvalid = 3\nhangup = 1\n[keys]\n"1" = 5\n')
+    assert load_keypad_file(path) == {"keypad": {"valid": 3.0, "hangup": 1.0},
+                                      "key_weights": {"1": 5.0}}
+    path.write_text('[keypad]\nshout = 1\n')
+    with pytest.raises(ValueError, match="unknown keypad behaviour 'shout'"):
+        load_keypad_file(path)
