@@ -109,3 +109,32 @@ def test_entry_actions_resend_the_current_prompt() -> None:
     (act,) = flow.entry_actions("s1.2", SETTINGS)
     assert act.kind == "gather" and act.tag == "s1.2"
     assert flow.entry_actions("optout", SETTINGS)[0].kind == "speak"
+
+
+def test_render_action_fills_text_url_and_number() -> None:
+    from dialer.engine.script_events import render_action
+
+    act = flow.Action("gather", text="Hi {first_name|there}, call {callback}",
+                      audio_url="https://x.test/{first_name}.wav", to="{agent}")
+    fields = {"firstname": "Zoë <b>", "callback": "415-555-0100", "agent": "+14155550199"}
+    out = render_action(act, fields)
+    assert out.ssml and out.text == "<speak>Hi Zoë &lt;b&gt;, call 4 1 5 5 5 5 0 1 0 0</speak>"
+    assert out.audio_url == "https://x.test/Zo%C3%AB%20%3Cb%3E.wav" and out.to == "+14155550199"
+
+
+def test_unfinished_scripts_are_retried_only_when_asked() -> None:
+    from datetime import UTC, datetime
+
+    from campaigns import retry
+    from campaigns.settings import with_defaults
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    off = with_defaults({"max_attempts": 3, "retry_jitter_secs": 0})
+    on = {**off, "retry_incomplete": True, "retry_incomplete_secs": 60}
+    kw = {"voicemail_left": False, "attempts_made": 1, "previous_outcomes": [], "now": now}
+    assert not retry.decide(off, "human", script_incomplete=True, **kw).retry  # type: ignore[arg-type]
+    d = retry.decide(on, "human", script_incomplete=True, **kw)  # type: ignore[arg-type]
+    assert d.retry and d.at is not None and (d.at - now).total_seconds() == 60
+    assert not retry.decide(on, "human", script_incomplete=False, **kw).retry  # type: ignore[arg-type]
+    assert not retry.decide({**on, "max_attempts": 1}, "human", script_incomplete=True,
+                            **kw).retry  # type: ignore[arg-type]
