@@ -124,3 +124,32 @@ async def test_script_answers_match_the_ledger_and_opt_outs_stick(db_url: str,
     assert not dialed & opted
     second = await contacts_of(db_url, again)
     assert {c.phone_e164 for c in second if c.outcome == "dnc"} == opted
+
+
+async def test_opt_out_during_a_plain_message(db_url: str) -> None:
+    phones = numbers(30, start=500)
+    cid = await seed(db_url, "message", phones, on_human="speak", max_attempts=1,
+                     message_text="Hello {first_name|there}, this is Acme Clinic. Press 9 to "
+                                  "stop these calls.", opt_out_digit="9")
+    async with rig(db_url, mix={"human": 1}, speed=50) as r:
+        r.sim.config.single_key_press = 0.4
+        await wait_for(_done(db_url, cid), timeout=120)
+        ledger = {c.command_id: c for c in r.sim.ledger}
+    dnc = await _dnc(db_url)
+    opted, heard = set(), 0
+    for a in await attempts_of(db_url):
+        call = ledger[a.command_id]
+        if not call.gathers:  # hung up before the prompt was sent (a fast simulated call)
+            assert not a.message_played and a.phone_e164 not in dnc
+            continue
+        (g,) = call.gathers  # the message is one prompt, listening for the opt-out key
+        assert call.actions[0]["action"] == "gather_using_speak"
+        assert call.actions[0]["valid_digits"] == "9"
+        if g["status"] == "valid":
+            opted.add(a.phone_e164)
+        elif g["status"] == "timeout":
+            heard += 1
+            assert a.message_played
+    assert opted and heard and opted == set(dnc) & set(phones)
+    contacts = await contacts_of(db_url, cid)
+    assert {c.phone_e164 for c in contacts if c.response == "opt_out"} == opted
