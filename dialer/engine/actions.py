@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections import deque
+from datetime import UTC, datetime
 
 from dialer.engine.attempts import PendingAction
 from dialer.telnyx.client import TelnyxClient
@@ -10,12 +12,19 @@ from dialer.telnyx.errors import CallEnded, CallNotFound, TelnyxError
 
 log = logging.getLogger("dialer.engine")
 
+#: Seconds from a person's verdict (the event's `occurred_at`: the AMD result, or the answer
+#: without AMD) to the first command for them being sent, most recent last (bounded). The
+#: benchmark reads it; the engine's metrics may export it.
+FIRST_WORDS_SECS: deque[float] = deque(maxlen=100_000)
+
 
 async def send_action(client: TelnyxClient, pa: PendingAction) -> None:
     """Send `pa` with its own command_id. A call that ended first is normal (422 90018); other
     failures are logged: the flow's timers, the hangup and reconciliation finish the call."""
     act, cc, s = pa.action, pa.call_control_id, pa.settings
     voice, language = s.get("voice", "female"), s.get("language", "en-US")
+    if act.verdict_at is not None:
+        FIRST_WORDS_SECS.append((datetime.now(UTC) - act.verdict_at).total_seconds())
     try:
         if act.kind == "hangup":
             await client.hangup(cc, command_id=pa.command_id)

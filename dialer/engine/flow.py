@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from campaigns import outcomes as o
@@ -43,6 +44,9 @@ class Action:
     client_state: str | None = None
     #: text is SSML (templates render to SSML).
     ssml: bool = False
+    #: The first action for a person: when the verdict came (AMD result, or the answer without
+    #: AMD), to measure how soon the person hears something (set by the processor).
+    verdict_at: datetime | None = None
 
     @property
     def key(self) -> str:

@@ -30,9 +30,12 @@ from campaigns.db import dialects
 from campaigns.db.models import AttemptResponse, CallAttempt, Campaign, Contact, DncNumber
 from dialer.engine.flow import Action, FlowStep
 from dialer.engine.identity import decode_client_state, encode_client_state
+from dialer.engine.script_flow import parse_state
 
 log = logging.getLogger("dialer.engine")
 _KEY = "script_events"
+#: Flow states entered on a person's verdict whose first action is what the person hears.
+FIRST_WORDS_STATES = ("message", "transfer")
 
 
 @dataclass
@@ -55,6 +58,9 @@ def collect(attempt: CallAttempt, campaign: Campaign, step: FlowStep | None,
     if any(a.kind == "gather" for a in step.actions):
         step.actions[:] = [dataclasses.replace(a, client_state=_tagged(attempt.client_state, a.tag))
                            if a.kind == "gather" else a for a in step.actions]
+    if attempt.flow_state in (None, "awaiting_amd") and (
+            step.flow_state in FIRST_WORDS_STATES or parse_state(step.flow_state) is not None):
+        step.actions[:] = [dataclasses.replace(a, verdict_at=at) for a in step.actions]
     if step.script_completed is not None and attempt.script_completed is not True:
         attempt.script_completed = step.script_completed
     if not step.responses and not step.opt_out:
