@@ -5,7 +5,7 @@ gather) being sent, at a given dial rate, on PostgreSQL (a throwaway server).
 The simulator runs as its own process (every call a person, speed 10: calls last a few seconds);
 the engine runs here with a script campaign.
 
-    .venv/bin/python bench/bench_first_words.py [--rate 100] [--secs 20]
+    .venv/bin/python bench/bench_first_words.py [--rate 100] [--secs 20] [--plain]
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ SCRIPT = {
 }
 
 
-async def seed(url: str, n: int, rate: float) -> None:
+async def seed(url: str, n: int, rate: float, plain: bool) -> None:
     from sqlalchemy import insert, select
 
     from campaigns.db.models import Campaign
@@ -53,8 +53,9 @@ async def seed(url: str, n: int, rate: float) -> None:
         await create_campaign(s, "words", {
             "from": "+14155550100", "connection_id": "bench", "cps": rate,
             "max_concurrent": 10000, "max_attempts": 1, "calling_hours": "00:00-24:00",
-            "calling_days": "mon-sun", "on_human": "script", "script": SCRIPT,
-            "opt_out_digit": "9"})
+            "calling_days": "mon-sun",
+            **({"on_human": "speak", "message_text": "Hello, this is Acme Clinic."} if plain
+               else {"on_human": "script", "script": SCRIPT, "opt_out_digit": "9"})})
         cid = (await s.scalars(select(Campaign.id).where(Campaign.name == "words"))).one()
         now = utcnow()
         rows = [{"campaign_id": cid, "phone_e164": f"+1415{2000000 + i:07d}",
@@ -71,6 +72,8 @@ async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rate", type=float, default=100.0)
     ap.add_argument("--secs", type=float, default=20.0)
+    ap.add_argument("--plain", action="store_true",
+                    help="a plain spoken message instead of the script (for comparison)")
     args = ap.parse_args()
     private, _ = generate_keypair()
     port = free_port()
@@ -88,7 +91,7 @@ async def main() -> None:
     try:
         url = pg.url()
         upgrade(url)
-        await seed(url, int(args.rate * args.secs), args.rate)
+        await seed(url, int(args.rate * args.secs), args.rate, args.plain)
         engine = Engine(EngineConfig(
             database_url=url, api_url=f"http://127.0.0.1:{port}/v2", api_key="bench",
             public_key=public_key_from_private(private), port=0, cps=args.rate,
@@ -98,6 +101,7 @@ async def main() -> None:
         await asyncio.sleep(args.secs + 8)
         await engine.shutdown()
         wall = time.monotonic() - started
+        split = await _split(url)
     finally:
         sim.terminate()
         sim.wait(timeout=10)
@@ -108,11 +112,33 @@ async def main() -> None:
     def pct(p: float) -> float | None:
         return round(samples[min(n - 1, int(p * n))] * 1000, 1) if n else None
     print(json.dumps({
-        "rate": args.rate, "secs": args.secs, "wall_secs": round(wall, 1), "people": n,
+        "rate": args.rate, "secs": args.secs, "plain": args.plain, "wall_secs": round(wall, 1), "people": n,
         "ms_p50": pct(0.50), "ms_p90": pct(0.90), "ms_p99": pct(0.99),
         "ms_max": round(samples[-1] * 1000, 1) if n else None,
         "ms_mean": round(statistics.fmean(samples) * 1000, 1) if n else None,
+        **split,
     }))
+
+
+async def _split(url: str) -> dict[str, float | None]:
+    """Where the time goes, from the stored call.answered events: the simulator's delivery
+    (occurred -> received) and the engine's processing (received -> processed), p50/p99 in ms."""
+    from sqlalchemy import select
+
+    from campaigns.db.models import WebhookEvent
+    db = create_engine(url)
+    async with session_factory(db)() as s:
+        rows = (await s.execute(select(WebhookEvent.occurred_at, WebhookEvent.received_at,
+                                       WebhookEvent.processed_at)
+                                .where(WebhookEvent.event_type == "call.answered"))).all()
+    await db.dispose()
+    deliver = sorted((r[1] - r[0]).total_seconds() for r in rows if r[0] and r[1])
+    process = sorted((r[2] - r[1]).total_seconds() for r in rows if r[1] and r[2])
+
+    def p(xs: list[float], q: float) -> float | None:
+        return round(xs[min(len(xs) - 1, int(q * len(xs)))] * 1000, 1) if xs else None
+    return {"delivery_ms_p50": p(deliver, 0.5), "delivery_ms_p99": p(deliver, 0.99),
+            "processing_ms_p50": p(process, 0.5), "processing_ms_p99": p(process, 0.99)}
 
 
 if __name__ == "__main__":

@@ -92,12 +92,13 @@ async def flush(session: AsyncSession, actions: list[Any], now: datetime) -> lis
     if pending is not None:
         if pending.opt_outs:
             await add_opt_outs(session, pending.opt_outs, now)
-        for contact_id, answer in pending.responses.items():
-            await session.execute(update(Contact).where(Contact.id == contact_id)
-                                  .values(response=answer))
-        for contact_id, done in pending.completed.items():
-            await session.execute(update(Contact).where(Contact.id == contact_id)
-                                  .values(script_completed=done))
+        # One executemany per batch (contacts by primary key), not a statement per contact.
+        answers = [{"id": cid, "response": a} for cid, a in sorted(pending.responses.items())]
+        done = [{"id": cid, "script_completed": d} for cid, d in sorted(pending.completed.items())]
+        if answers:
+            await session.execute(update(Contact), answers)
+        if done:
+            await session.execute(update(Contact), done)
     return await render_actions(session, actions)
 
 
