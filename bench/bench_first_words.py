@@ -24,16 +24,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.common import free_port, wait_for_port  # noqa: E402
-from campaigns.db.engine import create_engine, session_factory  # noqa: E402
-from campaigns.db.migrate import upgrade  # noqa: E402
-from campaigns.db.models import Contact  # noqa: E402
-from campaigns.db.types import utcnow  # noqa: E402
-from campaigns.service import change_status, create_campaign  # noqa: E402
-from dialer import aio  # noqa: E402
-from dialer.engine import actions  # noqa: E402
-from dialer.engine.runner import Engine, EngineConfig  # noqa: E402
-from dialer.telnyx.signatures import generate_keypair, public_key_from_private  # noqa: E402
+from bench.common import free_port, wait_for_port
+from campaigns.db.engine import create_engine, session_factory
+from campaigns.db.migrate import upgrade
+from campaigns.db.models import Contact
+from campaigns.db.types import utcnow
+from campaigns.service import change_status, create_campaign
+from dialer import aio
+from dialer.engine import actions
+from dialer.engine.runner import Engine, EngineConfig
+from dialer.telnyx.signatures import generate_keypair, public_key_from_private
 
 SPEED = 10.0
 SCRIPT = {
@@ -79,7 +79,7 @@ async def main() -> None:
     port = free_port()
     tmp = Path(tempfile.mkdtemp(prefix="bench-words-"))
     (tmp / "mix.toml").write_text("[mix]\nhuman = 1\n")
-    sim = subprocess.Popen(
+    sim = subprocess.Popen(  # noqa: ASYNC220 - before any task runs
         [sys.executable, "-m", "dialer.cli.main", "simulator", "--port", str(port),
          "--private-key", private, "--cps-limit", "1000", "--channels", "100000",
          "--speed", str(SPEED), "--scenarios", str(tmp / "mix.toml")],
