@@ -138,3 +138,17 @@ def test_unfinished_scripts_are_retried_only_when_asked() -> None:
     assert not retry.decide(on, "human", script_incomplete=False, **kw).retry  # type: ignore[arg-type]
     assert not retry.decide({**on, "max_attempts": 1}, "human", script_incomplete=True,
                             **kw).retry  # type: ignore[arg-type]
+
+
+def test_script_starts_on_the_human_verdict_with_amd() -> None:
+    st = flow.step("awaiting_amd", "call.machine.detection.ended", {"result": "human"},
+                   SETTINGS, "detect")
+    assert st is not None and st.flow_state == START and st.actions[0].kind == "gather"
+    machine = flow.step("awaiting_amd", "call.machine.detection.ended", {"result": "machine"},
+                        SETTINGS, "detect")
+    assert machine is not None and machine.flow_state == "hangup"
+    # A late AMD result or a media event changes nothing once the script runs.
+    assert flow.step(START, "call.machine.detection.ended", {"result": "machine"}, SETTINGS,
+                     "detect") is None
+    assert flow.step(START, "call.speak.ended", {"status": "completed"}, SETTINGS,
+                     "detect") is None
