@@ -63,6 +63,9 @@ async def change_status(session: AsyncSession, name: str, action: str, *,
     """Apply a lifecycle action. `stop` also cancels every contact not yet dialed."""
     campaign = await get_campaign(session, name, for_update=True)
     target = next_status(campaign.name, campaign.status, action)
+    if action == "start":
+        from campaigns.template_check import check_campaign_templates
+        await check_campaign_templates(session, campaign)
     now = utcnow()
     if action in ("start", "resume"):
         from campaigns.compliance.store import registry_copy_date, registry_problem

@@ -51,7 +51,7 @@ OWN_FIELDS: dict[str, FieldSpec] = {
         _s("fallback_timezone", "str", "IANA zone for contacts whose zone is unknown",
            default="America/New_York"),
         _s("on_human", "str", "What to do when a person answers",
-           enum=("play", "speak", "transfer", "hangup"), default="hangup"),
+           enum=("play", "speak", "transfer", "hangup", "script"), default="hangup"),
         _s("on_machine", "str", "What to do when an answering machine answers",
            enum=("hangup", "voicemail"), default="hangup"),
         _s("message_audio_url", "str", "Audio (WAV/MP3 URL) played to a person (on_human=play)"),
@@ -63,7 +63,20 @@ OWN_FIELDS: dict[str, FieldSpec] = {
         _s("voice", "str", "Voice for spoken text", default="female"),
         _s("language", "str", "Language for spoken text", default="en-US"),
         _s("transfer_to", "str", "Agent number a person is transferred to (on_human=transfer)",
-           pattern=E164_RE, pattern_help="must be a +E164 number like +14155550100"),
+           pattern=r"^(\+[1-9]\d{1,14}|[^{}]*\{[^{}]+\}[^{}]*)$",
+           pattern_help="must be a +E164 number like +14155550100 or a template like "
+           "{agent_phone}"),
+        _s("script", "object", "The call script run for a person (on_human=script): "
+           "[script.<step>] tables, see docs/scripts.md"),
+        _s("opt_out_digit", "str", "Key that puts the number on the DNC list at any step of a "
+           "script and during a spoken or played message", pattern=r"^[0-9*#]$",
+           pattern_help="must be one keypad key: 0-9, * or #"),
+        _s("opt_out_message", "str", "Said after an opt-out, before hanging up",
+           default="You will not be called again. Goodbye."),
+        _s("retry_incomplete", "bool", "Retry contacts who answered but did not finish the script",
+           default=False),
+        _s("retry_incomplete_secs", "float", "Delay before retrying an unfinished script",
+           minimum=0, maximum=30 * 86400, default=3600),
         _s("voicemail_wait_secs", "float", "Leave the voicemail after this long when no "
            "greeting-ended event comes", minimum=1, maximum=120, default=20),
         _s("retry_on", "str_or_array", "Outcomes that are retried: busy, no_answer, machine, "
@@ -251,8 +264,38 @@ def validate_own(values: Mapping[str, Any]) -> list[FieldProblem]:
                                            values.get("voicemail_text")),
          "voicemail_audio_url",
          "on_machine=voicemail needs voicemail_audio_url, voicemail_media_name or voicemail_text")
+    need(on_human != "script" or bool(values.get("script")),
+         "script", "on_human=script needs [script.start] and its steps")
+    problems.extend(_script_problems(values))
     if values.get("message_audio_url") and values.get("message_media_name"):
         problems.append(FieldProblem("message_media_name", INVALID, "Invalid parameter",
                                      "message_audio_url and message_media_name cannot be used "
                                      "together"))
+    return problems
+
+
+def _script_problems(values: Mapping[str, Any]) -> list[FieldProblem]:
+    """The script's problems and every template's syntax (fields are checked against the
+    contact list at start, when the list is known)."""
+    from campaigns import scripts, templates
+
+    problems: list[FieldProblem] = []
+    script = None
+    if values.get("script"):
+        try:
+            script = scripts.parse_script(values["script"],
+                                          opt_out_digit=values.get("opt_out_digit"),
+                                          transfer_to=values.get("transfer_to"))
+        except InvalidSettings as exc:
+            problems.append(FieldProblem("script", INVALID, "Invalid script", str(exc)))
+    for key in templates.TEMPLATE_SETTINGS:
+        if isinstance(values.get(key), str):
+            try:
+                templates.parse(values[key])
+            except InvalidSettings as exc:
+                problems.append(FieldProblem(key, INVALID, "Invalid template", str(exc)))
+    if script is None and values.get("opt_out_digit") and values.get("on_human") not in (
+            "speak", "play"):
+        problems.append(FieldProblem("opt_out_digit", INVALID, "Invalid parameter",
+                                     "needs on_human = speak, play or script"))
     return problems

@@ -162,6 +162,12 @@ class Contact(Base):
     #: (dnc, registry, consent, no_window), and until when it waits (docs/compliance.md).
     deferred_reason: Mapped[str | None] = mapped_column(String(16))
     deferred_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+    #: The callee's final answer to the script (the last label, else digits; "opt_out"), and
+    #: whether the script reached its end (None: no script was run).
+    response: Mapped[str | None] = mapped_column(String(64))
+    script_completed: Mapped[bool | None] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -217,6 +223,8 @@ class CallAttempt(Base):
     #: An ended attempt waits until this for late facts (AMD result, playback end) before settling.
     settle_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
     settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: None: no script ran; False: it started and has not ended; True: it reached its end.
+    script_completed: Mapped[bool | None] = mapped_column(Boolean)
     #: The `dialer run` instance that claimed it (crash recovery re-sends only a dead owner's).
     claimed_by: Mapped[str | None] = mapped_column(String(64))
     #: The compliance decision that allowed the call (campaigns.compliance.decide's record).
@@ -275,6 +283,32 @@ class WebhookEvent(Base):
         ),
         Index("ix_webhook_events_call", "call_control_id"),
         Index("ix_webhook_events_attempt", "attempt_id"),
+    )
+
+
+class AttemptResponse(Base):
+    """One keypad prompt's result on one attempt (a script step, or the plain message's opt-out
+    prompt): written in the transaction that processes its `call.gather.ended`."""
+
+    __tablename__ = "attempt_responses"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    attempt_id: Mapped[int] = mapped_column(ForeignKey("call_attempts.id", ondelete="CASCADE"))
+    contact_id: Mapped[int] = mapped_column(BigId)
+    campaign_id: Mapped[int] = mapped_column(BigId)
+    step: Mapped[str] = mapped_column(String(40))
+    try_no: Mapped[int] = mapped_column(Integer, default=1)
+    #: The keypad keys pressed (cleaned of anything else, at most 32).
+    digits: Mapped[str | None] = mapped_column(String(32))
+    #: valid | invalid | timeout | call_hangup | cancelled | cancelled_amd | reached (a step
+    #: with a label was reached)
+    status: Mapped[str] = mapped_column(String(16))
+    label: Mapped[str | None] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        Index("ix_attempt_responses_campaign_contact", "campaign_id", "contact_id"),
+        Index("ix_attempt_responses_attempt", "attempt_id"),
     )
 
 

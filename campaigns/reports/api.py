@@ -18,6 +18,7 @@ from campaigns.reports.charts import chart_data
 from campaigns.reports.html import render_html
 from campaigns.reports.output import atomic_file, stdout_bytes, stdout_text, text_file
 from campaigns.reports.pgcopy import copy_csv, copy_parquet
+from campaigns.reports.responses import answer_plan
 from campaigns.reports.rows import RowStream, attempt_rows, contact_rows
 from campaigns.reports.source import Conn, Source, dialect_name, open_source, tune_for_report
 from campaigns.reports.summary import CampaignSummary, build_summary
@@ -114,7 +115,9 @@ async def write_report(source: Source, campaign_name: str,
         unmapped: list[str] = []
         if fmt == "html":
             rows = await _write_html(conn, campaign, out, now)
-        elif fmt in ("csv", "parquet") and dialect_name(conn) == "postgresql":
+        elif (fmt in ("csv", "parquet") and dialect_name(conn) == "postgresql"
+              and (attempts or answer_plan(campaign) is None)):
+            # Keypad answer columns are added in Python: such contact reports take the row path.
             rows, unmapped = await _write_by_copy(conn, campaign, out, fmt, attempts)
         else:
             rows, unmapped = await _write_rows(conn, campaign, out, fmt, attempts)

@@ -241,3 +241,24 @@ def render_charts(data: ChartData) -> list[tuple[str, str, str]]:
         for chart_id, title, draw in CHARTS:
             rendered.append((chart_id, title, _svg(draw(data), f"chart-{chart_id}")))
     return rendered
+
+
+def answers_svg(answers: dict[str, dict[str, int]]) -> str:
+    """One bar chart of the keypad answers: a group of bars per script step."""
+    import matplotlib
+
+    bars = [(f"{step}: {answer}", n) for step, counts in answers.items()
+            for answer, n in counts.items()]
+    with matplotlib.rc_context(_RC):  # type: ignore[arg-type]
+        fig = _figure(height=max(2.0, 0.35 * len(bars) + 1))
+        ax = fig.add_subplot()
+        if not bars:
+            _empty(ax)
+        else:
+            names = [b for b, _ in bars][::-1]
+            counts = [n for _, n in bars][::-1]
+            drawn = ax.barh(names, counts, color="#5c6bc0")
+            ax.bar_label(drawn, labels=[f"{n:,}" for n in counts], padding=3)
+            ax.set_xlabel("contacts (last answer at the step)")
+            ax.margins(x=0.2)
+        return _svg(fig, "chart-answers")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from html import escape
 
-from campaigns.reports.charts import ChartData, render_charts
+from campaigns.reports.charts import ChartData, answers_svg, render_charts
 from campaigns.reports.summary import CampaignSummary
 
 _CSS = """
@@ -86,6 +86,16 @@ def render_html(summary: CampaignSummary, data: ChartData) -> str:
         f'<figure id="{escape(cid)}"><figcaption>{escape(title)}</figcaption>{svg}</figure>'
         for cid, title, svg in render_charts(data)
     )
+    answers = ""
+    if summary.answers:
+        answer_rows = "".join(
+            f"<tr><td>{escape(step)}</td><td>{escape(answer)}</td><td class=n>{n:,}</td></tr>"
+            for step, counts in summary.answers.items() for answer, n in counts.items())
+        answers = ('<section id="answers"><h2>Keypad answers</h2>'
+                   "<table><thead><tr><th>step</th><th>answer</th><th>contacts</th></tr></thead>"
+                   f"<tbody>{answer_rows}</tbody></table>"
+                   f'<figure id="answers-chart"><figcaption>Answers per step</figcaption>'
+                   f"{answers_svg(summary.answers)}</figure></section>")
     title = f"Campaign report: {summary.campaign}"
     return (
         "<!DOCTYPE html>\n"
@@ -98,7 +108,7 @@ def render_html(summary: CampaignSummary, data: ChartData) -> str:
         f"<table>{rows}</table>"
         "<table><thead><tr><th>outcome</th><th>contacts</th><th>share</th><th>attempts</th>"
         f"<th>share of placed</th></tr></thead><tbody>{outcome_rows}</tbody></table>"
-        f"</div>{notes}</section>"
+        f"</div>{notes}</section>{answers}"
         f'<section id="charts"><h2>Charts</h2>{figures}</section>'
         "</body></html>\n"
     )

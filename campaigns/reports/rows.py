@@ -27,7 +27,7 @@ from campaigns.db.models import (
     ContactImport,
     ContactStatus,
 )
-from campaigns.reports import sqlexpr
+from campaigns.reports import responses, sqlexpr
 from campaigns.reports.columns import (
     ATTEMPT_COLUMNS,
     CONTACT_COLUMNS,
@@ -237,7 +237,7 @@ def contact_query(dialect: str, campaign_id: int) -> Select[Any]:
         c.id, c.import_id, c.source_row, c.phone_e164, c.phone_raw, c.extension, c.first_name,
         c.last_name, c.email, c.region, c.postal_code, first_zone(),
         c.custom_fields, c.status, c.outcome, c.attempts, c.next_attempt_at,
-        c.first_attempt_at, c.last_attempt_at,
+        c.first_attempt_at, c.last_attempt_at, c.response, c.script_completed,
         j.agg.c.talk, j.agg.c.vm, j.agg.c.last_no,
         j.last_call.amd_result, j.last_call.greeting_result, j.last_call.hangup_cause,
         j.last_call.hangup_source, j.last_call.sip_hangup_cause,
@@ -275,8 +275,25 @@ async def _chunks(conn: Conn, stmt: Any, build: Any) -> AsyncIterator[list[Row]]
 async def contact_rows(conn: Conn, campaign: Campaign) -> RowStream:
     plan = await upload_plan(conn, campaign)
     stmt = contact_query(dialect_name(conn), campaign.id)
+    answers = responses.answer_plan(campaign)
+    if answers is not None:  # keypad answers: one column per step, read chunk by chunk
+        parts = _parts(conn, stmt)
+        return RowStream(report_columns(plan.headers, (*CONTACT_COLUMNS, *answers.columns)),
+                         responses.with_answers(conn, campaign.id, answers, parts,
+                                                lambda r: contact_row(plan, r)), plan.unmapped)
     return RowStream(report_columns(plan.headers, CONTACT_COLUMNS),
                      _chunks(conn, stmt, lambda r: contact_row(plan, r)), plan.unmapped)
+
+
+async def _parts(conn: Conn, stmt: Any) -> AsyncIterator[list[Any]]:
+    """The database rows in chunks (all fetched before the chunk's answers are read: one
+    statement at a time on the connection)."""
+    result = await conn.stream(stmt.execution_options(yield_per=CHUNK_ROWS))
+    try:
+        async for part in result.partitions(CHUNK_ROWS):
+            yield list(part)
+    finally:
+        await result.close()
 
 
 # ---- per attempt ------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from campaigns.db.models import (
 )
 from campaigns.db.types import utcnow
 from campaigns.reports import sqlexpr
+from campaigns.reports.responses import answer_counts
 from campaigns.reports.source import Conn, dialect_name
 
 RECENT_WINDOW = timedelta(minutes=15)
@@ -86,6 +87,8 @@ class CampaignSummary:
     eta_seconds: float | None
     eta_at: datetime | None
     notes: list[str] = field(default_factory=list)
+    #: Keypad answers: script step -> answer -> contacts (campaigns with a script or opt-out key).
+    answers: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: datetimes as ISO 8601 strings."""
@@ -229,6 +232,7 @@ async def build_summary(conn: Conn, campaign: Campaign,
         eta_seconds=round(eta_seconds, 1) if eta_seconds is not None else None,
         eta_at=now + timedelta(seconds=eta_seconds) if eta_seconds is not None else None,
         notes=notes,
+        answers=await answer_counts(conn, campaign),
     )
 
 

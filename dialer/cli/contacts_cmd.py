@@ -9,9 +9,12 @@ from typing import Any
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.db.engine import session_factory
 from campaigns.importing import ImportOptions, ImportSummary, import_contacts
+from campaigns.service import get_campaign
+from campaigns.template_check import check_campaign_templates
 from dialer.cli.common import app_context, database, err, print_json, run
 
 #: Seconds before the progress bar appears (short imports print only the summary).
@@ -83,6 +86,7 @@ def import_cmd(campaign: str, file: Path, phone_column: str | None, default_regi
             tx = await session.begin()
             try:
                 summary = await import_contacts(session, campaign, file, options, bar)
+                await _check_templates(session, campaign)
             except BaseException:
                 await tx.rollback()
                 raise
@@ -134,3 +138,11 @@ def _print_summary(s: ImportSummary) -> None:
                   f"{', '.join(f'#{i}' for i in s.same_file_imports)})")
     if not s.dry_run:
         err.print(f"import #{s.import_id}: {s.accepted:,} contacts added to {s.campaign!r}")
+
+
+async def _check_templates(session: AsyncSession, name: str) -> None:
+    """A campaign with a script checks its templates against the contacts just imported (the
+    import rolls back when they lack a field); others are checked at `campaign start`."""
+    found = await get_campaign(session, name)
+    if (found.settings or {}).get("script"):
+        await check_campaign_templates(session, found)

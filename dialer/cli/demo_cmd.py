@@ -2,8 +2,9 @@
 
 A fresh SQLite database, the built-in simulator at high speed, `sample_data/contacts.csv`
 imported into a campaign made from `sample_data/campaign.toml` (AMD on, voicemail drop on
-machines, retries on), the engine running until the campaign completes with a live progress
-display, then the summary and the CSV and HTML reports.
+machines, retries on) with the short call script of `sample_data/script.toml` for people
+(confirm / talk to us / opt out), the engine running until the campaign completes with a live
+progress display, then the summary (with the keypad answers) and the CSV and HTML reports.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ DEMO_FLAGS = [
     "--retry-busy-secs", "2", "--retry-no-answer-secs", "3", "--retry-machine-secs", "3",
     "--retry-silence-secs", "3", "--retry-failed-secs", "2", "--retry-rejected-secs", "3",
     "--retry-jitter-secs", "1",
+    "--on-human", "script", "--opt-out-digit", "9", "--transfer-to", "+14155550199",
 ]
 
 
@@ -66,9 +68,12 @@ def demo(workdir: Path | None, contacts: Path, speed: float, seed: int) -> None:
     url = f"sqlite:///{db_path}"
     err.print(f"[bold]dialer demo[/bold]: database {db_path}")
     upgrade(url)
+    config = workdir / "demo-campaign.toml"  # the sample campaign with the sample script
+    config.write_text((SAMPLE_DIR / "campaign.toml").read_text(encoding="utf-8") + "\n"
+                      + (SAMPLE_DIR / "script.toml").read_text(encoding="utf-8"), encoding="utf-8")
     steps = [
         ["dnc", "import", str(SAMPLE_DIR / "dnc.csv")],
-        ["campaign", "create", NAME, "--config", str(SAMPLE_DIR / "campaign.toml"), *DEMO_FLAGS],
+        ["campaign", "create", NAME, "--config", str(config), *DEMO_FLAGS],
         ["contacts", "import", NAME, str(contacts), "--rejects", str(workdir / "rejects.csv")],
         ["campaign", "start", NAME],
     ]

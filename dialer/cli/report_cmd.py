@@ -65,5 +65,14 @@ def print_summary(s: CampaignSummary) -> None:
         table.add_row(o.outcome, f"{o.contacts:,}", f"{o.contacts_share:.1%}", f"{o.attempts:,}",
                       f"{o.attempts_share:.1%}")
     out.print(table)
+    for step, counts in s.answers.items():
+        answers = Table(title=f"Answers at step {step}")
+        answers.add_column("answer")
+        answers.add_column("contacts", justify="right")
+        answers.add_column("share", justify="right")
+        total = sum(counts.values())
+        for answer, n in counts.items():
+            answers.add_row(answer, f"{n:,}", f"{n / total:.1%}" if total else "-")
+        out.print(answers)
     for note in s.notes:
         err.print(note, highlight=False)

@@ -11,7 +11,12 @@ from typing import Any
 import click
 
 from dialer import aio
-from dialer.simulator.config import FaultConfig, SimulatorConfig, load_scenarios_file
+from dialer.simulator.config import (
+    FaultConfig,
+    SimulatorConfig,
+    load_keypad_file,
+    load_scenarios_file,
+)
 from dialer.simulator.server import Simulator
 
 DEFAULT_PORT = 8900
@@ -100,6 +105,7 @@ def simulator(
     if scenarios_file is not None:
         try:
             kwargs["mix"], kwargs["pinned"] = load_scenarios_file(scenarios_file)
+            kwargs.update(load_keypad_file(scenarios_file))
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--scenarios") from None
     try:

@@ -1,4 +1,4 @@
-"""Call Control actions (hangup, playback, speak, transfer) sent for live calls.
+"""Call Control actions (hangup, playback, speak, transfer, gather) sent for live calls.
 
 Actions are decided inside a transaction (the event processor, the flow timers, stop --hangup)
 and sent after it commits, each with its own `command_id` (so one repeated after a crash is
@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from dialer.engine.attempts import PendingAction
@@ -18,10 +20,19 @@ from dialer.telnyx.errors import CallEnded, CallNotFound, TelnyxError
 
 log = logging.getLogger("dialer.engine")
 
+#: Seconds from a person's verdict (the event's `occurred_at`: the AMD result, or the answer
+#: without AMD) to the first command for them being sent, most recent last (bounded). The
+#: benchmark reads it; the engine's metrics may export it.
+FIRST_WORDS_SECS: deque[float] = deque(maxlen=100_000)
+
 
 async def send_action(client: TelnyxClient, pa: PendingAction) -> None:
-    """Send one action; a call that ended first is normal, other errors are logged."""
+    """Send `pa` with its own command_id. A call that ended first is normal (422 90018); other
+    failures are logged: the flow's timers, the hangup and reconciliation finish the call."""
     act, cc, s = pa.action, pa.call_control_id, pa.settings
+    voice, language = s.get("voice", "female"), s.get("language", "en-US")
+    if act.verdict_at is not None:
+        FIRST_WORDS_SECS.append((datetime.now(UTC) - act.verdict_at).total_seconds())
     try:
         if act.kind == "hangup":
             await client.hangup(cc, command_id=pa.command_id)
@@ -29,10 +40,23 @@ async def send_action(client: TelnyxClient, pa: PendingAction) -> None:
             await client.playback_start(cc, audio_url=act.audio_url, media_name=act.media_name,
                                         command_id=pa.command_id)
         elif act.kind == "speak":
-            await client.speak(cc, payload=act.text or "", voice=s.get("voice", "female"),
-                               language=s.get("language", "en-US"), command_id=pa.command_id)
+            await client.speak(cc, payload=act.text or "", voice=voice, language=language,
+                               command_id=pa.command_id)
         elif act.kind == "transfer":
             await client.transfer(cc, to=act.to or "", command_id=pa.command_id)
+        elif act.kind == "gather" and act.text is not None:
+            await client.gather_using_speak(
+                cc, payload=act.text, voice=voice, language=language,
+                payload_type="ssml" if act.ssml else "text", valid_digits=act.valid_digits,
+                minimum_digits=act.min_digits, maximum_digits=act.max_digits, maximum_tries=1,
+                timeout_millis=act.timeout_ms, client_state=act.client_state,
+                command_id=pa.command_id)
+        elif act.kind == "gather":
+            await client.gather_using_audio(
+                cc, audio_url=act.audio_url, media_name=act.media_name,
+                valid_digits=act.valid_digits, minimum_digits=act.min_digits,
+                maximum_digits=act.max_digits, maximum_tries=1, timeout_millis=act.timeout_ms,
+                client_state=act.client_state, command_id=pa.command_id)
     except (CallEnded, CallNotFound):
         pass  # the call ended first: normal
     except TelnyxError as exc:

@@ -33,7 +33,7 @@ from campaigns.db.models import (
 from campaigns.db.types import naive_utc
 from campaigns.settings import with_defaults
 from campaigns.windows import CallingWindow
-from dialer.engine import flow
+from dialer.engine import flow, script_events  # h16
 from dialer.engine.events import parse_time
 from dialer.engine.identity import decode_client_state
 
@@ -326,6 +326,7 @@ def apply_event(attempt: CallAttempt, campaign: Campaign, event_type: str,
 
     step = flow.step(attempt.flow_state, event_type, payload, settings, mode,
                      greeting_seen=attempt.greeting_result == "beep_detected")
+    script_events.collect(attempt, campaign, step, at)  # h16: responses, opt-out, gather state
     actions: list[flow.Action] = []
     if step is not None:
         attempt.flow_state = step.flow_state
@@ -416,7 +417,8 @@ async def settle(session: AsyncSession, attempts: Sequence[CallAttempt], now: da
         previous = [out for aid, out in history.get(contact.id, []) if aid != attempt.id]
         decision = retry.decide(settings, attempt.outcome, voicemail_left=attempt.voicemail_left,
                                 attempts_made=contact.attempts, previous_outcomes=previous,
-                                now=now, rng=rng)
+                                now=now, rng=rng,
+                                script_incomplete=attempt.script_completed is False)  # h16
         if not decision.retry or decision.at is None:
             finish_contact(contact, attempt.outcome, now)
             continue

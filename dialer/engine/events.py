@@ -21,6 +21,9 @@ HANDLED_EVENTS = frozenset({
     "call.playback.ended",
     "call.speak.started",
     "call.speak.ended",
+    # Keypad: one per prompt (script steps, the message's opt-out). The per-key
+    # call.dtmf.received is not stored: the gather's end carries every digit.
+    "call.gather.ended",
 })
 
 

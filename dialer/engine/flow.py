@@ -3,13 +3,15 @@ to do next. The processor persists `flow_state` and runs the actions after its t
 
 Flow states: None (not answered yet), "awaiting_amd", "message" (playing/speaking to a person),
 "transfer", "awaiting_greeting" (machine: waiting for the greeting to end), "voicemail"
-(playing the voicemail), "hangup" (we hung up), "done".
+(playing the voicemail), "optout" (saying the opt-out confirmation), "hangup" (we hung up), "done",
+and "s<i>.<try>" (at step number i of the call script, its try-th prompt; see script_flow).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from campaigns import outcomes as o
@@ -21,15 +23,30 @@ MODES_WITH_GREETING = ("greeting_end", "detect_words", "detect_beep", "premium")
 GREETING_EVENTS = ("call.machine.greeting.ended", "call.machine.premium.greeting.ended")
 DETECTION_EVENTS = ("call.machine.detection.ended", "call.machine.premium.detection.ended")
 MEDIA_ENDED = ("call.playback.ended", "call.speak.ended")
+GATHER_ENDED = "call.gather.ended"
 
 
 @dataclass(frozen=True)
 class Action:
-    kind: str  # hangup | playback | speak | transfer
+    kind: str  # hangup | playback | speak | transfer | gather
     audio_url: str | None = None
     media_name: str | None = None
     text: str | None = None
     to: str | None = None
+    #: gather: the keys accepted, how many, how long to wait after the prompt.
+    valid_digits: str | None = None
+    min_digits: int = 1
+    max_digits: int = 1
+    timeout_ms: int = 5000
+    #: gather: the flow state it belongs to; its webhooks carry it in their client_state.
+    tag: str | None = None
+    #: The client_state the command sets (the attempt's, with the tag); set by the processor.
+    client_state: str | None = None
+    #: text is SSML (templates render to SSML).
+    ssml: bool = False
+    #: The first action for a person: when the verdict came (AMD result, or the answer without
+    #: AMD), to measure how soon the person hears something (set by the processor).
+    verdict_at: datetime | None = None
 
     @property
     def key(self) -> str:
@@ -45,10 +62,39 @@ class FlowStep:
     timer_secs: float | None = None
     voicemail_left: bool | None = None
     message_played: bool | None = None
+    #: Keypad answers to record (script steps and the plain message's opt-out prompt).
+    responses: list[Response] = field(default_factory=list)
+    #: The callee pressed the opt-out digit: the number goes on the DNC list.
+    opt_out: bool = False
+    #: True: the script reached its end; False: the script started (not yet ended).
+    script_completed: bool | None = None
+
+
+@dataclass(frozen=True)
+class Response:
+    """One keypad prompt's result: the step (or "message"), which try, the digits pressed (cleaned),
+    how the gather ended (`status`, or "reached" for a labelled step), and the answer's label."""
+
+    step: str
+    try_no: int
+    digits: str | None
+    status: str
+    label: str | None = None
 
 
 def _human_step(settings: Mapping[str, Any]) -> FlowStep:
     on_human = settings.get("on_human", "hangup")
+    if on_human == "script":
+        from dialer.engine import script_flow
+        return script_flow.start(settings)
+    opt = settings.get("opt_out_digit")
+    if opt and on_human in ("play", "speak"):
+        # The opt-out key is heard throughout the message: the message is a keypad prompt.
+        return FlowStep("message", [Action(
+            "gather", audio_url=settings.get("message_audio_url"),
+            media_name=settings.get("message_media_name"),
+            text=settings.get("message_text") if on_human == "speak" else None,
+            valid_digits=str(opt), timeout_ms=1000, tag="message")])
     if on_human == "play":
         return FlowStep("message", [Action("playback", audio_url=settings.get("message_audio_url"),
                                            media_name=settings.get("message_media_name"))])
@@ -84,6 +130,11 @@ def step(flow_state: str | None, event_type: str, payload: Mapping[str, Any],
     """
     if flow_state in ("hangup", "done"):
         return None
+    if event_type == GATHER_ENDED or (flow_state or "").startswith("s") or flow_state == "optout":
+        from dialer.engine import script_flow
+        handled = script_flow.step(flow_state, event_type, payload, settings)
+        if handled is not script_flow.NOT_MINE:
+            return handled
     if event_type == "call.answered":
         if flow_state is not None:
             return None
@@ -124,6 +175,8 @@ def entry_actions(flow_state: str | None, settings: Mapping[str, Any]) -> list[A
     """The actions sent on entering `flow_state`. A crash between the commit of a flow step and
     the sending of its actions loses them; after a restart they are sent again with the same
     command_id (Telnyx ignores a repeat on the same call)."""
+    if flow_state == "message" and settings.get("on_human") == "script":
+        return []
     if flow_state in ("message", "transfer"):
         human = _human_step(settings)
         return human.actions if human.flow_state == flow_state else []
@@ -131,6 +184,9 @@ def entry_actions(flow_state: str | None, settings: Mapping[str, Any]) -> list[A
         return [_voicemail_action(settings)]
     if flow_state == "hangup":
         return [Action("hangup")]
+    if flow_state == "optout" or (flow_state or "").startswith("s"):
+        from dialer.engine import script_flow
+        return script_flow.entry_actions(flow_state, settings)
     return []
 
 
@@ -138,4 +194,6 @@ def timer_fired(flow_state: str | None, settings: Mapping[str, Any]) -> FlowStep
     """The flow's fallback timer: no greeting event came, leave the voicemail anyway."""
     if flow_state == "awaiting_greeting":
         return FlowStep("voicemail", [_voicemail_action(settings)], timer_secs=None)
+    if flow_state == "optout":  # the confirmation's end never came: hang up anyway
+        return FlowStep("hangup", [Action("hangup")])
     return None

@@ -32,21 +32,38 @@ def action_command_id(attempt_command_id: str, action: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"{attempt_command_id}:{action}"))
 
 
-def encode_client_state(ref: AttemptRef) -> str:
-    raw = f"{_PREFIX}:{ref.contact_id}:{ref.attempt_no}".encode()
-    return base64.b64encode(raw).decode("ascii")
+def encode_client_state(ref: AttemptRef, tag: str | None = None) -> str:
+    """`tag` (a call-flow state, no colon) marks the webhooks a command causes as its own: a
+    `call.gather.ended` says which prompt it answers even when it arrives late or twice."""
+    raw = f"{_PREFIX}:{ref.contact_id}:{ref.attempt_no}"
+    if tag:
+        raw += ":" + tag.replace(":", ".")
+    return base64.b64encode(raw.encode()).decode("ascii")
+
+
+def client_state_tag(value: str | None) -> str | None:
+    """The tag of a client_state (see encode_client_state), or None."""
+    text = _decoded(value)
+    parts = text.split(":", 3) if text else []
+    return parts[3] if len(parts) == 4 and parts[0] == _PREFIX else None
+
+
+def _decoded(value: str | None) -> str | None:
+    if not value or len(value) > 200:
+        return None
+    try:
+        return base64.b64decode(value, validate=True).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
 
 
 def decode_client_state(value: str | None) -> AttemptRef | None:
     """The attempt a client_state names, or None when it is not ours (or garbled)."""
-    if not value or len(value) > 200:
+    text = _decoded(value)
+    if text is None:
         return None
-    try:
-        text = base64.b64decode(value, validate=True).decode("ascii")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        return None
-    parts = text.split(":")
-    if len(parts) != 3 or parts[0] != _PREFIX:
+    parts = text.split(":", 3)
+    if len(parts) < 3 or parts[0] != _PREFIX:
         return None
     try:
         return AttemptRef(int(parts[1]), int(parts[2]))

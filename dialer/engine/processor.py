@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from campaigns.db.models import AttemptState
 from campaigns.db.types import utcnow
 from campaigns.settings import with_defaults
-from dialer.engine import event_log
+from dialer.engine import event_log, script_events
 from dialer.engine.attempts import PendingAction, Timing, apply_event, find_attempts
 from dialer.engine.dispatcher import Stats
 from dialer.engine.identity import action_command_id
@@ -145,6 +145,8 @@ class EventProcessor:
                         action_command_id(attempt.command_id, act.key + str(attempt.flow_state)),
                         act, with_defaults(campaign.settings or {})))
             touched[attempt.id] = attempt
+        # Script responses and keypress opt-outs (DNC) in this same transaction; templates.
+        actions = await script_events.flush(s, actions, now)
         due = [a for a in touched.values()
                if a.state == AttemptState.ENDED and a.settled_at is None
                and a.settle_after is not None and a.settle_after <= now]

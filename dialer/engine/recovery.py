@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.db.types import utcnow
 from campaigns.settings import with_defaults
-from dialer.engine import flow
+from dialer.engine import flow, script_events
 from dialer.engine.attempts import PendingAction, Timing
 from dialer.engine.claims import DialJob
 from dialer.engine.dispatcher import RESEND_WINDOW_SECS, DialQueue
@@ -166,7 +166,7 @@ class Recovery:
                 for act in flow.entry_actions(a.flow_state, settings):
                     actions.append(PendingAction(a.id, a.call_control_id, action_command_id(
                         a.command_id, act.key + str(a.flow_state)), act, settings))
-            return actions
+            return await script_events.render_actions(s, actions)  # templates per contact
         actions = await self.tx.run_retrying("resuming call flows", _q)
         if actions:
             log.info("recovery: re-sending the actions of %d live calls", len(actions))

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from campaigns.db.types import utcnow
 from campaigns.lifecycle import next_status
 from campaigns.settings import with_defaults
-from dialer.engine import flow
+from dialer.engine import flow, script_events
 from dialer.engine.attempts import PendingAction, Timing
 from dialer.engine.identity import action_command_id
 from dialer.engine.reconcile import Reconciler
@@ -115,7 +115,7 @@ class Sweeps:
             for act in step.actions:
                 actions.append(PendingAction(a.id, a.call_control_id, action_command_id(
                     a.command_id, act.key + str(a.flow_state)), act, settings))
-        return actions
+        return await script_events.render_actions(s, actions)  # templates per contact
 
     async def complete_campaigns(self) -> None:
         """A running campaign completes once no contact can be dialed and no call is in flight."""

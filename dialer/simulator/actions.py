@@ -23,9 +23,11 @@ from campaigns.telnyx_schema.fields import (
     check_value,
 )
 
-ACTIONS = ("hangup", "playback_start", "playback_stop", "speak", "transfer", "client_state_update")
+ACTIONS = ("hangup", "playback_start", "playback_stop", "speak", "transfer", "client_state_update",
+           "gather_using_speak", "gather_using_audio")
 #: Commands that need an answered call (422 90034 before the answer).
-NEEDS_ANSWER = frozenset({"playback_start", "playback_stop", "speak", "transfer"})
+NEEDS_ANSWER = frozenset({"playback_start", "playback_stop", "speak", "transfer",
+                          "gather_using_speak", "gather_using_audio"})
 
 _HTTP_URL = r"https?://\S+"
 _LANGUAGES = (
@@ -92,7 +94,38 @@ _SPECS: dict[str, dict[str, FieldSpec]] = {
     "client_state_update": _specs(FieldSpec("client_state", "str")),
 }
 
+_GATHER = (
+    FieldSpec("valid_digits", "str", pattern=r"[0-9*#]{1,12}",
+              pattern_help="must be keypad digits: 0-9, * and #"),
+    FieldSpec("minimum_digits", "int", minimum=1, maximum=128),
+    FieldSpec("maximum_digits", "int", minimum=1, maximum=128),
+    FieldSpec("maximum_tries", "int", minimum=1, maximum=10),
+    FieldSpec("timeout_millis", "int", minimum=1, maximum=600000),
+    FieldSpec("inter_digit_timeout_millis", "int", minimum=1, maximum=600000),
+    FieldSpec("terminating_digit", "str", pattern=r"[0-9*#]",
+              pattern_help="must be one keypad digit: 0-9, * or #"),
+)
+_SPECS["gather_using_speak"] = _specs(
+    *_COMMON, *_GATHER,
+    FieldSpec("payload", "str", min_length=1, max_length=3000),
+    FieldSpec("invalid_payload", "str", min_length=1, max_length=3000),
+    FieldSpec("voice", "str", min_length=1),
+    FieldSpec("payload_type", "str", enum=("text", "ssml")),
+    FieldSpec("service_level", "str", enum=("basic", "premium")),
+    FieldSpec("language", "str", enum=_LANGUAGES),
+    FieldSpec("voice_settings", "object"),
+)
+_SPECS["gather_using_audio"] = _specs(
+    *_COMMON, *_GATHER,
+    FieldSpec("audio_url", "str", pattern=_HTTP_URL, pattern_help="must be an http:// or https:// URL"),
+    FieldSpec("media_name", "str", min_length=1),
+    FieldSpec("invalid_audio_url", "str", pattern=_HTTP_URL,
+              pattern_help="must be an http:// or https:// URL"),
+    FieldSpec("invalid_media_name", "str", min_length=1),
+)
+
 _REQUIRED: dict[str, tuple[str, ...]] = {
+    "gather_using_speak": ("payload", "voice"),
     "speak": ("payload", "voice"),
     "transfer": ("to",),
     "client_state_update": ("client_state",),
@@ -157,9 +190,28 @@ def validate_action(action: str, body: Mapping[str, Any]) -> list[FieldProblem]:
         elif len(sources) > 1:
             problems.append(_problem(sources[1], INVALID, "Invalid parameter",
                                      f"{' and '.join(sources)} cannot be used together"))
+    if action.startswith("gather_"):
+        problems.extend(_gather_problems(action, body))
     if action == "transfer" and isinstance(body.get("to"), str):
         to = body["to"]
         if not (_E164.fullmatch(to) or _SIP_URI.fullmatch(to)):
             problems.append(_problem("to", NOT_E164, "Invalid phone number",
                                      f"{to!r} must be a +E164 phone number or a sip: URI"))
+    return problems
+
+
+def _gather_problems(action: str, body: Mapping[str, Any]) -> list[FieldProblem]:
+    problems = []
+    lo, hi = body.get("minimum_digits", 1), body.get("maximum_digits", 128)
+    if isinstance(lo, int) and isinstance(hi, int) and lo > hi:
+        problems.append(_problem("maximum_digits", INVALID, "Invalid parameter",
+                                 "maximum_digits must not be lower than minimum_digits"))
+    if action == "gather_using_audio":
+        for a, b in (("audio_url", "media_name"), ("invalid_audio_url", "invalid_media_name")):
+            if a in body and b in body:
+                problems.append(_problem(b, INVALID, "Invalid parameter",
+                                         f"{a} and {b} cannot be used together"))
+        if "audio_url" not in body and "media_name" not in body:
+            problems.append(_problem("audio_url", MISSING, "Missing required parameter",
+                                     "audio_url or media_name is required"))
     return problems

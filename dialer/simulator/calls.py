@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from dialer.simulator.gather import GatherPlan, GatherSpec, gather_rng, plan_gather
 from dialer.simulator.ids import iso
 from dialer.simulator.ledger import LedgerCall
 from dialer.simulator.scenarios import PLAYBACK_SECS, AmdEvent, CallPlan, Hangup, speak_secs
@@ -24,6 +25,10 @@ class CallHost(Protocol):
 
     @property
     def speed(self) -> float: ...
+
+    @property
+    def keypad(self) -> tuple[Mapping[str, float], Mapping[str, float], float]:
+        """(behaviour weights, key weights, single-key press rate) at keypad prompts."""
 
     def emit(self, call: SimCall, event_type: str, extra: dict[str, Any], *, final: bool) -> None:
         """Record one webhook event of `call` and queue it for delivery."""
@@ -39,6 +44,15 @@ class Media:
     kind: Literal["playback", "speak"]
     fields: dict[str, Any]
     handle: asyncio.TimerHandle | None
+
+
+@dataclass
+class Gathering:
+    """The keypad prompt in progress: its plan and the keys pressed so far."""
+
+    plan: GatherPlan
+    pressed: list[str]
+    handles: list[asyncio.TimerHandle]
 
 
 class SimCall:
@@ -66,6 +80,9 @@ class SimCall:
         self._hangup_timer: asyncio.TimerHandle | None = None
         self._media: Media | None = None
         self._command_ids: set[str] = set()
+        self._gather_seed = rng.getrandbits(32)
+        self._gathers = 0
+        self._gather: Gathering | None = None
 
     # --- identity -------------------------------------------------------------------------
 
@@ -166,6 +183,7 @@ class SimCall:
             handle.cancel()
         self._timers.clear()
         self._stop_media("call_hangup")
+        self._end_gather("call_hangup")
         self.state = "ended"
         led = self.ledger
         led.ended_at = time.time()
@@ -246,7 +264,7 @@ class SimCall:
         if body.get("client_state") is not None:
             self.client_state = body["client_state"]
         record: dict[str, Any] = {"action": action, "at": time.time()}
-        for key in ("audio_url", "media_name", "payload", "voice", "to"):
+        for key in ("audio_url", "media_name", "payload", "voice", "to", "valid_digits"):
             if key in body:
                 record[key] = body[key]
         self.ledger.actions.append(record)
@@ -263,8 +281,11 @@ class SimCall:
             self._stop_media("cancelled", "playback")
         elif action == "speak":
             self._start_media("speak", {}, speak_secs(str(body["payload"])))
+        elif action in ("gather_using_speak", "gather_using_audio"):
+            self._start_gather(action, body)
         elif action == "transfer":
             self._stop_media("cancelled")
+            self._end_gather("cancelled")
             if self._hangup_timer is not None:
                 self._hangup_timer.cancel()
             # The transferred call talks for a while, then ends normally.
@@ -272,3 +293,58 @@ class SimCall:
                 self._transfer_talk, lambda: self.end("normal_clearing", "callee", "200")
             )
         # client_state_update: nothing beyond the client_state above.
+
+    # --- keypad ---------------------------------------------------------------------------
+
+    def _start_gather(self, action: str, body: Mapping[str, Any]) -> None:
+        """Prompt and collect keys: `call.dtmf.received` per key, then `call.gather.ended`. The
+        person's answer is drawn from the call's own seed, so a rerun replays it."""
+        self._stop_media("cancelled")
+        self._end_gather("cancelled")
+        if action == "gather_using_speak":
+            prompt = speak_secs(str(body["payload"]))
+            invalid = speak_secs(str(body["invalid_payload"])) if "invalid_payload" in body else 0
+        else:
+            prompt = PLAYBACK_SECS
+            invalid = PLAYBACK_SECS if ("invalid_audio_url" in body
+                                        or "invalid_media_name" in body) else 0
+        spec = GatherSpec.from_body(body, prompt, invalid)
+        behaviour, keys, single = self.host.keypad
+        rng = gather_rng(self._gather_seed, self.call_control_id, self._gathers)
+        self._gathers += 1
+        plan = plan_gather(spec, rng, behaviour, keys, single)
+        g = Gathering(plan, [], [])
+        self._gather = g
+        for at, key in plan.presses:
+            g.handles.append(self._later(at, functools.partial(self._press, g, key)))
+        if plan.hangup:
+            g.handles.append(self._later(plan.end_at, lambda: self.end(
+                "normal_clearing", "callee", "200")))
+        else:
+            g.handles.append(self._later(plan.end_at, lambda: self._gather_done(g)))
+
+    def _press(self, g: Gathering, key: str) -> None:
+        if self._gather is not g:
+            return
+        g.pressed.append(key)
+        self._emit("call.dtmf.received", {"digit": key})
+
+    def _gather_done(self, g: Gathering) -> None:
+        if self._gather is g:
+            self._end_gather(g.plan.status, g.plan.digits)
+
+    def _end_gather(self, status: str, digits: str | None = None) -> None:
+        g = self._gather
+        if g is None:
+            return
+        self._gather = None
+        for handle in g.handles:
+            handle.cancel()
+        if digits is None:  # cut short: the keys pressed so far, without a terminating one
+            term = "#"
+            digits = "".join(k for k in g.pressed if k != term)
+        self.ledger.gathers.append({"status": status, "digits": digits, "at": time.time(),
+                                    "pressed": "".join(g.pressed),
+                                    "behaviour": g.plan.behaviour,
+                                    "client_state": self.client_state})
+        self._emit("call.gather.ended", {"digits": digits, "status": status})

@@ -102,6 +102,27 @@ class FaultConfig:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+#: What a person does at each keypad prompt (relative weights).
+DEFAULT_KEYPAD: dict[str, float] = {"valid": 0.82, "invalid": 0.06, "timeout": 0.08,
+                                    "hangup": 0.04}
+KEYPAD_BEHAVIOURS = tuple(DEFAULT_KEYPAD)
+
+
+def validate_weights(what: str, weights: Mapping[str, Any], known: tuple[str, ...] | None
+                     ) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name, weight in weights.items():
+        if known is not None and name not in known:
+            raise ValueError(f"unknown {what} {name!r} (known: {', '.join(known)})")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) \
+                or not math.isfinite(weight) or weight < 0:
+            raise ValueError(f"weight of {what} {name!r} must be a number >= 0, got {weight!r}")
+        out[str(name)] = float(weight)
+    if out and sum(out.values()) <= 0:
+        raise ValueError(f"the {what} weights need one positive weight")
+    return out
+
+
 @dataclass
 class SimulatorConfig:
     """How the simulator behaves. Durations of simulated calls are divided by `speed`; the rate
@@ -140,6 +161,15 @@ class SimulatorConfig:
     #: Largest request body accepted (bigger ones get 413).
     max_body_bytes: int = 1024 * 1024
     faults: FaultConfig = field(default_factory=FaultConfig)
+    #: At a keypad prompt a person presses a valid key, an invalid one, waits until the gather
+    #: times out, or hangs up during the prompt (weights; see DEFAULT_KEYPAD).
+    keypad: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_KEYPAD))
+    #: Relative weights of the valid keys ("1" = 3 makes 1 three times as likely as a key not
+    #: named); unnamed valid keys weigh 1.
+    key_weights: dict[str, float] = field(default_factory=dict)
+    #: Share of people who press the only key of a prompt that accepts one key (a message that
+    #: listens for its opt-out key): most just listen.
+    single_key_press: float = 0.05
 
     def __post_init__(self) -> None:
         if not self.speed > 0 or not math.isfinite(self.speed):
@@ -156,6 +186,13 @@ class SimulatorConfig:
             raise ValueError("webhook_concurrency must be at least 1")
         self.mix = validate_mix(self.mix)
         self.pinned = validate_pinned(self.pinned)
+        self.keypad = validate_weights("keypad behaviour", self.keypad, KEYPAD_BEHAVIOURS)
+        if not self.keypad:
+            raise ValueError("the keypad behaviours need one positive weight")
+        self.key_weights = validate_weights("key", self.key_weights, tuple("0123456789*#"))
+        if not 0.0 <= self.single_key_press <= 1.0:
+            raise ValueError(f"single_key_press is a probability: 0..1, got "
+                             f"{self.single_key_press!r}")
 
     @property
     def dials_per_window(self) -> int:
@@ -192,19 +229,7 @@ def validate_pinned(pinned: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
-def load_scenarios_file(path: str | Path) -> tuple[dict[str, float], dict[str, str]]:
-    """Read a scenarios file: TOML (or JSON when it ends in .json) with a `[mix]` table of
-    scenario -> weight and a `[numbers]` table of "+E164" -> scenario. Either table may be
-    missing (the default mix / no pinned numbers). Raises ValueError with a readable message.
-
-    ```toml
-    [mix]
-    human = 0.6
-    no_answer = 0.4
-    [numbers]
-    "+15550000001" = "busy"
-    ```
-    """
+def _read_scenarios(path: str | Path) -> tuple[Path, dict[str, Any]]:
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -220,10 +245,33 @@ def load_scenarios_file(path: str | Path) -> tuple[dict[str, float], dict[str, s
         raise ValueError(f"scenarios file {p} is not valid {p.suffix or 'TOML'}: {exc}") from exc
     if not isinstance(data, dict):
         raise ValueError(f"scenarios file {p} must hold a [mix] and/or [numbers] table")
-    unknown = sorted(set(data) - {"mix", "numbers"})
+    unknown = sorted(set(data) - {"mix", "numbers", "keypad", "keys"})
     if unknown:
         raise ValueError(f"scenarios file {p}: unknown table(s) {', '.join(unknown)}; "
-                         "expected [mix] and [numbers]")
+                         "expected [mix], [numbers], [keypad] and [keys]")
+    return p, data
+
+
+def load_scenarios_file(path: str | Path) -> tuple[dict[str, float], dict[str, str]]:
+    """Read a scenarios file: TOML (or JSON when it ends in .json) with a `[mix]` table of
+    scenario -> weight and a `[numbers]` table of "+E164" -> scenario. Either table may be
+    missing (the default mix / no pinned numbers). Raises ValueError with a readable message.
+    (Its `[keypad]` and `[keys]` tables are read by `load_keypad_file`.)
+
+    ```toml
+    [mix]
+    human = 0.6
+    no_answer = 0.4
+    [numbers]
+    "+15550000001" = "busy"
+    [keypad]                  # what people do at keypad prompts (weights)
+    valid = 0.8
+    timeout = 0.2
+    [keys]                    # which valid keys they press (weights; others weigh 1)
+    "1" = 3
+    ```
+    """
+    p, data = _read_scenarios(path)
     mix_raw = data.get("mix", DEFAULT_MIX)
     numbers_raw = data.get("numbers", {})
     if not isinstance(mix_raw, dict) or not isinstance(numbers_raw, dict):
@@ -232,3 +280,21 @@ def load_scenarios_file(path: str | Path) -> tuple[dict[str, float], dict[str, s
         return validate_mix(mix_raw), validate_pinned(numbers_raw)
     except ValueError as exc:
         raise ValueError(f"scenarios file {p}: {exc}") from exc
+
+
+def load_keypad_file(path: str | Path) -> dict[str, dict[str, float]]:
+    """The `[keypad]` and `[keys]` tables of a scenarios file as SimulatorConfig keyword
+    arguments (`keypad`, `key_weights`); absent tables are left out."""
+    p, data = _read_scenarios(path)
+    out: dict[str, dict[str, float]] = {}
+    for table, arg, known in (("keypad", "keypad", KEYPAD_BEHAVIOURS),
+                              ("keys", "key_weights", tuple("0123456789*#"))):
+        if table in data:
+            if not isinstance(data[table], dict):
+                raise ValueError(f"scenarios file {p}: [{table}] must be a table")
+            try:
+                out[arg] = validate_weights(table.rstrip("s") if table == "keys" else
+                                            "keypad behaviour", data[table], known)
+            except ValueError as exc:
+                raise ValueError(f"scenarios file {p}: {exc}") from exc
+    return out

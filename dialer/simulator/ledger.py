@@ -45,6 +45,9 @@ class LedgerCall:
     actions: list[dict[str, Any]] = field(default_factory=list)
     playback_completed: bool = False
     speak_completed: bool = False
+    #: Every keypad prompt's end, in order: `{"status", "digits", "pressed", "behaviour", "at",
+    #: "client_state"}`: what the callee pressed and how the gather ended.
+    gathers: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     deliveries_ok: int = 0
     deliveries_failed: int = 0

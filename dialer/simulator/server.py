@@ -210,6 +210,10 @@ class Simulator:
     def speed(self) -> float:
         return self.config.speed
 
+    @property
+    def keypad(self) -> tuple[dict[str, float], dict[str, float], float]:
+        return self.config.keypad, self.config.key_weights, self.config.single_key_press
+
     def emit(self, call: SimCall, event_type: str, extra: dict[str, Any], *, final: bool) -> None:
         occurred = iso(time.time())
         event_id = new_uuid()

@@ -291,3 +291,75 @@ class TelnyxClient:
         if from_ is not None:
             body["from"] = from_
         await self._action(call_control_id, "transfer", body)
+
+    async def gather_using_speak(
+        self,
+        call_control_id: str,
+        *,
+        payload: str,
+        voice: str = "female",
+        language: str = "en-US",
+        payload_type: str = "text",
+        valid_digits: str | None = None,
+        minimum_digits: int | None = None,
+        maximum_digits: int | None = None,
+        maximum_tries: int | None = None,
+        timeout_millis: int | None = None,
+        inter_digit_timeout_millis: int | None = None,
+        terminating_digit: str | None = None,
+        invalid_payload: str | None = None,
+        client_state: str | None = None,
+        command_id: str | None = None,
+    ) -> None:
+        """Say `payload` (text or SSML) and collect keypad digits: `call.dtmf.received` per key,
+        one `call.gather.ended` (digits, status) at the end."""
+        _check_gather(payload, minimum_digits, maximum_digits)
+        await self._action(call_control_id, "gather_using_speak", _set(
+            payload=payload, voice=voice, language=language, payload_type=payload_type,
+            invalid_payload=invalid_payload, valid_digits=valid_digits,
+            minimum_digits=minimum_digits, maximum_digits=maximum_digits,
+            maximum_tries=maximum_tries, timeout_millis=timeout_millis,
+            inter_digit_timeout_millis=inter_digit_timeout_millis,
+            terminating_digit=terminating_digit, client_state=client_state,
+            command_id=command_id))
+
+    async def gather_using_audio(
+        self,
+        call_control_id: str,
+        *,
+        audio_url: str | None = None,
+        media_name: str | None = None,
+        invalid_audio_url: str | None = None,
+        valid_digits: str | None = None,
+        minimum_digits: int | None = None,
+        maximum_digits: int | None = None,
+        maximum_tries: int | None = None,
+        timeout_millis: int | None = None,
+        inter_digit_timeout_millis: int | None = None,
+        terminating_digit: str | None = None,
+        client_state: str | None = None,
+        command_id: str | None = None,
+    ) -> None:
+        """Play a file (exactly one of `audio_url`, `media_name`) and collect keypad digits."""
+        if (audio_url is None) == (media_name is None):
+            raise InvalidRequest("gather_using_audio needs exactly one of audio_url and "
+                                 "media_name", status=None)
+        _check_gather(None, minimum_digits, maximum_digits)
+        await self._action(call_control_id, "gather_using_audio", _set(
+            audio_url=audio_url, media_name=media_name, invalid_audio_url=invalid_audio_url,
+            valid_digits=valid_digits, minimum_digits=minimum_digits,
+            maximum_digits=maximum_digits, maximum_tries=maximum_tries,
+            timeout_millis=timeout_millis, inter_digit_timeout_millis=inter_digit_timeout_millis,
+            terminating_digit=terminating_digit, client_state=client_state,
+            command_id=command_id))
+
+
+def _check_gather(payload: str | None, minimum: int | None, maximum: int | None) -> None:
+    """Telnyx's documented limits, checked before sending (a 422 costs the callee a prompt)."""
+    if payload is not None and not 1 <= len(payload) <= 3000:
+        raise InvalidRequest("gather payload must be 1-3,000 characters", status=None)
+    lo = 1 if minimum is None else minimum
+    hi = 128 if maximum is None else maximum
+    if not 1 <= lo <= hi <= 128:
+        raise InvalidRequest("gather needs 1 <= minimum_digits <= maximum_digits <= 128",
+                             status=None)

@@ -35,11 +35,13 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "campaign finished" in proc.stderr
     assert "answer rate" in proc.stdout
+    assert "Answers at step" in proc.stdout and "confirmed" in proc.stdout
     out = tmp_path / "out"
     with (out / "demo-contacts.csv").open(encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert rows and all(r["status"] == "done" for r in rows)
     assert {r["outcome"] for r in rows} & {"human", "machine"}
+    assert {r["response"] for r in rows} & {"confirmed", "opt_out", "transfer"}
     parser = _Tags()
     parser.feed((out / "demo-report.html").read_text(encoding="utf-8"))
     charts = [a for t, a in parser.tags if t in ("svg", "img")]

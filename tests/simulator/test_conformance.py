@@ -96,7 +96,7 @@ async def test_every_webhook_matches_the_openapi(
 ) -> None:
     pinned = {"+15552220001": "human", "+15552220002": "machine_beep", "+15552220003": "human",
               "+15552220004": "machine_no_beep", "+15552220005": "busy"}
-    sim = await make_sim(speed=50.0, pinned=pinned)
+    sim = await make_sim(speed=50.0, pinned=pinned, keypad={"valid": 1.0})
     human = (await dial(http, sim, "+15552220001", client_state="aGk=",
                         answering_machine_detection="premium")).body["data"]["call_control_id"]
     for number, mode in [("+15552220002", "detect_words"), ("+15552220002", "premium"),
@@ -112,6 +112,10 @@ async def test_every_webhook_matches_the_openapi(
     await receiver.wait_event(speaker, "call.answered")
     assert (await action(http, sim, speaker, "speak", {"payload": "Hi", "voice": "male"})).status == 200
     await receiver.wait_event(speaker, "call.speak.ended")
+    assert (await action(http, sim, speaker, "gather_using_speak", {
+        "payload": "Press 1", "voice": "male", "valid_digits": "12", "maximum_digits": 1,
+        "timeout_millis": 5000})).status == 200
+    await receiver.wait_event(speaker, "call.gather.ended")
     assert await sim.wait_idle(timeout=10)
 
     seen: set[str] = set()

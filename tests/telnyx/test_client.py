@@ -45,6 +45,8 @@ BODY_SCHEMAS = {
     "playback_start": "PlayAudioUrlRequest",
     "speak": "SpeakRequest",
     "transfer": "TransferCallRequest",
+    "gather_using_speak": "GatherUsingSpeakRequest",
+    "gather_using_audio": "GatherUsingAudioRequest",
 }
 
 
@@ -217,6 +219,33 @@ async def test_actions(fake: FakeTelnyx, client: TelnyxClient) -> None:
         (base + "speak", {"payload": "Hello", "voice": "female", "language": "en-US"}),
         (base + "transfer", {"to": "+18005550199", "from": FROM, "timeout_secs": 20}),
     ]
+
+
+async def test_gather_commands(fake: FakeTelnyx, client: TelnyxClient) -> None:
+    await client.gather_using_speak(CCID, payload="<speak>Press 1</speak>", payload_type="ssml",
+                                    valid_digits="19", minimum_digits=1, maximum_digits=1,
+                                    maximum_tries=1, timeout_millis=5000, client_state="aGk=",
+                                    command_id="g1")
+    await client.gather_using_audio(CCID, audio_url="https://example.com/menu.mp3",
+                                    valid_digits="12", timeout_millis=4000, command_id="g2")
+    base = f"/v2/calls/{CCID}/actions/"
+    assert [(s.raw_path, s.json) for s in fake.seen] == [
+        (base + "gather_using_speak", {
+            "payload": "<speak>Press 1</speak>", "voice": "female", "language": "en-US",
+            "payload_type": "ssml", "valid_digits": "19", "minimum_digits": 1,
+            "maximum_digits": 1, "maximum_tries": 1, "timeout_millis": 5000,
+            "client_state": "aGk=", "command_id": "g1"}),
+        (base + "gather_using_audio", {
+            "audio_url": "https://example.com/menu.mp3", "valid_digits": "12",
+            "timeout_millis": 4000, "command_id": "g2"}),
+    ]
+    with pytest.raises(InvalidRequest):
+        await client.gather_using_audio(CCID)
+    with pytest.raises(InvalidRequest):
+        await client.gather_using_speak(CCID, payload="x" * 3001)
+    with pytest.raises(InvalidRequest):
+        await client.gather_using_speak(CCID, payload="x", minimum_digits=3, maximum_digits=2)
+    assert len(fake.seen) == 2
 
 
 async def test_action_arguments_checked_locally(fake: FakeTelnyx, client: TelnyxClient) -> None:

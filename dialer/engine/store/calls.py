@@ -6,13 +6,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.db.models import AttemptState, CallAttempt
 
-#: Flow states whose entry actions are sent again after a restart.
-RESUMABLE_FLOW_STATES = ("message", "transfer", "voicemail", "hangup")
+#: Flow states whose entry actions are sent again after a restart (and every script step,
+#: "s<step>.<try>").
+RESUMABLE_FLOW_STATES = ("message", "transfer", "voicemail", "hangup", "optout")
 
 
 async def timers_due(s: AsyncSession, now: datetime, limit: int = 200) -> Sequence[CallAttempt]:
@@ -55,4 +56,5 @@ async def live_in_flow(s: AsyncSession) -> Sequence[CallAttempt]:
     return (await s.scalars(select(CallAttempt).where(
         CallAttempt.state.in_((AttemptState.DIALED, AttemptState.ANSWERED)),
         CallAttempt.call_control_id.is_not(None),
-        CallAttempt.flow_state.in_(RESUMABLE_FLOW_STATES)))).all()
+        or_(CallAttempt.flow_state.in_(RESUMABLE_FLOW_STATES),
+            CallAttempt.flow_state.like("s%.%"))))).all()

@@ -1,0 +1,102 @@
+"""Keypad answers in reports: one column per script step that asks something (the contact's last
+answer there: its label, else the digits, else how the prompt ended), the final response and
+whether the script completed; and counts per answer per step for the summary and the HTML chart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from campaigns.db.models import AttemptResponse, Campaign
+from campaigns.reports.columns import Column, Kind
+from campaigns.reports.source import Conn
+from campaigns.scripts import script_of
+from campaigns.settings import with_defaults
+
+Row = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class AnswerPlan:
+    """The steps whose answers become columns, in script order (start first, then by name)."""
+
+    steps: list[str]
+
+    @property
+    def columns(self) -> tuple[Column, ...]:
+        return (*(Column(f"answer_{s}", Kind.TEXT) for s in self.steps),
+                Column("response", Kind.TEXT), Column("script_completed", Kind.BOOL))
+
+
+def answer_plan(campaign: Campaign) -> AnswerPlan | None:
+    """None when the campaign has no script and no opt-out key (no keypad answers)."""
+    settings = with_defaults(campaign.settings or {})
+    script = script_of(settings)
+    if script is not None:
+        asking = [n for n in script.names if script.steps[n].asks]
+        asking.sort(key=lambda n: (n != "start", n))
+        return AnswerPlan(asking)
+    if settings.get("opt_out_digit"):
+        return AnswerPlan(["message"])
+    return None
+
+
+def answer_of(label: str | None, digits: str | None, status: str) -> str:
+    """What a report shows for one prompt: the label, else the digits, else how it ended."""
+    return label or digits or status
+
+
+async def answers_by_contact(conn: Conn, campaign_id: int, contact_ids: Sequence[int]
+                             ) -> dict[int, dict[str, str]]:
+    """contact id -> step -> the last answer there (rows in order: the last one wins)."""
+    out: dict[int, dict[str, str]] = {}
+    if not contact_ids:
+        return out
+    r = AttemptResponse
+    rows = await conn.execute(
+        select(r.contact_id, r.step, r.label, r.digits, r.status)
+        .where(r.campaign_id == campaign_id, r.contact_id.in_(list(contact_ids)),
+               r.status != "reached")
+        .order_by(r.id))
+    for cid, step, label, digits, status in rows:
+        out.setdefault(cid, {})[step] = answer_of(label, digits, status)
+    return out
+
+
+async def with_answers(conn: Conn, campaign_id: int, plan: AnswerPlan,
+                       parts: AsyncIterator[list[Any]], build: Callable[[Any], Row]
+                       ) -> AsyncIterator[list[Row]]:
+    """Each chunk's rows (database rows with `id`, `response`, `script_completed`) built and
+    followed by their answer columns."""
+    async for part in parts:
+        answers = await answers_by_contact(conn, campaign_id, [r.id for r in part])
+        chunk = []
+        for r in part:
+            mine = answers.get(r.id, {})
+            chunk.append((*build(r), *(mine.get(s) for s in plan.steps), r.response,
+                          r.script_completed))
+        yield chunk
+
+
+async def answer_counts(conn: Conn, campaign: Campaign) -> dict[str, dict[str, int]]:
+    """step -> answer -> contacts whose last answer at that step it is (asking steps only)."""
+    plan = answer_plan(campaign)
+    if plan is None:
+        return {}
+    r = AttemptResponse
+    last: dict[tuple[int, str], str] = {}
+    result = await conn.stream(
+        select(r.contact_id, r.step, r.label, r.digits, r.status)
+        .where(r.campaign_id == campaign.id, r.status != "reached").order_by(r.id)
+        .execution_options(yield_per=20_000))
+    async for cid, step, label, digits, status in result:
+        last[(cid, step)] = answer_of(label, digits, status)
+    counts: dict[str, dict[str, int]] = {s: {} for s in plan.steps}
+    for (_, step), answer in last.items():
+        if step in counts:
+            counts[step][answer] = counts[step].get(answer, 0) + 1
+    return {s: dict(sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))) for s, c in counts.items()}

@@ -1,0 +1,158 @@
+"""What keypad events do to attempts, contacts and the DNC list, inside the processor's transaction.
+
+Two calls from the event processor:
+- `collect(attempt, campaign, step, at)`, synchronous, from `attempts.apply_event` for every flow
+  step: stamps gather commands with their tagged client_state, adds the step's responses
+  (`attempt_responses` rows, flushed with the transaction) and notes opt-outs and final answers.
+- `await flush(session, actions, now)` once per batch, before the commit: the opt-outs go on the
+  DNC list (the same transaction as the events that caused them, so a crash loses neither or
+  both), contacts get their final response, and the actions to send get their templates
+  rendered with the contact's fields (`render_actions`, also used by the timers' sweep).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import object_session
+
+from campaigns import templates
+from campaigns.db import dialects
+from campaigns.db.models import AttemptResponse, CallAttempt, Campaign, Contact, DncNumber
+from dialer.engine.flow import Action, FlowStep
+from dialer.engine.identity import decode_client_state, encode_client_state
+from dialer.engine.script_flow import parse_state
+
+log = logging.getLogger("dialer.engine")
+_KEY = "script_events"
+#: Flow states entered on a person's verdict whose first action is what the person hears.
+FIRST_WORDS_STATES = ("message", "transfer")
+
+
+@dataclass
+class _Pending:
+    opt_outs: dict[str, str] = field(default_factory=dict)  # number -> source
+    responses: dict[int, str] = field(default_factory=dict)  # contact id -> final answer
+    completed: dict[int, bool] = field(default_factory=dict)  # contact id -> script_completed
+
+
+def _tagged(client_state: str, tag: str | None) -> str | None:
+    ref = decode_client_state(client_state)
+    return encode_client_state(ref, tag) if ref is not None else None
+
+
+def collect(attempt: CallAttempt, campaign: Campaign, step: FlowStep | None,
+            at: datetime) -> None:
+    """Record what a flow step says about the script (see module doc). No I/O."""
+    if step is None:
+        return
+    if any(a.kind == "gather" for a in step.actions):
+        step.actions[:] = [dataclasses.replace(a, client_state=_tagged(attempt.client_state, a.tag))
+                           if a.kind == "gather" else a for a in step.actions]
+    if attempt.flow_state in (None, "awaiting_amd") and (
+            step.flow_state in FIRST_WORDS_STATES or parse_state(step.flow_state) is not None):
+        step.actions[:] = [dataclasses.replace(a, verdict_at=at) for a in step.actions]
+    if step.script_completed is not None and attempt.script_completed is not True:
+        attempt.script_completed = step.script_completed
+    if not step.responses and not step.opt_out:
+        return
+    session = object_session(attempt)
+    if session is None:  # a detached attempt (pure tests of apply_event): nothing to store
+        return
+    pending: _Pending = session.info.setdefault(_KEY, _Pending())
+    for r in step.responses:
+        session.add(AttemptResponse(
+            attempt_id=attempt.id, contact_id=attempt.contact_id,
+            campaign_id=attempt.campaign_id, step=r.step[:40], try_no=r.try_no,
+            digits=(r.digits or None), status=r.status[:16],
+            label=(r.label or None) and str(r.label)[:64], at=at))
+        answer = r.label or (r.digits if r.status == "valid" else None)
+        if answer:
+            pending.responses[attempt.contact_id] = str(answer)[:64]
+    if attempt.script_completed is not None:
+        pending.completed[attempt.contact_id] = attempt.script_completed
+    if step.opt_out:
+        pending.opt_outs[attempt.phone_e164] = (
+            f"keypress in campaign {campaign.name!r} at {at.isoformat(timespec='seconds')}")
+
+
+async def flush(session: AsyncSession, actions: list[Any], now: datetime) -> list[Any]:
+    """Store what `collect` noted in this transaction; returns `actions` with templates rendered.
+    `actions` are PendingActions (attempt_id, action, ...)."""
+    pending: _Pending | None = session.info.pop(_KEY, None)
+    if pending is not None:
+        if pending.opt_outs:
+            await add_opt_outs(session, pending.opt_outs, now)
+        # One executemany per batch (contacts by primary key), not a statement per contact.
+        answers = [{"id": cid, "response": a} for cid, a in sorted(pending.responses.items())]
+        done = [{"id": cid, "script_completed": d} for cid, d in sorted(pending.completed.items())]
+        if answers:
+            await session.execute(update(Contact), answers)
+        if done:
+            await session.execute(update(Contact), done)
+    return await render_actions(session, actions)
+
+
+async def add_opt_outs(session: AsyncSession, numbers: dict[str, str], now: datetime) -> None:
+    """The numbers go on the DNC list (a number already there keeps its first source)."""
+    rows = [{"phone_e164": n, "raw_input": n, "source": src, "added_at": now}
+            for n, src in sorted(numbers.items())]
+    ins = pg_insert(DncNumber) if dialects.is_postgres(session) else sqlite_insert(DncNumber)
+    await session.execute(ins.values(rows).on_conflict_do_nothing(index_elements=["phone_e164"]))
+    log.info("%d number(s) opted out by keypress and added to the DNC list", len(rows))
+
+
+def _templated(act: Action) -> bool:
+    return any(v and "{" in v for v in (act.text, act.audio_url, act.to))
+
+
+def _needs_work(act: Action) -> bool:
+    return _templated(act) or (act.kind == "gather" and act.client_state is None)
+
+
+async def render_actions(session: AsyncSession, actions: Sequence[Any]) -> list[Any]:
+    """Actions whose text, audio URL or number name contact fields, rendered for their contact;
+    gathers re-sent after a restart get their tagged client_state."""
+    need = [pa for pa in actions if _needs_work(pa.action)]
+    if not need:
+        return list(actions)
+    rows = (await session.execute(
+        select(CallAttempt.id, CallAttempt.client_state, Contact.phone_e164, Contact.first_name, Contact.last_name,
+               Contact.email, Contact.region, Contact.postal_code, Contact.custom_fields)
+        .join(Contact, Contact.id == CallAttempt.contact_id)
+        .where(CallAttempt.id.in_({pa.attempt_id for pa in need})))).all()
+    fields = {r.id: templates.contact_fields(r.phone_e164, dict(r._mapping), r.custom_fields)
+              for r in rows}
+    states = {r.id: r.client_state for r in rows}
+    out = []
+    for pa in actions:
+        f = fields.get(pa.attempt_id)
+        if f is None or not _needs_work(pa.action):
+            out.append(pa)
+            continue
+        act = render_action(pa.action, f)
+        if act.kind == "gather" and act.client_state is None:
+            act = dataclasses.replace(act, client_state=_tagged(states[pa.attempt_id], act.tag))
+        out.append(dataclasses.replace(pa, action=act))
+    return out
+
+
+def render_action(act: Action, fields: dict[str, str]) -> Action:
+    """One action with the contact's fields in its text (SSML), audio URL and number."""
+    changes: dict[str, Any] = {}
+    if act.text and "{" in act.text:
+        changes.update(text=templates.render(act.text, fields, "speech"), ssml=True)
+    if act.audio_url and "{" in act.audio_url:
+        changes["audio_url"] = templates.render(act.audio_url, fields, "url")
+    if act.to and "{" in act.to:
+        changes["to"] = templates.render(act.to, fields, "number")
+    return dataclasses.replace(act, **changes)

@@ -1,0 +1,212 @@
+"""The call flow of scripts and keypad prompts, pure: given where the call is and an event, the next
+flow step (see dialer.engine.flow, which routes here).
+
+A script step's flow state is "s<i>.<try>": i the step's number in the script (sorted names),
+try the prompt's try (1..tries). Every prompt is a gather with `maximum_tries` 1: retries on no
+input or a wrong key are ours, each with its own flow state and so its own command_id, and every
+`call.gather.ended` is recorded as one response. A gather's client_state carries its flow state
+(the tag): a `call.gather.ended` whose tag is not the current state is a duplicate or a late one
+and changes nothing.
+
+`digits` from a webhook are untrusted: anything but keypad keys, or more keys than asked, is a
+wrong entry (`invalid`) and only its keypad keys, cut to 32, are stored.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from campaigns.scripts import DIGITS, Choice, Script, Step, script_of
+from dialer.engine.flow import Action, FlowStep, Response
+from dialer.engine.identity import client_state_tag
+
+#: Returned when an event is not one this module handles (flow.step goes on).
+NOT_MINE: Any = object()
+GATHER_ENDED = "call.gather.ended"
+MEDIA_ENDED = ("call.playback.ended", "call.speak.ended")
+_STATE = re.compile(r"s(\d{1,4})\.(\d{1,2})")
+#: Wait after a prompt without a menu, for the opt-out key only.
+OPT_OUT_WAIT_MS = 1000
+ENDED_STATUSES = ("call_hangup", "cancelled", "cancelled_amd")
+
+
+def state_of(idx: int, try_no: int) -> str:
+    return f"s{idx}.{try_no}"
+
+
+def parse_state(flow_state: str | None) -> tuple[int, int] | None:
+    m = _STATE.fullmatch(flow_state or "")
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def clean_digits(value: Any, limit: int = 32) -> tuple[str, bool]:
+    """(the keypad keys of `value`, cut to `limit`; whether `value` was only keypad keys)."""
+    if not isinstance(value, str):
+        return "", value is None
+    keys = "".join(c for c in value if c in DIGITS)
+    return keys[:limit], keys == value
+
+
+def _prompt(step: Step, settings: Mapping[str, Any], tag: str, *, invalid: bool) -> Action:
+    opt = settings.get("opt_out_digit")
+    text = step.say
+    audio = step.audio
+    if invalid and step.invalid and text is not None:
+        text = f"{step.invalid} {text}"
+    elif invalid and step.invalid_audio:
+        audio = step.invalid_audio
+    if not step.asks and not opt:
+        if text is not None:
+            return Action("speak", text=text)
+        return Action("playback", audio_url=audio, media_name=step.media_name)
+    keys = set("".join(step.keys)) | ({str(opt)} if opt else set())
+    if step.asks:
+        lo, hi, wait = step.min_digits, step.max_digits, int(step.timeout * 1000)
+    else:
+        lo, hi, wait = 1, 1, OPT_OUT_WAIT_MS
+    return Action("gather", text=text, audio_url=audio if text is None else None,
+                  media_name=step.media_name if text is None else None,
+                  valid_digits="".join(sorted(keys)), min_digits=lo, max_digits=hi,
+                  timeout_ms=wait, tag=tag)
+
+
+def enter(script: Script, settings: Mapping[str, Any], name: str, try_no: int = 1, *,
+          invalid: bool = False, responses: list[Response] | None = None) -> FlowStep:
+    step = script.steps[name]
+    tag = state_of(script.index(name), try_no)
+    out = list(responses or [])
+    if step.label and try_no == 1:
+        out.append(Response(name, try_no, None, "reached", step.label))
+    return FlowStep(tag, [_prompt(step, settings, tag, invalid=invalid)], responses=out,
+                    script_completed=False)
+
+
+def start(settings: Mapping[str, Any]) -> FlowStep:
+    script = script_of(settings)
+    if script is None:  # on_human=script without a script cannot pass validation
+        return FlowStep("hangup", [Action("hangup")])
+    return enter(script, settings, "start")
+
+
+def _opt_out(settings: Mapping[str, Any], responses: list[Response]) -> FlowStep:
+    text = str(settings.get("opt_out_message") or "Goodbye.")
+    return FlowStep("optout", [Action("speak", text=text)], timer_secs=15.0,
+                    responses=responses, opt_out=True, script_completed=True)
+
+
+def _hangup(responses: list[Response], completed: bool | None) -> FlowStep:
+    return FlowStep("hangup", [Action("hangup")], responses=responses,
+                    script_completed=completed)
+
+
+def _choose(script: Script, settings: Mapping[str, Any], choice: Choice,
+            responses: list[Response]) -> FlowStep:
+    if choice.kind == "goto" and choice.target:
+        return enter(script, settings, choice.target, responses=responses)
+    if choice.kind == "opt_out":
+        return _opt_out(settings, responses)
+    if choice.kind == "transfer":
+        return FlowStep("transfer", [Action("transfer", to=settings.get("transfer_to"))],
+                        responses=responses, script_completed=True)
+    return _hangup(responses, True)
+
+
+def _after_prompt(script: Script, settings: Mapping[str, Any], step: Step,
+                  responses: list[Response]) -> FlowStep:
+    """A prompt without a menu was heard to its end: the next step, or the end of the script."""
+    if step.next:
+        return enter(script, settings, step.next, responses=responses)
+    return _hangup(responses, True)
+
+
+def step(flow_state: str | None, event_type: str, payload: Mapping[str, Any],
+         settings: Mapping[str, Any]) -> FlowStep | None:
+    """The next step for a script or keypad event; NOT_MINE for events of the plain flow."""
+    if flow_state == "optout":
+        return _hangup([], None) if event_type in MEDIA_ENDED else None
+    if flow_state == "message":
+        if event_type != GATHER_ENDED:
+            return NOT_MINE
+        return _message_gather(payload, settings)
+    pos = parse_state(flow_state)
+    if pos is None:
+        return None if event_type == GATHER_ENDED else NOT_MINE
+    script = script_of(settings)
+    current = script.by_index(pos[0]) if script else None
+    if script is None or current is None:
+        return None
+    if event_type in MEDIA_ENDED and not current.asks and not settings.get("opt_out_digit"):
+        if payload.get("status") != "completed":
+            return None
+        return _after_prompt(script, settings, current, [])
+    if event_type != GATHER_ENDED:
+        return None
+    if client_state_tag(payload.get("client_state")) != flow_state:
+        return None  # an earlier prompt's (duplicate or late)
+    return _gathered(script, settings, current, pos[1], payload)
+
+
+def _status(payload: Mapping[str, Any], step: Step | None) -> tuple[str, str]:
+    digits, clean = clean_digits(payload.get("digits"))
+    status = payload.get("status")
+    status = status if isinstance(status, str) and len(status) <= 16 else "invalid"
+    if status == "valid" and (not clean or not digits
+                              or (step is not None and len(digits) > step.max_digits)):
+        status = "invalid"
+    return status, digits
+
+
+def _gathered(script: Script, settings: Mapping[str, Any], current: Step, try_no: int,
+              payload: Mapping[str, Any]) -> FlowStep:
+    status, digits = _status(payload, current)
+    opt = settings.get("opt_out_digit")
+    name = current.name
+    if status == "valid" and opt and digits == opt:
+        return _opt_out(settings, [Response(name, try_no, digits, status, "opt_out")])
+    if status == "valid" and digits in current.keys:
+        choice = current.keys[digits]
+        target = script.steps.get(choice.target or "") if choice.kind == "goto" else None
+        # The answer's label: its own, else the label of the step it leads to, else the action.
+        label = choice.label or (target.label if target else choice.kind)
+        return _choose(script, settings, choice,
+                       [Response(name, try_no, digits, status, label or digits)])
+    if status in ENDED_STATUSES or status not in ("valid", "invalid", "timeout"):
+        return FlowStep("done", [], responses=[Response(name, try_no, digits or None, status)])
+    response = [Response(name, try_no, digits or None, status if status != "valid" else "invalid")]
+    if not current.asks:  # only the opt-out key was listened for: the prompt was heard
+        return _after_prompt(script, settings, current, response)
+    if status == "timeout" and current.no_input.kind != "repeat":
+        return _choose(script, settings, current.no_input, response)
+    if try_no < current.tries:
+        return enter(script, settings, name, try_no + 1, invalid=status != "timeout",
+                     responses=response)
+    return _hangup(response, False)
+
+
+def _message_gather(payload: Mapping[str, Any], settings: Mapping[str, Any]) -> FlowStep | None:
+    if client_state_tag(payload.get("client_state")) != "message":
+        return None
+    status, digits = _status(payload, None)
+    opt = settings.get("opt_out_digit")
+    if status == "valid" and opt and digits == opt:
+        return _opt_out(settings, [Response("message", 1, digits, status, "opt_out")])
+    heard = status in ("timeout", "valid", "invalid")
+    step = FlowStep("hangup" if heard else "done", [Action("hangup")] if heard else [],
+                    message_played=heard,
+                    responses=[Response("message", 1, digits or None, status)])
+    step.script_completed = None
+    return step
+
+
+def entry_actions(flow_state: str | None, settings: Mapping[str, Any]) -> list[Action]:
+    """The prompt of the current step (re-sent after a restart with the same command_id)."""
+    if flow_state == "optout":
+        return _opt_out(settings, []).actions
+    pos = parse_state(flow_state)
+    script = script_of(settings) if pos else None
+    current = script.by_index(pos[0]) if script and pos else None
+    if current is None or pos is None:
+        return []
+    return [_prompt(current, settings, state_of(pos[0], pos[1]), invalid=pos[1] > 1)]

@@ -1,0 +1,155 @@
+"""A campaign with a call script end to end against the simulator, on SQLite and PostgreSQL:
+every contact's recorded answers are what the simulator's ledger says the callee pressed, and
+numbers that opted out are on the DNC list and never dialed again."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from campaigns.db.engine import create_engine, session_factory
+from campaigns.db.models import AttemptResponse, DncNumber
+from campaigns.reports import summary, write_report
+from dialer.simulator.config import FaultConfig
+from tests.engine.helpers import (
+    attempts_of,
+    campaign_status,
+    contacts_of,
+    numbers,
+    rig,
+    seed,
+    wait_for,
+)
+
+SCRIPT: dict[str, Any] = {
+    "start": {"say": "Hello {first_name|there}, this is Acme Clinic about your visit. Press 1 to "
+                     "confirm, 2 to talk to us, 9 to stop these calls.",
+              "keys": {"1": "confirm", "2": "transfer", "9": "opt_out"},
+              "no_input": "repeat", "tries": 2, "invalid": "Sorry, that is not a choice."},
+    "confirm": {"say": "Thank you, see you then.", "label": "confirmed"},
+}
+SETTINGS: dict[str, Any] = {"on_human": "script", "script": SCRIPT, "opt_out_digit": "9",
+                            "transfer_to": "+14155550199", "max_attempts": 1}
+
+
+async def _responses(url: str) -> list[AttemptResponse]:
+    engine = create_engine(url)
+    try:
+        async with session_factory(engine)() as s:
+            return list((await s.scalars(select(AttemptResponse)
+                                         .order_by(AttemptResponse.id))).all())
+    finally:
+        await engine.dispose()
+
+
+async def _dnc(url: str) -> dict[str, str | None]:
+    engine = create_engine(url)
+    try:
+        async with session_factory(engine)() as s:
+            return {d.phone_e164: d.source for d in await s.scalars(select(DncNumber))}
+    finally:
+        await engine.dispose()
+
+
+def _done(url: str, cid: int):  # type: ignore[no-untyped-def]
+    async def _check() -> bool:
+        return await campaign_status(url, cid) == "completed"
+    return _check
+
+
+async def test_script_answers_match_the_ledger_and_opt_outs_stick(db_url: str,
+                                                                  tmp_path: Path) -> None:
+    phones = numbers(60)
+    cid = await seed(db_url, "reminders", phones, **SETTINGS)
+    faults = FaultConfig(duplicate=0.1, reorder=0.1)
+    async with rig(db_url, mix={"human": 8, "no_answer": 1, "busy": 1}, speed=50,
+                   faults=faults) as r:
+        r.sim.config.keypad = {"valid": 6, "invalid": 1, "timeout": 1, "hangup": 1}
+        await wait_for(_done(db_url, cid), timeout=150)
+        ledger = {c.command_id: c for c in r.sim.ledger}
+    attempts = {a.id: a for a in await attempts_of(db_url)}
+    contacts = {c.id: c for c in await contacts_of(db_url, cid)}
+    recorded: dict[int, list[tuple[str | None, str]]] = {}
+    for resp in await _responses(db_url):
+        if resp.status != "reached":
+            recorded.setdefault(resp.attempt_id, []).append((resp.digits, resp.status))
+    opted, gathers = set(), 0
+    for a in attempts.values():
+        call = ledger.get(a.command_id)
+        pressed = [(g["digits"] or None, g["status"]) for g in call.gathers] if call else []
+        gathers += len(pressed)
+        assert recorded.get(a.id, []) == pressed, (a.id, call and call.gathers)
+        if any(d == "9" and s == "valid" for d, s in pressed):
+            opted.add(a.phone_e164)
+            assert contacts[a.contact_id].response == "opt_out"
+    assert gathers > 40 and opted, "the mix must exercise prompts and opt-outs"
+    statuses = {s for rows in recorded.values() for _, s in rows}
+    assert {"valid", "timeout", "invalid", "call_hangup"} <= statuses
+    assert any(c.response == "confirmed" for c in contacts.values())
+    assert any(c.script_completed is False for c in contacts.values())
+
+    # Reports: a column per asking step and the final response; counts per answer per step.
+    last_start: dict[str, str] = {}
+    for resp in await _responses(db_url):
+        if resp.step == "start" and resp.status != "reached":
+            phone = attempts[resp.attempt_id].phone_e164
+            last_start[phone] = resp.label or resp.digits or resp.status
+    out = tmp_path / "r.csv"
+    await write_report(db_url, "reminders", out)
+    with out.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == len(contacts)
+    for row in rows:
+        assert (row["answer_start"] or None) == last_start.get(row["phone_e164"].lstrip("'"))
+    assert {row["response"] for row in rows} >= {"confirmed", "opt_out"}
+    s = await summary(db_url, "reminders")
+    assert s.answers["start"] and sum(s.answers["start"].values()) == len(last_start)
+    assert s.answers["start"].get("opt_out", 0) >= 1
+    html = tmp_path / "r.html"
+    await write_report(db_url, "reminders", html)
+    assert "Keypad answers" in html.read_text()
+
+    dnc = await _dnc(db_url)
+    assert opted <= set(dnc)
+    assert all("keypress in campaign 'reminders'" in (dnc[n] or "") for n in opted)
+
+    # A second campaign on the same numbers dials none of the opted-out ones.
+    again = await seed(db_url, "again", phones, **SETTINGS)
+    async with rig(db_url, mix={"busy": 1}, speed=50) as r2:
+        await wait_for(_done(db_url, again), timeout=120)
+        dialed = {c.to for c in r2.sim.ledger}
+    assert not dialed & opted
+    second = await contacts_of(db_url, again)
+    assert {c.phone_e164 for c in second if c.outcome == "dnc"} == opted
+
+
+async def test_opt_out_during_a_plain_message(db_url: str) -> None:
+    phones = numbers(30, start=500)
+    cid = await seed(db_url, "message", phones, on_human="speak", max_attempts=1,
+                     message_text="Hello {first_name|there}, this is Acme Clinic. Press 9 to "
+                                  "stop these calls.", opt_out_digit="9")
+    async with rig(db_url, mix={"human": 1}, speed=50) as r:
+        r.sim.config.single_key_press = 0.4
+        await wait_for(_done(db_url, cid), timeout=120)
+        ledger = {c.command_id: c for c in r.sim.ledger}
+    dnc = await _dnc(db_url)
+    opted, heard = set(), 0
+    for a in await attempts_of(db_url):
+        call = ledger[a.command_id]
+        if not call.gathers:  # hung up before the prompt was sent (a fast simulated call)
+            assert not a.message_played and a.phone_e164 not in dnc
+            continue
+        (g,) = call.gathers  # the message is one prompt, listening for the opt-out key
+        assert call.actions[0]["action"] == "gather_using_speak"
+        assert call.actions[0]["valid_digits"] == "9"
+        if g["status"] == "valid":
+            opted.add(a.phone_e164)
+        elif g["status"] == "timeout":
+            heard += 1
+            assert a.message_played
+    assert opted and heard and opted == set(dnc) & set(phones)
+    contacts = await contacts_of(db_url, cid)
+    assert {c.phone_e164 for c in contacts if c.response == "opt_out"} == opted

@@ -1,0 +1,104 @@
+"""Signed `call.gather.ended` events with absurd digits and statuses (long, NUL, non-digits,
+non-strings) aimed at attempts in the middle of a script: processing never stops, and nothing
+but keypad keys is ever recorded; only the exact opt-out key puts the number on the DNC list."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp.test_utils import TestClient, TestServer
+from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select, update
+
+from campaigns.db.models import AttemptResponse, CallAttempt, Campaign, DncNumber, WebhookEvent
+from campaigns.db.types import utcnow
+from dialer.engine.claims import claim
+from dialer.engine.identity import AttemptRef, decode_client_state, encode_client_state
+from dialer.engine.receiver import WEBHOOK_PATH
+from dialer.engine.runner import Engine, EngineConfig
+from dialer.telnyx.signatures import generate_keypair, sign
+from tests.engine.helpers import numbers
+from tests.engine.helpers import seed as seed_campaign
+from tests.engine.test_scripts_e2e import SETTINGS
+
+PRIVATE, PUBLIC = generate_keypair()
+KEYS = set("0123456789*#")
+_digits = (st.text(max_size=40) | st.text(min_size=200, max_size=6000)
+           | st.sampled_from(["\x00", "1\x00", "9" * 5000, "１", "9 ", " 9", "99", "1#", "\ud800"])
+           | st.none() | st.integers() | st.lists(st.text(max_size=3), max_size=3))
+_status = st.sampled_from(["valid", "invalid", "timeout", "call_hangup", "cancelled"]) | \
+    st.text(max_size=40) | st.none() | st.integers()
+
+
+def test_absurd_digits_never_stop_processing(db_url: str) -> None:
+    loop = asyncio.new_event_loop()
+    cid = loop.run_until_complete(seed_campaign(db_url, "hostile-keys", numbers(60), **SETTINGS))
+
+    async def setup() -> tuple[Engine, TestClient, list[Any]]:
+        engine = Engine(EngineConfig(database_url=db_url, api_url="http://127.0.0.1:9/v2",
+                                     api_key="k", public_key=PUBLIC, port=0))
+        engine.store.start()
+        client = TestClient(TestServer(engine.receiver.app(), host="127.0.0.1"))
+        await client.start_server()
+        async with engine.sessions() as s, s.begin():
+            campaign = await s.get(Campaign, cid)
+            assert campaign is not None
+            claimed = await claim(s, campaign, 60, utcnow(), instance_id="h", per_number_cap=3)
+            # Every call answered and at the script's first prompt (step start = s1, try 1).
+            await s.execute(update(CallAttempt).values(state="answered", flow_state="s1.1",
+                                                       script_completed=False))
+        return engine, client, claimed.jobs
+    engine, client, jobs = loop.run_until_complete(setup())
+    turn = [0]
+
+    async def one(job: Any, digits: Any, status: Any) -> None:
+        ref = decode_client_state(job.client_state)
+        assert ref is not None
+        body = json.dumps({"data": {"record_type": "event", "id": f"ev-{turn[0]}",
+                                    "event_type": "call.gather.ended",
+                                    "occurred_at": "2026-01-02T03:04:05Z",
+                                    "payload": {"digits": digits, "status": status,
+                                                "client_state": encode_client_state(
+                                                    AttemptRef(ref.contact_id, ref.attempt_no),
+                                                    "s1.1")}}}).encode()
+        resp = await client.post(WEBHOOK_PATH, data=body, headers={
+            "Content-Type": "application/json", **sign(PRIVATE, body)})
+        assert resp.status in (200, 400), (resp.status, await resp.text())
+        await asyncio.wait_for(engine._process_batch(), timeout=30)
+        async with engine.sessions() as s:
+            pending = await s.scalar(select(func.count()).select_from(WebhookEvent).where(
+                WebhookEvent.status == "pending"))
+            assert pending == 0
+            rows = (await s.scalars(select(AttemptResponse).where(
+                AttemptResponse.attempt_id == job.attempt_id))).all()
+            dnc = await s.scalar(select(func.count()).select_from(DncNumber).where(
+                DncNumber.phone_e164 == job.phone))
+        for r in rows:
+            assert r.digits is None or (set(r.digits) <= KEYS and len(r.digits) <= 32)
+            if r.status == "valid":
+                assert r.digits in ("1", "2", "9")
+        opted = digits == "9" and status == "valid"
+        assert bool(dnc) == opted, (digits, status)
+
+    @seed(20261203)
+    @settings(max_examples=50, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(digits=_digits, status=_status)
+    def check(digits: Any, status: Any) -> None:
+        job = jobs[turn[0] % len(jobs)]  # a fresh attempt each time, at its first prompt
+        turn[0] += 1
+        loop.run_until_complete(one(job, digits, status))
+
+    try:
+        check()
+    finally:
+        async def close() -> None:
+            await client.close()
+            await engine.store.stop()
+            await engine.client.close()
+            await engine.db.dispose()
+        loop.run_until_complete(close())
+        loop.close()

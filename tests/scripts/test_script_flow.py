@@ -1,0 +1,154 @@
+"""The script call flow as a pure state machine (dialer.engine.script_flow via flow.step)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+
+from dialer.engine import flow
+from dialer.engine.flow import Response
+from dialer.engine.identity import AttemptRef, encode_client_state
+from tests.scripts.test_scripts import DEMO
+
+pytestmark = pytest.mark.fast
+
+SETTINGS: dict[str, Any] = {"on_human": "script", "script": DEMO, "opt_out_digit": "9",
+                            "transfer_to": "+14155550199", "opt_out_message": "Bye."}
+# sorted step names: confirm = 0, start = 1
+START, CONFIRM = "s1.1", "s0.1"
+
+
+def gathered(state: str, digits: Any, status: str = "valid") -> flow.FlowStep | None:
+    cs = encode_client_state(AttemptRef(5, 1), state)
+    return flow.step(state, "call.gather.ended", {"digits": digits, "status": status,
+                                                  "client_state": cs}, SETTINGS, "disabled")
+
+
+def test_answer_starts_the_script_with_a_gather() -> None:
+    st = flow.step(None, "call.answered", {}, SETTINGS, "disabled")
+    assert st is not None and st.flow_state == START and st.script_completed is False
+    (act,) = st.actions
+    assert act.kind == "gather" and act.valid_digits == "129" and act.tag == START
+    assert act.text is not None and act.text.startswith("Hello {first_name|there}")
+
+
+def test_key_goes_to_step_and_records_label() -> None:
+    st = gathered(START, "1")
+    assert st is not None and st.flow_state == CONFIRM
+    assert st.responses == [Response("start", 1, "1", "valid", "confirmed"),
+                            Response("confirm", 1, None, "reached", "confirmed")]
+    (act,) = st.actions  # the confirm step listens for the opt-out key only
+    assert act.kind == "gather" and act.valid_digits == "9" and act.timeout_ms == 1000
+    end = gathered(CONFIRM, "", "timeout")
+    assert end is not None and end.flow_state == "hangup" and end.script_completed is True
+
+
+def test_opt_out_and_transfer() -> None:
+    st = gathered(START, "9")
+    assert st is not None and st.opt_out and st.flow_state == "optout"
+    assert st.actions[0].kind == "speak" and st.actions[0].text == "Bye."
+    assert st.responses[0].label == "opt_out"
+    done = flow.step("optout", "call.speak.ended", {"status": "completed"}, SETTINGS, "disabled")
+    assert done is not None and done.flow_state == "hangup"
+    assert flow.timer_fired("optout", SETTINGS) is not None
+    tr = gathered(START, "2")
+    assert tr is not None and tr.flow_state == "transfer" and tr.actions[0].to == "+14155550199"
+
+
+def test_no_input_repeats_then_hangs_up() -> None:
+    st = gathered(START, "", "timeout")
+    assert st is not None and st.flow_state == "s1.2" and st.responses[0].status == "timeout"
+    last = gathered("s1.2", "", "timeout")
+    assert last is not None and last.flow_state == "hangup" and last.script_completed is False
+
+
+@pytest.mark.parametrize("digits", ["1" * 5000, "1\x00", "abc", "１", 7, None, "1#1"])
+def test_absurd_digits_change_nothing_beyond_an_invalid_entry(digits: Any) -> None:
+    st = gathered(START, digits)
+    assert st is not None and st.flow_state == "s1.2"  # a wrong entry: the prompt again
+    (r,) = st.responses
+    assert r.status == "invalid" and (r.digits is None or len(r.digits) <= 32)
+    assert r.digits is None or set(r.digits) <= set("0123456789*#")
+
+
+def test_late_and_duplicate_gathers_are_ignored() -> None:
+    assert flow.step(CONFIRM, "call.gather.ended", {
+        "digits": "1", "status": "valid",
+        "client_state": encode_client_state(AttemptRef(5, 1), START)}, SETTINGS, "disabled") is None
+    assert flow.step(START, "call.gather.ended", {"digits": "1", "status": "valid",
+                                                  "client_state": None}, SETTINGS,
+                     "disabled") is None
+    bogus = base64.b64encode(b"dlr1:5:1:s1.1:extra").decode()
+    assert flow.step(START, "call.gather.ended", {"digits": "1", "status": "valid",
+                                                  "client_state": bogus}, SETTINGS,
+                     "disabled") is None
+
+
+def test_hangup_mid_prompt_is_recorded() -> None:
+    st = gathered(START, "", "call_hangup")
+    assert st is not None and st.flow_state == "done" and st.actions == []
+    assert st.responses == [Response("start", 1, None, "call_hangup")]
+
+
+def test_plain_message_with_opt_out() -> None:
+    settings = {"on_human": "speak", "message_text": "Hi", "opt_out_digit": "9"}
+    st = flow.step(None, "call.answered", {}, settings, "disabled")
+    assert st is not None and st.flow_state == "message" and st.actions[0].kind == "gather"
+    cs = encode_client_state(AttemptRef(1, 1), "message")
+    out = flow.step("message", "call.gather.ended", {"digits": "9", "status": "valid",
+                                                     "client_state": cs}, settings, "disabled")
+    assert out is not None and out.opt_out
+    heard = flow.step("message", "call.gather.ended", {"digits": "", "status": "timeout",
+                                                       "client_state": cs}, settings, "disabled")
+    assert heard is not None and heard.message_played and heard.flow_state == "hangup"
+
+
+def test_entry_actions_resend_the_current_prompt() -> None:
+    (act,) = flow.entry_actions("s1.2", SETTINGS)
+    assert act.kind == "gather" and act.tag == "s1.2"
+    assert flow.entry_actions("optout", SETTINGS)[0].kind == "speak"
+
+
+def test_render_action_fills_text_url_and_number() -> None:
+    from dialer.engine.script_events import render_action
+
+    act = flow.Action("gather", text="Hi {first_name|there}, call {callback}",
+                      audio_url="https://x.test/{first_name}.wav", to="{agent}")
+    fields = {"firstname": "Zoë <b>", "callback": "415-555-0100", "agent": "+14155550199"}
+    out = render_action(act, fields)
+    assert out.ssml and out.text == "<speak>Hi Zoë &lt;b&gt;, call 4 1 5 5 5 5 0 1 0 0</speak>"
+    assert out.audio_url == "https://x.test/Zo%C3%AB%20%3Cb%3E.wav" and out.to == "+14155550199"
+
+
+def test_unfinished_scripts_are_retried_only_when_asked() -> None:
+    from datetime import UTC, datetime
+
+    from campaigns import retry
+    from campaigns.settings import with_defaults
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    off = with_defaults({"max_attempts": 3, "retry_jitter_secs": 0})
+    on = {**off, "retry_incomplete": True, "retry_incomplete_secs": 60}
+    kw = {"voicemail_left": False, "attempts_made": 1, "previous_outcomes": [], "now": now}
+    assert not retry.decide(off, "human", script_incomplete=True, **kw).retry  # type: ignore[arg-type]
+    d = retry.decide(on, "human", script_incomplete=True, **kw)  # type: ignore[arg-type]
+    assert d.retry and d.at is not None and (d.at - now).total_seconds() == 60
+    assert not retry.decide(on, "human", script_incomplete=False, **kw).retry  # type: ignore[arg-type]
+    assert not retry.decide({**on, "max_attempts": 1}, "human", script_incomplete=True,
+                            **kw).retry  # type: ignore[arg-type]
+
+
+def test_script_starts_on_the_human_verdict_with_amd() -> None:
+    st = flow.step("awaiting_amd", "call.machine.detection.ended", {"result": "human"},
+                   SETTINGS, "detect")
+    assert st is not None and st.flow_state == START and st.actions[0].kind == "gather"
+    machine = flow.step("awaiting_amd", "call.machine.detection.ended", {"result": "machine"},
+                        SETTINGS, "detect")
+    assert machine is not None and machine.flow_state == "hangup"
+    # A late AMD result or a media event changes nothing once the script runs.
+    assert flow.step(START, "call.machine.detection.ended", {"result": "machine"}, SETTINGS,
+                     "detect") is None
+    assert flow.step(START, "call.speak.ended", {"status": "completed"}, SETTINGS,
+                     "detect") is None
