@@ -21,6 +21,7 @@ from dialer.config import (
     ENV_PUBLIC_URL,
 )
 from dialer.engine.runner import EngineConfig, run_engine
+from dialer.engine.single_writer import single_writer
 from dialer.errors import ConfigurationError
 
 log = logging.getLogger("dialer.run")
@@ -95,7 +96,9 @@ def run(host: str, port: int, public_url: str | None, api_url: str, api_key: str
     )
     if not simulate and not api_key:
         raise ConfigurationError("TELNYX_API_KEY is not set (or use --simulate for a dry run)")
-    aio.run(_main(config, simulate, speed, seed))
+    # Before anything starts: a second engine on one SQLite file is refused with one line.
+    with single_writer(config.database_url):
+        aio.run(_main(config, simulate, speed, seed))
 
 
 async def _main(config: EngineConfig, simulate: bool, speed: float, seed: int) -> None:
