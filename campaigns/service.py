@@ -125,3 +125,15 @@ async def campaign_counts(session: AsyncSession, campaign_ids: list[int]) -> dic
 async def list_campaigns(session: AsyncSession) -> list[Campaign]:
     return list((await session.scalars(select(Campaign).order_by(Campaign.created_at,
                                                                  Campaign.id))).all())
+
+
+async def mark_dry_run(session: AsyncSession) -> list[str]:
+    """Flag every running or paused campaign as played by a dry run (its times are simulated
+    from now on); returns their names. `dialer run --simulate` calls it before dialing."""
+    names = list((await session.scalars(select(Campaign.name).where(
+        Campaign.status.in_((CampaignStatus.RUNNING, CampaignStatus.PAUSED)),
+        Campaign.dry_run.is_(False)))).all())
+    if names:
+        await session.execute(update(Campaign).where(Campaign.name.in_(names))
+                              .values(dry_run=True))
+    return names

@@ -86,7 +86,7 @@ def render_html(summary: CampaignSummary, data: ChartData) -> str:
         f'<figure id="{escape(cid)}"><figcaption>{escape(title)}</figcaption>{svg}</figure>'
         for cid, title, svg in render_charts(data)
     )
-    title = f"Campaign report: {summary.campaign}"
+    title = f"Campaign report: {summary.campaign}" + (" (dry run)" if summary.dry_run else "")
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
