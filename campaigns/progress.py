@@ -70,6 +70,13 @@ async def progress(session: AsyncSession, name: str, now: datetime | None = None
     c = await get_campaign(session, name)
     counts = (await campaign_counts(session, [c.id]))[c.id]
     now = now or utcnow()
+    if c.dry_run:
+        # A dry run's stored times are simulated and run ahead of the wall clock: measure the
+        # recent rate and what is due at its latest attempt.
+        latest = await session.scalar(select(func.max(CallAttempt.created_at)).where(
+            CallAttempt.campaign_id == c.id))
+        if latest is not None and latest > now:
+            now = latest
     since = now - timedelta(seconds=RATE_WINDOW_SECS)
     in_flight = await session.scalar(select(func.count()).select_from(CallAttempt).where(
         CallAttempt.campaign_id == c.id, CallAttempt.state.in_(AttemptState.IN_FLIGHT))) or 0

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.live import Live
@@ -23,10 +24,13 @@ from rich.live import Live
 from campaigns.db.migrate import upgrade
 from campaigns.progress import progress
 from campaigns.reports import summary, write_report
+from campaigns.service import mark_dry_run
 from dialer import aio
 from dialer.cli.common import err, transaction
 from dialer.cli.report_cmd import print_summary
+from dialer.cli.run_cmd import engine_takes_clock
 from dialer.cli.status_cmd import render
+from dialer.engine.clock import SimulatedClock
 from dialer.engine.runner import Engine, EngineConfig
 from dialer.errors import DialerError
 from dialer.telnyx.signatures import generate_keypair, public_key_from_private
@@ -90,6 +94,9 @@ def demo(workdir: Path | None, contacts: Path, speed: float, seed: int) -> None:
 
 async def _run(url: str, speed: float, seed: int) -> None:
     logging.getLogger("dialer").setLevel(logging.WARNING)
+    if engine_takes_clock():
+        await _run_in_simulated_time(url, speed, seed)
+        return
     # The simulator runs as its own process, as Telnyx would be: the engine keeps a core.
     private_key, _ = generate_keypair()
     port = _free_port()
@@ -115,6 +122,32 @@ async def _run(url: str, speed: float, seed: int) -> None:
             sim.wait(timeout=10)
         except subprocess.TimeoutExpired:
             sim.kill()
+
+
+async def _run_in_simulated_time(url: str, speed: float, seed: int) -> None:
+    """As `dialer run --simulate`: the simulator in-process, sharing the engine's simulated
+    clock (times stored are simulated, the campaign is marked as a dry run)."""
+    from dialer.simulator import Simulator, SimulatorConfig
+
+    clock = SimulatedClock(speed)
+    sim = Simulator(SimulatorConfig(cps_limit=30, channels=40, speed=speed, seed=seed),
+                    time_source=clock.timestamp)
+    await sim.start()
+    try:
+        async with transaction(url) as s:
+            await mark_dry_run(s)
+        extra: dict[str, Any] = {"clock": clock}
+        engine = Engine(EngineConfig(
+            database_url=url, api_url=sim.api_url, api_key="demo", public_key=sim.public_key_b64,
+            port=0, cps=30, max_concurrent=40, time_scale=speed, exit_when_idle=True, seed=seed,
+            **extra))
+        await engine.start()
+        try:
+            await _watch(url)
+        finally:
+            await engine.shutdown()
+    finally:
+        await sim.stop()
 
 
 async def _watch(url: str) -> None:
