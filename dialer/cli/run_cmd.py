@@ -11,6 +11,7 @@ import click
 from campaigns.service import mark_dry_run
 from dialer import aio
 from dialer.cli.common import app_context, err, transaction
+from dialer.cli.common import run as run_async
 from dialer.config import (
     DEFAULT_API_URL,
     DEFAULT_HOST,
@@ -111,7 +112,8 @@ def run(host: str, port: int, public_url: str | None, api_url: str, api_key: str
         raise ConfigurationError("TELNYX_API_KEY is not set (or use --simulate for a dry run)")
     # Before anything starts: a second engine on one SQLite file is refused with one line.
     with single_writer(config.database_url):
-        aio.run(_main(config, simulate, speed, seed, clock))
+        names = run_async(_mark_dry_run(config.database_url)) if simulate else []
+        aio.run(_main(config, simulate, speed, seed, clock, names))
 
 
 def engine_takes_clock() -> bool:
@@ -130,7 +132,7 @@ def make_clock(simulate: bool, speed: float, skip_idle: bool = True) -> Clock:
 
 
 async def _main(config: EngineConfig, simulate: bool, speed: float, seed: int,
-                clock: Clock) -> None:
+                clock: Clock, names: list[str]) -> None:
     if not simulate:
         await run_engine(config)
         return
@@ -147,7 +149,6 @@ async def _main(config: EngineConfig, simulate: bool, speed: float, seed: int,
         config.api_key = config.api_key or "simulated"
         config.public_key = sim.public_key_b64
         config.time_scale = speed
-        names = await _mark_dry_run(config.database_url)
         what = f"dry run of {', '.join(names)}" if names else "dry run"
         err.print(f"{what}: simulator at {sim.api_url}, speed x{speed:g}"
                   f"{', simulated clock' if shared else ''}; engine starting")

@@ -89,6 +89,8 @@ def acquire(database_url: str) -> SingleWriterLock | None:
     try:
         # os.open: not inherited by child processes (O_CLOEXEC); the lock dies with us alone.
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except FileNotFoundError:
+        return None  # no such folder, so no database: the engine says so in its own words
     except OSError as exc:
         raise ConfigurationError(
             f"cannot create the engine lock file {path}: {exc.strerror or exc}") from None

@@ -97,3 +97,8 @@ def test_second_engine_on_one_sqlite_file_is_refused(sqlite_url: str, tmp_path: 
             if p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+@pytest.mark.fast
+def test_missing_folder_is_left_to_the_engine(tmp_path: Path) -> None:
+    assert acquire(f"sqlite:///{tmp_path}/nowhere/d.db") is None
