@@ -160,3 +160,15 @@ async def update_settings(session: AsyncSession, name: str,
     campaign.settings = split.settings
     campaign.updated_at = utcnow()
     return campaign, changed
+
+
+async def mark_dry_run(session: AsyncSession) -> list[str]:
+    """Flag every running or paused campaign as played by a dry run (its times are simulated
+    from now on); returns their names. `dialer run --simulate` calls it before dialing."""
+    names = list((await session.scalars(select(Campaign.name).where(
+        Campaign.status.in_((CampaignStatus.RUNNING, CampaignStatus.PAUSED)),
+        Campaign.dry_run.is_(False)))).all())
+    if names:
+        await session.execute(update(Campaign).where(Campaign.name.in_(names))
+                              .values(dry_run=True))
+    return names

@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -95,6 +96,9 @@ class Campaign(Base):
     #: which Telnyx deduplicates per account (a campaign with the same id in another database
     #: on the same account must not have its dials ignored as repeats).
     uid: Mapped[str | None] = mapped_column(String(36), default=new_uid)
+    #: Dialed by a dry run (`dialer run --simulate`): its stored times are simulated times
+    #: (migration 0007). Reports and `dialer status` say so.
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

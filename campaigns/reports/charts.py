@@ -11,7 +11,7 @@ import io
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, select
@@ -23,8 +23,9 @@ from campaigns.reports.rows import zone
 from campaigns.reports.source import Conn, dialect_name
 from campaigns.reports.summary import CampaignSummary
 
-#: Time-line bucket widths to choose from, and the most buckets a time line may have.
-BUCKET_WIDTHS = (60, 300, 900, 3600, 4 * 3600, 86400, 7 * 86400)
+#: Time-line bucket widths to choose from (seconds to weeks: a 20 s dry run and a month-long
+#: campaign both get a readable line), and the most buckets a time line may have.
+BUCKET_WIDTHS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 86400, 7 * 86400)
 MAX_BUCKETS = 240
 #: Buckets for "answer rate by local hour": fine enough for zones with :30 / :45 offsets.
 LOCAL_BUCKET_SECS = 900
@@ -54,6 +55,7 @@ class ChartData:
 
 
 def bucket_width(first: datetime | None, last: datetime | None) -> int:
+    """The narrowest width that keeps the time line within MAX_BUCKETS buckets."""
     span = (last - first).total_seconds() if first and last else 0.0
     for width in BUCKET_WIDTHS:
         if span / width <= MAX_BUCKETS:
@@ -161,16 +163,62 @@ def outcome_chart(data: ChartData) -> Any:
     return fig
 
 
+@dataclass(frozen=True)
+class TimelineSeries:
+    """What the time-line chart plots: `edges` are bucket boundaries (one more than buckets, so
+    the last bucket has a visible width even when it is the only one), `dials`/`answers` the
+    count per bucket, `xlim` the axis range, `time_format` the tick labels (strftime)."""
+
+    edges: list[datetime]
+    dials: list[int]
+    answers: list[int]
+    xlim: tuple[datetime, datetime]
+    unit: str
+    time_format: str
+
+
+def timeline_series(timeline: list[tuple[datetime, int, int]],
+                    bucket_secs: int) -> TimelineSeries | None:
+    """The plotted series of a time line (None when nothing was dialed). Pure: tested without
+    drawing. The axis spans exactly the buckets: matplotlib's own date autoscaling turns a
+    single point into an axis of several years."""
+    if not timeline:
+        return None
+    width = timedelta(seconds=bucket_secs)
+    starts = [t for t, _, _ in timeline]
+    edges = [*starts, starts[-1] + width]
+    span = (edges[-1] - edges[0]).total_seconds()
+    if bucket_secs < 60:
+        fmt = "%H:%M:%S"
+    elif bucket_secs < 86400:
+        fmt = "%H:%M" if span <= 86400 else "%d %b %H:%M"
+    else:
+        fmt = "%d %b"
+    return TimelineSeries(edges=edges, dials=[d for _, d, _ in timeline],
+                          answers=[n for _, _, n in timeline], xlim=(edges[0], edges[-1]),
+                          unit=_width_name(bucket_secs), time_format=fmt)
+
+
 def timeline_chart(data: ChartData) -> Any:
+    from matplotlib.dates import DateFormatter
+    from matplotlib.ticker import MaxNLocator
+
     fig = _figure()
     ax = fig.add_subplot()
-    if not data.timeline:
+    series = timeline_series(data.timeline, data.bucket_secs)
+    if series is None:
         _empty(ax)
         return fig
-    times = [t for t, _, _ in data.timeline]
-    ax.step(times, [d for _, d, _ in data.timeline], where="post", label="dials")
-    ax.step(times, [n for _, _, n in data.timeline], where="post", label="answers")
-    ax.set_ylabel(f"per {_width_name(data.bucket_secs)}")
+    # Steps drawn "post" through every edge: each bucket's count holds for its whole width.
+    ax.step(series.edges, [*series.dials, series.dials[-1]], where="post", label="dials")
+    ax.step(series.edges, [*series.answers, series.answers[-1]], where="post", label="answers")
+    ax.set_xlim(*series.xlim)
+    ax.set_ylim(0, max(1, *series.dials, *series.answers) * 1.1)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    if len(series.edges) <= 3:  # a bucket or two: tick their edges (the locator repeats labels)
+        ax.set_xticks(series.edges)
+    ax.xaxis.set_major_formatter(DateFormatter(series.time_format, tz=UTC))
+    ax.set_ylabel(f"per {series.unit}")
     ax.set_xlabel("UTC")
     ax.legend(loc="upper right")
     fig.autofmt_xdate()
@@ -218,7 +266,7 @@ def local_hour_chart(data: ChartData) -> Any:
 
 
 def _width_name(secs: int) -> str:
-    names = {60: "minute", 300: "5 min", 900: "15 min", 3600: "hour", 4 * 3600: "4 h",
+    names = {1: "second", 5: "5 s", 15: "15 s", 60: "minute", 300: "5 min", 900: "15 min", 3600: "hour", 4 * 3600: "4 h",
              86400: "day", 7 * 86400: "week"}
     return names.get(secs, f"{secs} s")
 

@@ -96,7 +96,7 @@ def render_html(summary: CampaignSummary, data: ChartData) -> str:
                    f"<tbody>{answer_rows}</tbody></table>"
                    f'<figure id="answers-chart"><figcaption>Answers per step</figcaption>'
                    f"{answers_svg(summary.answers)}</figure></section>")
-    title = f"Campaign report: {summary.campaign}"
+    title = f"Campaign report: {summary.campaign}" + (" (dry run)" if summary.dry_run else "")
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'

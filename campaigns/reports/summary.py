@@ -89,6 +89,8 @@ class CampaignSummary:
     notes: list[str] = field(default_factory=list)
     #: Keypad answers: script step -> answer -> contacts (campaigns with a script or opt-out key).
     answers: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: Played by a dry run (`dialer run --simulate`): no call was placed, times are simulated.
+    dry_run: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: datetimes as ISO 8601 strings."""
@@ -102,6 +104,11 @@ class CampaignSummary:
             return v
 
         return {k: conv(v) for k, v in asdict(self).items()}
+
+
+DRY_RUN_NOTE = ("Dry run: played against the simulator (`dialer run --simulate`), no call was "
+                "placed; times are simulated times (retries and calling windows as a real run "
+                "would space them).")
 
 
 def _ratio(num: float, den: float) -> float | None:
@@ -128,7 +135,8 @@ async def median_talk(conn: Conn, campaign_id: int) -> float | None:
 
 async def build_summary(conn: Conn, campaign: Campaign,
                         now: datetime | None = None) -> CampaignSummary:
-    now = now or utcnow()
+    explicit_now = now is not None
+    now = generated = now or utcnow()
     dialect = dialect_name(conn)
     a = CallAttempt
     cid = campaign.id
@@ -147,6 +155,16 @@ async def build_summary(conn: Conn, campaign: Campaign,
     placed = sqlexpr.is_placed()
     talk = sqlexpr.talk_seconds(dialect)
     dial_time = sqlexpr.dial_time()
+    span = (await conn.execute(
+        select(func.min(dial_time), func.max(dial_time), func.count(func.distinct(a.contact_id)))
+        .where(a.campaign_id == cid, placed)
+    )).one()
+    first_dial, last_dial, dialed_contacts = _as_dt(span[0]), _as_dt(span[1]), int(span[2] or 0)
+    dry_run = bool(campaign.dry_run)
+    if dry_run and not explicit_now and last_dial is not None and last_dial > now:
+        # A dry run's times are simulated and run ahead of the wall clock: "recent" and the
+        # ETA are measured at its last dial, not at a wall-clock time before all of them.
+        now = last_dial
     recent_since = now - RECENT_WINDOW
     row = (await conn.execute(
         select(
@@ -162,11 +180,6 @@ async def build_summary(conn: Conn, campaign: Campaign,
             func.sum(talk).label("talk_sum"),
         ).where(a.campaign_id == cid)
     )).one()
-    span = (await conn.execute(
-        select(func.min(dial_time), func.max(dial_time), func.count(func.distinct(a.contact_id)))
-        .where(a.campaign_id == cid, placed)
-    )).one()
-    first_dial, last_dial, dialed_contacts = _as_dt(span[0]), _as_dt(span[1]), int(span[2] or 0)
 
     attempts_by_outcome: dict[str, int] = {}
     for outcome, n in await conn.execute(
@@ -191,7 +204,7 @@ async def build_summary(conn: Conn, campaign: Campaign,
     dials_per_hour = n_placed / hours if hours > 0 else None
     recent_per_hour = int(row.recent) * (timedelta(hours=1) / RECENT_WINDOW)
     remaining = contacts - by_status.get(ContactStatus.DONE, 0)
-    notes: list[str] = []
+    notes: list[str] = [DRY_RUN_NOTE] if dry_run else []
     eta_seconds: float | None = None
     if remaining and campaign.status != CampaignStatus.RUNNING:
         notes.append(f"no ETA: the campaign is {campaign.status}")
@@ -203,7 +216,7 @@ async def build_summary(conn: Conn, campaign: Campaign,
     return CampaignSummary(
         campaign=campaign.name,
         status=campaign.status,
-        generated_at=now,
+        generated_at=generated,
         started_at=campaign.started_at,
         finished_at=campaign.finished_at,
         contacts=contacts,
@@ -233,6 +246,7 @@ async def build_summary(conn: Conn, campaign: Campaign,
         eta_at=now + timedelta(seconds=eta_seconds) if eta_seconds is not None else None,
         notes=notes,
         answers=await answer_counts(conn, campaign),
+        dry_run=dry_run,
     )
 
 

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,13 +21,14 @@ from rich.live import Live
 from campaigns.db.migrate import upgrade
 from campaigns.progress import progress
 from campaigns.reports import summary, write_report
+from campaigns.service import mark_dry_run
 from dialer import aio
 from dialer.cli.common import err, transaction
 from dialer.cli.report_cmd import print_summary
 from dialer.cli.status_cmd import render
+from dialer.engine.clock import SimulatedClock
 from dialer.engine.runner import Engine, EngineConfig
 from dialer.errors import DialerError
-from dialer.telnyx.signatures import generate_keypair, public_key_from_private
 
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "sample_data"
 NAME = "demo"
@@ -95,32 +93,28 @@ def demo(workdir: Path | None, contacts: Path, speed: float, seed: int) -> None:
 
 
 async def _run(url: str, speed: float, seed: int) -> None:
+    """As `dialer run --simulate`: the simulator in-process, sharing the engine's simulated
+    clock (times stored are simulated, the campaign is marked as a dry run)."""
+    from dialer.simulator import Simulator, SimulatorConfig
+
     logging.getLogger("dialer").setLevel(logging.WARNING)
-    # The simulator runs as its own process, as Telnyx would be: the engine keeps a core.
-    private_key, _ = generate_keypair()
-    port = _free_port()
-    sim = subprocess.Popen(
-        [sys.executable, "-m", "dialer.cli.main", "simulator", "--host", "127.0.0.1",
-         "--port", str(port), "--private-key", private_key, "--cps-limit", "30",
-         "--channels", "40", "--speed", str(speed), "--seed", str(seed)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    clock = SimulatedClock(speed)
+    sim = Simulator(SimulatorConfig(cps_limit=30, channels=40, speed=speed, seed=seed),
+                    time_source=clock.timestamp)
+    await sim.start()
     try:
-        await _wait_for_port(port, sim)
+        async with transaction(url) as s:
+            await mark_dry_run(s)
         engine = Engine(EngineConfig(
-            database_url=url, api_url=f"http://127.0.0.1:{port}/v2", api_key="demo",
-            public_key=public_key_from_private(private_key), port=0, cps=30, max_concurrent=40,
-            time_scale=speed, exit_when_idle=True, seed=seed))
+            database_url=url, api_url=sim.api_url, api_key="demo", public_key=sim.public_key_b64,
+            port=0, cps=30, max_concurrent=40, exit_when_idle=True, seed=seed, clock=clock))
         await engine.start()
         try:
             await _watch(url)
         finally:
             await engine.shutdown()
     finally:
-        sim.terminate()
-        try:
-            sim.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            sim.kill()
+        await sim.stop()
 
 
 async def _watch(url: str) -> None:
@@ -136,20 +130,3 @@ async def _watch(url: str) -> None:
             await asyncio.sleep(0.5)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def _wait_for_port(port: int, proc: subprocess.Popen[bytes]) -> None:
-    for _ in range(300):
-        if proc.poll() is not None:
-            raise DialerError("the demo's simulator did not start")
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            return
-        except OSError:
-            await asyncio.sleep(0.1)
-    raise DialerError("the demo's simulator did not start listening")

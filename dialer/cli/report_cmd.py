@@ -52,7 +52,8 @@ def report(name: str, output: Path | None, fmt: str | None, attempts: bool, show
 
 
 def print_summary(s: CampaignSummary) -> None:
-    figures = Table(title=f"Campaign {s.campaign}", show_header=False)
+    figures = Table(title=f"Campaign {s.campaign}" + (" (dry run)" if s.dry_run else ""),
+                    show_header=False)
     figures.add_column("figure")
     figures.add_column("value", justify="right")
     for label, value in key_figures(s):

@@ -8,8 +8,10 @@ from typing import Any
 
 import click
 
+from campaigns.service import mark_dry_run
 from dialer import aio
-from dialer.cli.common import app_context, err
+from dialer.cli.common import app_context, err, transaction
+from dialer.cli.common import run as run_async
 from dialer.config import (
     DEFAULT_API_URL,
     DEFAULT_HOST,
@@ -21,7 +23,9 @@ from dialer.config import (
     ENV_PUBLIC_KEY,
     ENV_PUBLIC_URL,
 )
+from dialer.engine.clock import Clock, RealClock, SimulatedClock
 from dialer.engine.runner import Engine, EngineConfig, run_engine
+from dialer.engine.single_writer import single_writer
 from dialer.errors import ConfigurationError, EngineCrashed
 
 log = logging.getLogger("dialer.run")
@@ -85,25 +89,37 @@ def engine_options(fn: Any) -> Any:
               type=click.Path(path_type=Path), metavar="FILE",
               help="Compliance rules file replacing the shipped one (campaigns with their own "
                    "rules_file keep it); a malformed file is refused before the engine starts.")
+@click.option("--skip-idle/--no-skip-idle", default=True, show_default=True,
+              help="With --simulate: when nothing is in flight, jump the simulated clock to the "
+                   "next due contact (retries hours apart take no wall time).")
 def run(host: str, port: int, public_url: str | None, api_url: str, api_key: str | None,
         public_key: str | None, cps: float, max_concurrent: int, per_number_cap: int,
         insecure_webhooks: bool, exit_when_idle: bool, webhook_workers: int,
         webhook_port: int | None, time_scale: float, simulate: bool, speed: float,
-        seed: int, rules_file: Path | None) -> None:
-    """Run the engine: dial running campaigns and process their webhooks until stopped."""
+        seed: int, rules_file: Path | None, skip_idle: bool) -> None:
+    """Run the engine: dial running campaigns and process their webhooks until stopped.
+
+    With --simulate (a dry run) the engine's clock runs at the simulator's --speed: retry
+    delays, voicemail waits, calling windows and per-number caps all pass in simulated time,
+    which is what the database and the reports record."""
     from campaigns.compliance.store import set_rules_override
 
     set_rules_override(rules_file)
+    clock = make_clock(simulate, speed, skip_idle)
     config = EngineConfig(
         database_url=app_context().database_url, api_url=api_url, api_key=api_key or "",
         public_key=public_key, public_url=public_url, host=host, port=port, cps=cps,
         max_concurrent=max_concurrent, per_number_cap=per_number_cap,
         insecure_webhooks=insecure_webhooks, exit_when_idle=exit_when_idle, seed=seed,
         time_scale=time_scale, webhook_workers=webhook_workers, webhook_port=webhook_port,
+        clock=clock,
     )
     if not simulate and not api_key:
         raise ConfigurationError("TELNYX_API_KEY is not set (or use --simulate for a dry run)")
-    aio.run(_main(config, simulate, speed, seed))
+    # Before anything starts: a second engine on one SQLite file is refused with one line.
+    with single_writer(config.database_url):
+        names = run_async(_mark_dry_run(config.database_url)) if simulate else []
+        aio.run(_main(config, simulate, speed, seed, clock, names))
 
 
 def _check(engine: Engine) -> None:
@@ -112,7 +128,16 @@ def _check(engine: Engine) -> None:
                             "details); everything is in the database: run it again")
 
 
-async def _main(config: EngineConfig, simulate: bool, speed: float, seed: int) -> None:
+def make_clock(simulate: bool, speed: float, skip_idle: bool = True) -> Clock:
+    """The engine's clock: simulated at `speed` for a dry run, real time otherwise (a real run
+    never scales time)."""
+    if not simulate:
+        return RealClock()
+    return SimulatedClock(speed, skip_idle=skip_idle)
+
+
+async def _main(config: EngineConfig, simulate: bool, speed: float, seed: int,
+                clock: Clock, names: list[str]) -> None:
     if not simulate:
         _check(await run_engine(config))
         return
@@ -120,15 +145,23 @@ async def _main(config: EngineConfig, simulate: bool, speed: float, seed: int) -
     from dialer.simulator.server import Simulator
 
     sim = Simulator(SimulatorConfig(cps_limit=max(1, int(config.cps)),
-                                    channels=config.max_concurrent, speed=speed, seed=seed))
+                                    channels=config.max_concurrent, speed=speed, seed=seed),
+                    time_source=clock.timestamp if isinstance(clock, SimulatedClock) else None)
     await sim.start()
     try:
         config.api_url = sim.api_url
         config.api_key = config.api_key or "simulated"
         config.public_key = sim.public_key_b64
-        config.time_scale = speed
-        err.print(f"simulator at {sim.api_url} (speed x{speed:g}); engine starting")
+        what = f"dry run of {', '.join(names)}" if names else "dry run"
+        err.print(f"{what}: simulator at {sim.api_url}, speed x{speed:g}, simulated clock; "
+                  "engine starting")
         engine = await run_engine(config)
     finally:
         await sim.stop()
     _check(engine)
+
+
+async def _mark_dry_run(url: str) -> list[str]:
+    """Record the dry run on the campaigns it will dial (reports and status say so)."""
+    async with transaction(url) as s:
+        return await mark_dry_run(s)

@@ -34,12 +34,16 @@ async def compliance_status(session: AsyncSession, name: str) -> dict[str, Any]:
 
 
 def render(p: Progress, compliance: dict[str, Any] | None = None) -> Table:
-    t = Table(title=f"{p.name} ({p.status})", show_header=False)
+    title = f"{p.name} ({p.status}{', dry run: simulated times' if p.dry_run else ''})"
+    t = Table(title=title, show_header=False)
     t.add_column("what")
     t.add_column("value", justify="right")
     t.add_row("contacts", str(p.contacts))
     t.add_row("done", f"{p.done} ({100 * p.done / p.contacts:.1f}%)" if p.contacts else "0")
     t.add_row("queued (due now)", f"{p.queued} ({p.due_now})")
+    if p.next_due:
+        t.add_row("next due", p.next_due)
+    t.add_row("engine", p.engine)
     t.add_row("calls in flight", str(p.in_flight))
     t.add_row("calls placed", str(p.dialed))
     t.add_row("dials/s (last 60 s)", f"{p.dials_per_sec:.2f}")

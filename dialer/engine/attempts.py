@@ -56,13 +56,16 @@ class Timing:
     #: Waits for webhooks are never shorter than this in wall-clock time, however fast the
     #: simulated calls: network delays and retries do not speed up with the simulator.
     min_wait_secs: float = 2.0
+    #: Seconds of the engine's clock per wall second (a dry run's simulated clock: its speed).
+    wall_scale: float = 1.0
 
     def secs(self, value: float) -> timedelta:
         return timedelta(seconds=value / self.scale)
 
     def wait(self, value: float) -> timedelta:
         """A wait for webhooks that may come late: scaled, but not below `min_wait_secs`."""
-        return timedelta(seconds=max(value / self.scale, min(value, self.min_wait_secs)))
+        return timedelta(seconds=max(value / self.scale,
+                                     min(value, self.min_wait_secs) * self.wall_scale))
 
 
 @dataclass(frozen=True)

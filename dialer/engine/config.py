@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from dialer.engine.clock import Clock, RealClock
 from dialer.engine.webhook_workers import WebhookWorkers, WorkerSettings
 from dialer.errors import ConfigurationError
 from dialer.telnyx.signatures import WebhookVerifier
@@ -43,6 +44,9 @@ class EngineConfig:
     webhook_workers: int = 0
     #: The workers' port; None: `port` + 1 (any free port when `port` is 0).
     webhook_port: int | None = None
+    #: Where the engine reads the time: real time, or a dry run's simulated clock (every time
+    #: it stores and every wait it measures then passes at the simulator's speed).
+    clock: Clock = field(default_factory=RealClock)
 
 
 def webhook_verifier(config: EngineConfig) -> WebhookVerifier | None:

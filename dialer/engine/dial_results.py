@@ -14,8 +14,8 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.db.models import CampaignStatus
-from campaigns.db.types import utcnow
 from campaigns.lifecycle import next_status
+from dialer.engine.clock import Clock
 from dialer.engine.attempts import DialOutcome, Timing, apply_dial_outcomes
 from dialer.engine.state import RunState
 from dialer.engine.store import campaigns as campaign_store
@@ -30,8 +30,9 @@ BATCH = 500
 
 class DialResults:
     def __init__(self, *, tx: Transactions, state: RunState, timing: Timing,
-                 on_recorded: Callable[[list[DialOutcome]], None]) -> None:
+                 on_recorded: Callable[[list[DialOutcome]], None], clock: Clock) -> None:
         self.tx = tx
+        self.clock = clock
         self.state = state
         self.timing = timing
         #: Told of each batch once committed (tracking, channels freed).
@@ -68,7 +69,7 @@ class DialResults:
             # in while one commits wait for the next, rather than each forming a tiny batch.
             while self._pending:
                 batch = self._pending[:BATCH]
-                now = utcnow()
+                now = self.clock.now()
 
                 async def _apply(s: AsyncSession, batch: list[DialOutcome] = batch,
                                  now: datetime = now) -> list[int]:

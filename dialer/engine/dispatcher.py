@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from campaigns.db.types import utcnow
 from dialer.engine.attempts import DialOutcome
 from dialer.engine.claims import DialJob
+from dialer.engine.clock import Clock
 from dialer.engine.metrics import Metrics
 from dialer.engine.pacer import LocalSlot, SlotBook
 from dialer.engine.slots import SEND_TOLERANCE_SECS
@@ -164,9 +164,10 @@ class Dispatcher:
                  tx: Transactions, state: RunState,
                  views: Callable[[int], CampaignView | None],
                  webhook_url: Callable[[], str], record: Callable[[DialOutcome], None],
-                 metrics: Metrics, stats: Stats) -> None:
+                 metrics: Metrics, stats: Stats, clock: Clock) -> None:
         self.queue = queue
         self.book = book
+        self.clock = clock
         self.client = client
         self.tx = tx
         self.state = state
@@ -277,7 +278,8 @@ class Dispatcher:
         window = None
         if job.resend and job.created_at is not None:
             # Re-sends must reach Telnyx while it still remembers the first send's command_id.
-            window = RESEND_WINDOW_SECS - (utcnow() - job.created_at).total_seconds()
+            window = RESEND_WINDOW_SECS - self.clock.to_wall(
+                (self.clock.now() - job.created_at).total_seconds())
             if window <= 0:
                 self.queue.release(job)  # to reconciliation: its webhooks, if any, will settle it
                 return

@@ -21,10 +21,10 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.db.models import AttemptState
-from campaigns.db.types import utcnow
 from campaigns.settings import with_defaults
 from dialer.engine import event_log, script_events
 from dialer.engine.attempts import PendingAction, Timing, apply_event, find_attempts
+from dialer.engine.clock import Clock
 from dialer.engine.dispatcher import Stats
 from dialer.engine.identity import action_command_id
 from dialer.engine.settling import Settler
@@ -45,8 +45,9 @@ class EventProcessor:
     def __init__(self, *, tx: Transactions, state: RunState, timing: Timing, settler: Settler,
                  recent: Callable[[], event_log.RecentEvents | None], stats: Stats,
                  on_actions: Callable[[list[PendingAction]], None],
-                 on_processed: Callable[[], None]) -> None:
+                 on_processed: Callable[[], None], clock: Clock) -> None:
         self.tx = tx
+        self.clock = clock
         self.state = state
         self.timing = timing
         self.settler = settler
@@ -109,12 +110,12 @@ class EventProcessor:
                           row_id, reason)
                 await self.tx.run_retrying(
                     "recording a failed webhook",
-                    partial(event_log.mark_failed, row_id=row_id, reason=reason, now=utcnow()))
+                    partial(event_log.mark_failed, row_id=row_id, reason=reason, now=self.clock.now()))
         return len(ids)
 
     async def _apply(self, s: AsyncSession, only_id: int | None
                      ) -> tuple[int, list[PendingAction]]:
-        now = utcnow()
+        now = self.clock.now()
         events = await event_log.take_pending(s, EVENT_BATCH, self._recent(), only_id=only_id)
         if not events:
             return 0, []

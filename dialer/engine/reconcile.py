@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns import outcomes as o
 from campaigns.db.models import AttemptState
-from campaigns.db.types import utcnow
 from dialer.engine.attempts import Timing, facts_of
+from dialer.engine.clock import Clock
 from dialer.engine.settling import Settler
 from dialer.engine.store import calls as call_store
 from dialer.engine.transactions import Transactions
@@ -38,8 +38,9 @@ Verdict = bool | str
 class Reconciler:
     def __init__(self, *, tx: Transactions, client: TelnyxClient, timing: Timing,
                  settler: Settler, grace_secs: float,
-                 healthy_since: Callable[[], float]) -> None:
+                 healthy_since: Callable[[], float], clock: Clock) -> None:
         self.tx = tx
+        self.clock = clock
         self.client = client
         self.timing = timing
         self.settler = settler
@@ -48,7 +49,7 @@ class Reconciler:
         self._healthy_since = healthy_since
 
     async def run_once(self) -> None:
-        now = utcnow()
+        now = self.clock.now()
         due = await self.tx.run(lambda s: call_store.reconcile_due(s, now))
         if not due:
             return
@@ -86,7 +87,8 @@ class Reconciler:
                 continue
             verdict = verdicts.get(a.id, True)
             if verdict == "wait":
-                a.reconcile_after = now + timedelta(seconds=WEBHOOK_RECHECK_SECS)
+                a.reconcile_after = now + timedelta(
+                    seconds=WEBHOOK_RECHECK_SECS * self.clock.scale)
                 continue
             if verdict:
                 a.reconcile_after = now + self.timing.wait(self.timing.reconcile_recheck_secs)
@@ -106,4 +108,5 @@ class Reconciler:
         `ended_at` None: unknown (Telnyx no longer knows the call, or the dial was lost)."""
         if time.monotonic() - self._healthy_since() < self.grace_secs:
             return False
-        return ended_at is None or (now - ended_at).total_seconds() >= self.grace_secs
+        return ended_at is None or self.clock.to_wall(
+            (now - ended_at).total_seconds()) >= self.grace_secs

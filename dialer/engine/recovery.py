@@ -21,6 +21,7 @@ from campaigns.settings import with_defaults
 from dialer.engine import flow, script_events
 from dialer.engine.attempts import PendingAction, Timing
 from dialer.engine.claims import DialJob
+from dialer.engine.clock import Clock
 from dialer.engine.dispatcher import RESEND_WINDOW_SECS, DialQueue
 from dialer.engine.identity import action_command_id
 from dialer.engine.store import calls as call_store
@@ -106,8 +107,9 @@ class Instances:
 class Recovery:
     def __init__(self, *, tx: Transactions, instances: Instances, queue: DialQueue,
                  timing: Timing, refresh_campaigns: Callable[[], object],
-                 on_actions: Callable[[list[PendingAction]], None]) -> None:
+                 on_actions: Callable[[list[PendingAction]], None], clock: Clock) -> None:
         self.tx = tx
+        self.clock = clock
         self.instances = instances
         self.queue = queue
         self.timing = timing
@@ -120,11 +122,11 @@ class Recovery:
         answer was lost to a database outage). Dials younger than the command_id window are
         re-sent with the same command_id (Telnyx ignores the repeat if the first one was
         placed); older ones wait for their webhooks or reconciliation."""
-        now = utcnow()
-        live = await self.instances.live(now)
+        now = self.clock.now()
+        live = await self.instances.live(utcnow())  # heartbeats are wall-clock times
         tracked = set(self.queue.tracked)
         me = self.instances.instance_id
-        orphan_before = now - timedelta(seconds=ORPHAN_SECS)
+        orphan_before = now - timedelta(seconds=ORPHAN_SECS * self.clock.scale)
 
         async def _scan(s: AsyncSession) -> list[DialJob]:
             jobs: list[DialJob] = []
@@ -135,7 +137,7 @@ class Recovery:
                         continue
                 elif a.claimed_by in live:
                     continue
-                age = (now - a.created_at).total_seconds()
+                age = self.clock.to_wall((now - a.created_at).total_seconds())
                 a.claimed_by = me
                 if age < RESEND_WINDOW_SECS:
                     jobs.append(DialJob(a.id, a.campaign_id, a.contact_id, a.attempt_no,

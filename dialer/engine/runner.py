@@ -55,7 +55,10 @@ class Engine:
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
         self.instance_id = f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self.timing = Timing(scale=config.time_scale)
+        self.clock = config.clock
+        # A dry run's clock runs fast: durations pass in its time, not divided by a scale.
+        self.timing = (Timing(scale=1.0, wall_scale=self.clock.scale) if self.clock.simulated
+                       else Timing(scale=config.time_scale))
         self.metrics = Metrics()
         self.stats = Stats()
         self.state = RunState()
@@ -79,37 +82,41 @@ class Engine:
         self.processor = EventProcessor(
             tx=self.tx, state=self.state, timing=self.timing, settler=settler,
             recent=lambda: self.store.recent, stats=self.stats, on_actions=self.actions.run,
-            on_processed=self._channels_freed)
+            on_processed=self._channels_freed, clock=self.clock)
         self.workers = webhook_workers_for(
             config, postgres=dialects.is_postgres(self.db), on_stored=self._events_stored,
             on_report=self._worker_report, on_lost=self.store.store_failed)
 
         # Dials: scheduler -> dial queue -> dispatcher -> dial results.
         self.results = DialResults(tx=self.tx, state=self.state, timing=self.timing,
-                                   on_recorded=self._dials_recorded)
+                                   on_recorded=self._dials_recorded, clock=self.clock)
         self.queue = DialQueue(self.results.add)
         self.scheduler = Scheduler(
             tx=self.tx, state=self.state, queue=self.queue, book=self.book,
             metrics=self.metrics, instance_id=self.instance_id, tick_secs=config.tick_secs,
-            max_concurrent=config.max_concurrent, per_number_cap=config.per_number_cap)
+            max_concurrent=config.max_concurrent, per_number_cap=config.per_number_cap,
+            clock=self.clock)
         self.dispatcher = Dispatcher(
             queue=self.queue, book=self.book, client=self.client, tx=self.tx, state=self.state,
             views=self.scheduler.view, webhook_url=lambda: self.webhook_url,
-            record=self.results.add, metrics=self.metrics, stats=self.stats)
+            record=self.results.add, metrics=self.metrics, stats=self.stats, clock=self.clock)
 
         # Periodic work and recovery.
         self.instances = Instances(self.tx, self.instance_id, config.cps, config.max_concurrent,
                                    self._account_limits)
         self.recovery = Recovery(tx=self.tx, instances=self.instances, queue=self.queue,
                                  timing=self.timing, refresh_campaigns=self.scheduler.refresh,
-                                 on_actions=self.actions.run)
+                                 on_actions=self.actions.run, clock=self.clock)
         reconciler = Reconciler(tx=self.tx, client=self.client, timing=self.timing,
                                 settler=settler, grace_secs=config.webhook_grace_secs,
-                                healthy_since=lambda: self.store.healthy_since)
+                                healthy_since=lambda: self.store.healthy_since,
+                                clock=self.clock)
         self.sweeps = Sweeps(tx=self.tx, state=self.state, timing=self.timing, settler=settler,
                              reconciler=reconciler, on_actions=self.actions.run,
                              recover=self.recovery.recover, heartbeat=self.instances.heartbeat,
-                             exit_when_idle=config.exit_when_idle, request_stop=self.request_stop)
+                             exit_when_idle=config.exit_when_idle, request_stop=self.request_stop,
+                             clock=self.clock, on_skipped=self.scheduler.wakeup.set,
+                             busy_in_memory=lambda: len(self.queue.tracked) + self.results.pending)
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
         self.bound_port: int | None = None

@@ -15,9 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns import outcomes as o
 from campaigns.db.models import CampaignStatus
-from campaigns.db.types import utcnow
 from campaigns.settings import with_defaults
 from dialer.engine.claims import DialJob, claim
+from dialer.engine.clock import Clock
 from dialer.engine.dispatcher import CampaignView, DialQueue
 from dialer.engine.metrics import Metrics
 from dialer.engine.pacer import SlotBook
@@ -37,8 +37,9 @@ IDLE_TICK_SECS = 0.25
 class Scheduler:
     def __init__(self, *, tx: Transactions, state: RunState, queue: DialQueue, book: SlotBook,
                  metrics: Metrics, instance_id: str, tick_secs: float, max_concurrent: int,
-                 per_number_cap: int) -> None:
+                 per_number_cap: int, clock: Clock) -> None:
         self.tx = tx
+        self.clock = clock
         self.state = state
         self.queue = queue
         self.book = book
@@ -124,7 +125,7 @@ class Scheduler:
         # Claim enough to keep dialing until the next tick lands, however slow the database is
         # right now; never much more, so a pause strands (and releases) little.
         horizon = max(0.3, 3 * self.tick_secs, 2.5 * self._tick_latency)
-        now = utcnow()
+        now = self.clock.now()
         jobs: list[DialJob] = []
         campaigns = await campaign_store.by_ids(s, set(order))
         for cid in order:

@@ -17,11 +17,12 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from campaigns.db.types import utcnow
 from campaigns.lifecycle import next_status
 from campaigns.settings import with_defaults
-from dialer.engine import flow, script_events
+from campaigns.due import next_due_at
+from dialer.engine import event_log, flow, script_events
 from dialer.engine.attempts import PendingAction, Timing
+from dialer.engine.clock import Clock, skip_target
 from dialer.engine.identity import action_command_id
 from dialer.engine.reconcile import Reconciler
 from dialer.engine.settling import Settler
@@ -43,8 +44,15 @@ class Sweeps:
                  reconciler: Reconciler, on_actions: Callable[[list[PendingAction]], None],
                  recover: Callable[[], Awaitable[None]],
                  heartbeat: Callable[[], Awaitable[None]], exit_when_idle: bool,
-                 request_stop: Callable[[], None]) -> None:
+                 request_stop: Callable[[], None], clock: Clock,
+                 on_skipped: Callable[[], None] = lambda: None,
+                 busy_in_memory: Callable[[], int] = lambda: 0) -> None:
         self.tx = tx
+        self.clock = clock
+        #: A dry run's clock jumped ahead: claim at once.
+        self._on_skipped = on_skipped
+        #: Dials claimed or being recorded that the database does not show as busy yet.
+        self._busy_in_memory = busy_in_memory
         self.state = state
         self.timing = timing
         self.settler = settler
@@ -72,6 +80,8 @@ class Sweeps:
                 await retrying("reconciliation", self.reconciler.run_once)
                 await retrying("campaign completion", self.complete_campaigns)
                 await retrying("hangups on stop", self.hangup_stopped)
+                if self.clock.simulated:
+                    await retrying("skipping idle simulated time", self.skip_idle_time)
                 if self.exit_when_idle and await retrying("idle check", self.idle):
                     log.info("nothing left to do: stopping")
                     self._request_stop()
@@ -87,11 +97,11 @@ class Sweeps:
     @property
     def interval(self) -> float:
         """0.2 s in real time; shorter against a fast simulator, whose calls are short."""
-        return max(0.02, min(0.2, 5.0 / self.timing.scale))
+        return max(0.02, min(0.2, 5.0 / max(self.timing.scale, self.clock.scale)))
 
     async def fast_sweep(self) -> None:
         """Flow timers and settling, in one transaction."""
-        now = utcnow()
+        now = self.clock.now()
 
         async def _q(s: AsyncSession) -> list[PendingAction]:
             actions = await self._fire_timers(s, now)
@@ -125,7 +135,7 @@ class Sweeps:
                 if not await campaign_store.finished(s, c.id):
                     continue
                 c.status = next_status(c.name, c.status, "complete")
-                c.finished_at = utcnow()
+                c.finished_at = self.clock.now()
                 log.info("campaign %s completed", c.name)
         await self.tx.run(_q)
 
@@ -149,6 +159,20 @@ class Sweeps:
         actions = await self.tx.run(_q)
         self._hung_up.update(pa.attempt_id for pa in actions)
         self._on_actions(actions)
+
+    async def skip_idle_time(self) -> None:
+        """A dry run with nothing in flight jumps its clock to the next due contact (retries
+        hours apart take no wall time)."""
+        async def _q(s: AsyncSession) -> tuple[datetime | None, int, int]:
+            return (await next_due_at(s), await call_store.busy_count(s),
+                    await event_log.pending_count(s))
+        due, busy, pending = await self.tx.run(_q)
+        target = skip_target(self.clock.now(), due, busy + self._busy_in_memory(), pending,
+                             scale=self.clock.scale)
+        if target is not None and self.clock.advance_to(target):
+            log.info("dry run: nothing in flight, simulated clock moved on to %s",
+                     target.isoformat(timespec="seconds"))
+            self._on_skipped()
 
     async def idle(self) -> bool:
         return await self.tx.run(campaign_store.nothing_left)

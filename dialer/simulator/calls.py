@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import random
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -29,6 +28,9 @@ class CallHost(Protocol):
     @property
     def keypad(self) -> tuple[Mapping[str, float], Mapping[str, float], float]:
         """(behaviour weights, key weights, single-key press rate) at keypad prompts."""
+
+    def now(self) -> float:
+        """POSIX seconds of the simulator's clock (wall time, or a dry run's simulated time)."""
 
     def emit(self, call: SimCall, event_type: str, extra: dict[str, Any], *, final: bool) -> None:
         """Record one webhook event of `call` and queue it for delivery."""
@@ -120,7 +122,7 @@ class SimCall:
         if self.client_state is not None:
             data["client_state"] = self.client_state
         # call_duration: seconds talked (answer to end, or to now while alive), as billed.
-        end = led.ended_at if led.ended_at is not None else time.time()
+        end = led.ended_at if led.ended_at is not None else self.host.now()
         data["call_duration"] = int(end - led.answered_at) if led.answered_at is not None else 0
         if led.ended_at is not None:
             data["end_time"] = iso(led.ended_at)
@@ -158,7 +160,7 @@ class SimCall:
         if self.state != "ringing":
             return
         self.state = "answered"
-        self.ledger.answered_at = time.time()
+        self.ledger.answered_at = self.host.now()
         self._emit("call.answered", {"start_time": iso(self.ledger.dialed_at), "state": "answered"})
         if self._dial_media:
             self._start_media("playback", self._playback_fields(self._dial_media), PLAYBACK_SECS)
@@ -186,7 +188,7 @@ class SimCall:
         self._end_gather("call_hangup")
         self.state = "ended"
         led = self.ledger
-        led.ended_at = time.time()
+        led.ended_at = self.host.now()
         led.hangup_cause, led.hangup_source, led.sip_hangup_cause = cause, source, sip
         self._emit("call.hangup", {
             "state": "hangup",
@@ -263,7 +265,7 @@ class SimCall:
         webhooks it causes and to every later one."""
         if body.get("client_state") is not None:
             self.client_state = body["client_state"]
-        record: dict[str, Any] = {"action": action, "at": time.time()}
+        record: dict[str, Any] = {"action": action, "at": self.host.now()}
         for key in ("audio_url", "media_name", "payload", "voice", "to", "valid_digits"):
             if key in body:
                 record[key] = body[key]
@@ -343,7 +345,7 @@ class SimCall:
         if digits is None:  # cut short: the keys pressed so far, without a terminating one
             term = "#"
             digits = "".join(k for k in g.pressed if k != term)
-        self.ledger.gathers.append({"status": status, "digits": digits, "at": time.time(),
+        self.ledger.gathers.append({"status": status, "digits": digits, "at": self.host.now(),
                                     "pressed": "".join(g.pressed),
                                     "behaviour": g.plan.behaviour,
                                     "client_state": self.client_state})

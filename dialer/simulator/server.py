@@ -59,8 +59,15 @@ class Simulator:
     """A Telnyx Call Control look-alike on 127.0.0.1. Use `async with Simulator(config) as sim:`
     or `await sim.start()` / `await sim.stop()`."""
 
-    def __init__(self, config: SimulatorConfig | None = None) -> None:
+    def __init__(self, config: SimulatorConfig | None = None, *,
+                 time_source: Callable[[], float] | None = None) -> None:
+        """`time_source`: POSIX seconds that webhook and ledger times (`occurred_at`,
+        `start_time`, `end_time`, `call_duration`) are taken from. Default: the wall clock. A
+        dry run passes its engine's simulated clock, so that both sides of the calls tell the
+        same (simulated) time; timers still run at `config.speed` on the event loop, and
+        signatures keep the wall clock (the receiver checks their age against it)."""
         self.config = config or SimulatorConfig()
+        self._time: Callable[[], float] = time_source or time.time
         self._faults = replace(self.config.faults)
         self._stats = Stats()
         self._rng = random.Random()  # fault rolls: independent of the scenario seed
@@ -214,8 +221,11 @@ class Simulator:
     def keypad(self) -> tuple[dict[str, float], dict[str, float], float]:
         return self.config.keypad, self.config.key_weights, self.config.single_key_press
 
+    def now(self) -> float:
+        return self._time()
+
     def emit(self, call: SimCall, event_type: str, extra: dict[str, Any], *, final: bool) -> None:
-        occurred = iso(time.time())
+        occurred = iso(self._time())
         event_id = new_uuid()
         data = {
             "record_type": "event",
@@ -432,7 +442,7 @@ class Simulator:
             client_state=body.get("client_state"),
             scenario=scenario,
             amd_mode=amd_mode,
-            dialed_at=time.time(),
+            dialed_at=self._time(),
             webhook_url=body.get("webhook_url") or cfg.default_webhook_url,
         )
         call = SimCall(self, ledger, plan, body, rng)

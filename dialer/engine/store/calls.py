@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.db.models import AttemptState, CallAttempt
@@ -28,6 +28,13 @@ async def settling_due(s: AsyncSession, now: datetime, limit: int = 500) -> list
         CallAttempt.state == AttemptState.ENDED, CallAttempt.settled_at.is_(None),
         CallAttempt.settle_after <= now).limit(limit)
         .with_for_update(skip_locked=True))).all())
+
+
+async def busy_count(s: AsyncSession) -> int:
+    """Attempts in flight or ended but not settled yet."""
+    return int(await s.scalar(select(func.count()).select_from(CallAttempt).where(or_(
+        CallAttempt.state.in_(AttemptState.IN_FLIGHT),
+        (CallAttempt.state == AttemptState.ENDED) & CallAttempt.settled_at.is_(None)))) or 0)
 
 
 async def reconcile_due(s: AsyncSession, now: datetime, limit: int = 50
