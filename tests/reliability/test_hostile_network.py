@@ -1,0 +1,205 @@
+"""Hostile input from the network (issue 20's items 1-3 and 12), property-based where it fits.
+
+- client_state ids outside their columns' ranges, or written any way but plain ASCII decimal,
+  are not ours (decode returns None): binding one would fail the event processor's batch.
+- Any `telnyx-timestamp` (400 digits, 4,400 digits, random text): 403, never a 500, on the
+  engine's receiver and on a webhook worker's port.
+- Signed, valid JSON nested deeply (with `\\u` escapes or not): 400, never a 500.
+- Slow or incomplete requests are timed out, connections are capped, malformed requests log one
+  line each (see dialer/engine/http_limits.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
+
+from dialer.engine.events import MAX_DEPTH, BadEnvelope, parse_envelope
+from dialer.engine.identity import (
+    MAX_ATTEMPT_NO,
+    MAX_CONTACT_ID,
+    AttemptRef,
+    decode_client_state,
+    encode_client_state,
+)
+from dialer.telnyx.errors import InvalidSignature
+from dialer.telnyx.signatures import (
+    TIMESTAMP_HEADER,
+    WebhookVerifier,
+    generate_keypair,
+    sign,
+)
+from tests.reliability.harness import ReceiverRig
+
+SEED = 20261203
+PRIVATE, PUBLIC = generate_keypair()
+QUICK = settings(max_examples=300, deadline=None, database=None,
+                 suppress_health_check=[HealthCheck.too_slow])
+NETWORK = settings(max_examples=60, deadline=None, database=None,
+                   suppress_health_check=[HealthCheck.too_slow,
+                                          HealthCheck.function_scoped_fixture])
+
+
+def _state(contact: str, attempt: str, prefix: str = "dlr1") -> str:
+    return base64.b64encode(f"{prefix}:{contact}:{attempt}".encode()).decode("ascii")
+
+
+# ------------------------------------------------------------------- item 1: client_state ids
+
+_INT_TEXT = (st.integers(min_value=-(2**70), max_value=2**70).map(str)
+             | st.sampled_from(["0", "-1", "+5", " 5", "5 ", "5_0", "\u0665", "\uff15", "05",
+                                "9" * 40, str(2**63), str(2**31), "", "1e3", "0x10", "5\n"])
+             | st.text(max_size=12))
+
+
+@pytest.mark.fast
+@seed(SEED)
+@QUICK
+@given(contact=_INT_TEXT, attempt=_INT_TEXT)
+def test_client_state_ids_are_bounded_to_their_columns(contact: str, attempt: str) -> None:
+    try:
+        value = _state(contact, attempt)
+    except UnicodeEncodeError:  # a surrogate in the random text: not even encodable
+        return
+    ref = decode_client_state(value)
+    if ref is None:
+        return
+    # Accepted only as we write them: plain decimal, in range, and it round-trips.
+    assert 1 <= ref.contact_id <= MAX_CONTACT_ID and 1 <= ref.attempt_no <= MAX_ATTEMPT_NO
+    assert (str(ref.contact_id), str(ref.attempt_no)) == (contact, attempt)
+    assert encode_client_state(ref) == value
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize(("contact", "attempt"), [
+    ("99999999999999999999999", "1"), ("1", "2147483648"), (str(2**63), "1"), ("0", "1"),
+    ("1", "0"), ("-1", "1"), ("+1", "1"), ("\u0661", "1"), ("1_0", "1"), (" 1", "1"),
+    ("01", "1"), ("1", "\uff11")])
+def test_client_state_out_of_range_or_oddly_written_is_not_ours(contact: str,
+                                                                  attempt: str) -> None:
+    assert decode_client_state(_state(contact, attempt)) is None
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("value", [5, 5.5, ["a"], {"a": 1}, True, None, b"ZGxyMTox"])
+def test_client_state_that_is_not_a_string_is_not_ours(value: object) -> None:
+    assert decode_client_state(value) is None
+
+
+@pytest.mark.fast
+@seed(SEED)
+@QUICK
+@given(contact=st.integers(1, MAX_CONTACT_ID), attempt=st.integers(1, MAX_ATTEMPT_NO))
+def test_client_states_we_write_still_decode(contact: int, attempt: int) -> None:
+    ref = AttemptRef(contact, attempt)
+    assert decode_client_state(encode_client_state(ref)) == ref
+
+
+# -------------------------------------------------------------- item 2: random timestamps
+
+_TIMESTAMPS = (st.integers(min_value=0, max_value=10**500).map(str)
+               | st.sampled_from(["9" * 400, "9" * 4400, "1" * 4301, "0" * 400, "00001",
+                                  "-1", "+1", "1e9", "\u0661\u0662", "nan", "inf", " "])
+               | st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=60)
+               | st.integers(0, 4000).map(lambda n: "7" * n))
+
+
+@pytest.mark.fast
+@seed(SEED)
+@QUICK
+@given(timestamp=_TIMESTAMPS)
+def test_any_timestamp_is_verified_or_refused(timestamp: str) -> None:
+    body = b'{"data": {}}'
+    verifier = WebhookVerifier(PUBLIC)
+    headers = {**sign(PRIVATE, body), TIMESTAMP_HEADER: timestamp}
+    try:
+        verifier.verify(body, headers)
+    except InvalidSignature:
+        return
+    raise AssertionError(f"{timestamp!r} accepted with another timestamp's signature")
+
+
+def _signed(body: bytes) -> dict[str, str]:
+    return {"Content-Type": "application/json", **sign(PRIVATE, body)}
+
+
+@pytest.fixture
+def receiver(db_url: str) -> Iterator[ReceiverRig]:
+    rig = ReceiverRig(db_url, PUBLIC)
+    try:
+        yield rig
+    finally:
+        rig.close()
+
+
+def test_huge_timestamps_are_403_on_the_engines_port(receiver: ReceiverRig) -> None:
+    body = json.dumps({"data": {"id": "e1", "event_type": "call.hangup"}}).encode()
+    for timestamp in ["9" * 400, "9" * 4400, "1" * 20]:
+        headers = {**_signed(body), TIMESTAMP_HEADER: timestamp}
+        status, text = receiver.post(body, headers)
+        assert status == 403, (timestamp[:10], status, text)
+
+    @seed(SEED)
+    @NETWORK
+    @given(timestamp=_TIMESTAMPS.filter(lambda t: t.strip() != str(int(time.time()))))
+    def check(timestamp: str) -> None:
+        headers = {**_signed(body), TIMESTAMP_HEADER: timestamp}
+        try:
+            status, _ = receiver.post(body, headers)
+        except ValueError:  # aiohttp's client refuses some header values itself
+            return
+        assert status == 403, timestamp[:20]
+
+    check()
+    assert receiver.rows() == []
+
+
+# ------------------------------------------------------------- item 3: deeply nested JSON
+
+def _nested(depth: int, escape: bool, dicts: bool) -> bytes:
+    leaf = '"\\u00e9\\u0000"' if escape else '"x"'
+    inner = leaf
+    for _ in range(depth):
+        inner = '{"k": ' + inner + "}" if dicts else "[" + inner + "]"
+    return ('{"data": {"id": "deep-1", "event_type": "call.hangup", "payload": {"deep": '
+            + inner + "}}}").encode()
+
+
+@pytest.mark.fast
+@seed(SEED)
+@QUICK
+@given(depth=st.integers(0, 3000), escape=st.booleans(), dicts=st.booleans())
+def test_parse_envelope_of_any_nesting_is_an_envelope_or_bad(depth: int, escape: bool,
+                                                             dicts: bool) -> None:
+    body = _nested(depth, escape, dicts)
+    try:
+        env = parse_envelope(body)
+    except BadEnvelope:
+        assert depth + 3 > MAX_DEPTH
+        return
+    assert depth + 3 <= MAX_DEPTH
+    json.loads(env.text)  # storable as it is
+
+
+def test_deep_signed_bodies_are_400_never_500(receiver: ReceiverRig) -> None:
+    for depth in (500, 990, 5000):
+        body = _nested(depth, True, False)
+        status, text = receiver.post(body, _signed(body))
+        assert status == 400, (depth, status, text)
+
+    @seed(SEED)
+    @NETWORK
+    @given(depth=st.integers(0, 1200), escape=st.booleans(), dicts=st.booleans())
+    def check(depth: int, escape: bool, dicts: bool) -> None:
+        body = _nested(depth, escape, dicts)
+        status, text = receiver.post(body, _signed(body))
+        assert status in (200, 400), (depth, status, text)
+        assert (status == 400) == (depth + 3 > MAX_DEPTH)
+
+    check()
