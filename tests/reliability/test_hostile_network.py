@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -35,7 +38,7 @@ from dialer.telnyx.signatures import (
     generate_keypair,
     sign,
 )
-from tests.reliability.harness import ReceiverRig
+from tests.reliability.harness import ROOT, ReceiverRig
 
 SEED = 20261203
 PRIVATE, PUBLIC = generate_keypair()
@@ -203,3 +206,47 @@ def test_deep_signed_bodies_are_400_never_500(receiver: ReceiverRig) -> None:
         assert (status == 400) == (depth + 3 > MAX_DEPTH)
 
     check()
+
+
+# -------------------------------------------------------- item 4: malformed database URLs
+
+_SECRET = "Abc@Def:Tail42"
+
+
+def _cli(*args: str, env_url: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DIALER_", "TELNYX_"))}
+    if env_url is not None:
+        env["DIALER_DATABASE_URL"] = env_url
+    return subprocess.run([sys.executable, "-m", "dialer.cli.main", *args], check=False,
+                          capture_output=True, text=True, timeout=60, env=env, cwd=ROOT)
+
+
+@pytest.mark.parametrize(("url", "says"), [
+    (f"postgresql://u:{_SECRET}@host:5432/db", "cannot parse the database URL"),
+    (f"postgresql://u:{_SECRET}@[::1/db", "cannot parse the database URL"),
+    ("postgresql://u:Tail42@127.0.0.1:99999/db", "a port is 1 to 65535"),
+    ("postgresql://u:Tail42@127.0.0.1:-5/db", "a port is 1 to 65535"),
+    ("postgresql://u:Tail42@127.0.0.1:5432/db?sslmode=bogus", "sslmode 'bogus'"),
+    ("postgresql://u:Tail42@127.0.0.1:5432/db?bogus=1", "unsupported parameters (bogus)"),
+    (f"sqlite://u:{_SECRET}@host/x.db", "cannot parse the database URL"),
+    ("sqlite://u:Tail42@host:99999/x.db", "a port is 1 to 65535"),
+    ("sqlite://u:Tail42@host/x.db", "SQLite URLs are sqlite:///"),
+    ("sqlite:///x.db?mode=bogus", "SQLite URLs take none"),
+])
+def test_malformed_database_urls_give_one_line_without_the_password(url: str,
+                                                                   says: str) -> None:
+    # Given as an option to a command that reads, and in the environment to `db upgrade`.
+    done = (_cli("--database-url", url, "campaign", "list") if "postgresql" in url
+            else _cli("db", "upgrade", env_url=url))
+    out = done.stdout + done.stderr
+    assert done.returncode != 0, out
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], out
+    assert "Tail42" not in out and "internal error" not in out, out
+    assert not (ROOT / "x.db").exists()
+
+
+def test_sslmode_in_a_postgresql_url_is_understood(pg_url: str) -> None:
+    done = _cli("--database-url", pg_url + "?sslmode=disable", "db", "current")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() not in ("", "none")
