@@ -23,6 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
+from campaigns.db.migrate import head_revision
 from dialer.engine.events import MAX_DEPTH, BadEnvelope, parse_envelope
 from dialer.engine.identity import (
     MAX_ATTEMPT_NO,
@@ -38,6 +39,7 @@ from dialer.telnyx.signatures import (
     generate_keypair,
     sign,
 )
+from tests.conftest import new_pg_database
 from tests.reliability.harness import ROOT, ReceiverRig
 
 SEED = 20261203
@@ -250,3 +252,46 @@ def test_sslmode_in_a_postgresql_url_is_understood(pg_url: str) -> None:
     done = _cli("--database-url", pg_url + "?sslmode=disable", "db", "current")
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip() not in ("", "none")
+
+
+# ------------------------------------------------ item 9: concurrent `db upgrade` (PostgreSQL)
+
+_UPGRADER = """
+import sys
+from campaigns.db.migrate import upgrade
+from campaigns.errors import CampaignsError
+url = sys.stdin.readline().strip()
+print("ready", flush=True)
+sys.stdin.readline()
+try:
+    upgrade(url)
+except Exception as exc:
+    print("failed:", type(exc).__name__, str(exc).splitlines()[0], flush=True)
+    sys.exit(1)
+print("done", flush=True)
+"""
+
+
+def test_concurrent_upgrades_of_a_fresh_postgresql_database(pg_admin_url: str) -> None:
+    """Three `db upgrade` at once on one empty database: all succeed (an advisory lock
+    serialises them; without it one failed on a duplicate pg_type key). The processes import
+    first and start upgrading together (the CLI's start-up would spread them too far apart);
+    three rounds."""
+    for _ in range(3):
+        url = new_pg_database(pg_admin_url, None)
+        procs = [subprocess.Popen([sys.executable, "-c", _UPGRADER], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                  cwd=ROOT) for _ in range(3)]
+        for p in procs:
+            assert p.stdin is not None and p.stdout is not None
+            p.stdin.write(url + "\n")
+            p.stdin.flush()
+            assert p.stdout.readline().strip() == "ready"
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        outputs = [p.communicate(timeout=120)[0] for p in procs]
+        assert [p.returncode for p in procs] == [0, 0, 0], outputs
+        done = _cli("--database-url", url, "db", "current")
+        assert done.stdout.strip() == head_revision(), done.stdout + done.stderr
