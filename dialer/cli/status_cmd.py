@@ -8,13 +8,15 @@ from datetime import timedelta
 import click
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
+from campaigns.names import display
 from campaigns.progress import Progress, progress
 from dialer.cli.common import app_context, err, out, print_json, transaction
 
 
 def render(p: Progress) -> Table:
-    t = Table(title=f"{p.name} ({p.status})", show_header=False)
+    t = Table(title=Text(f"{display(p.name)} ({p.status})"), show_header=False)
     t.add_column("what")
     t.add_column("value", justify="right")
     t.add_row("contacts", str(p.contacts))

@@ -11,19 +11,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
+import unicodedata
 from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
+from campaigns.db.engine import create_engine, session_factory
 from campaigns.db.migrate import head_revision
+from campaigns.db.models import Campaign
+from campaigns.errors import InvalidSettings
+from campaigns.names import display, normalize
 from dialer.engine.events import MAX_DEPTH, BadEnvelope, parse_envelope
 from dialer.engine.identity import (
     MAX_ATTEMPT_NO,
@@ -217,6 +224,7 @@ _SECRET = "Abc@Def:Tail42"
 
 def _cli(*args: str, env_url: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DIALER_", "TELNYX_"))}
+    env["COLUMNS"] = "300"  # tables on one line each
     if env_url is not None:
         env["DIALER_DATABASE_URL"] = env_url
     return subprocess.run([sys.executable, "-m", "dialer.cli.main", *args], check=False,
@@ -295,3 +303,90 @@ def test_concurrent_upgrades_of_a_fresh_postgresql_database(pg_admin_url: str) -
         assert [p.returncode for p in procs] == [0, 0, 0], outputs
         done = _cli("--database-url", url, "db", "current")
         assert done.stdout.strip() == head_revision(), done.stdout + done.stderr
+
+
+# -------------------------------------------------------- items 9 and 10: campaign names
+
+@pytest.mark.fast
+@seed(SEED)
+@QUICK
+@given(raw=st.text(max_size=30) | st.sampled_from(
+    ["a\x1b[31mb", "a\u202eb", "x\u200by", "\ufeffx", "a\x01b", "\udcffx", "ｐｒｏｍｏ", "e\u0301",
+     "a\u2028b", "a\u00a0b", "a\x85b", "\U000f0000"]))
+def test_a_name_is_refused_or_safe_to_show_and_type(raw: str) -> None:
+    try:
+        name = normalize(raw)
+    except InvalidSettings as exc:
+        assert "\n" not in str(exc) and "\x1b" not in str(exc)
+        return
+    assert name == normalize(name) == unicodedata.normalize("NFKC", name)
+    assert display(name) == name  # nothing to escape in a name we accept
+    assert all(ch == " " or ch.isprintable() for ch in name)
+
+
+@pytest.mark.fast
+@seed(SEED)
+@QUICK
+@given(stored=st.text(max_size=30))
+def test_any_stored_name_is_displayed_without_control_or_format_characters(stored: str) -> None:
+    shown = display(stored)
+    assert all(ch == " " or ch.isprintable() for ch in shown), repr(shown)
+
+
+def _create(url: str, name: str) -> subprocess.CompletedProcess[str]:
+    return _cli("--database-url", url, "campaign", "create", name, "--from", "+15551230000",
+                "--connection-id", "conn")
+
+
+def test_names_with_invisible_characters_are_refused_by_the_cli(db_url: str) -> None:
+    for name in ["a\x1b[31mred", "a\u202eb", "x\u200by"]:
+        done = _create(db_url, name)
+        assert done.returncode != 0 and "not allowed" in done.stderr, done.stderr
+    # Invalid UTF-8 on the command line (Python keeps it as surrogates): one clear line.
+    done = subprocess.run([sys.executable, "-m", "dialer.cli.main", "--database-url", db_url,
+                           "campaign", "create", b"bad\xff\xfe".decode("utf-8", "surrogateescape"),
+                           "--from", "+15551230000", "--connection-id", "c"], check=False,
+                          capture_output=True, cwd=ROOT)
+    assert done.returncode != 0 and b"not valid UTF-8" in done.stderr, done.stderr
+    assert b"internal error" not in done.stderr and len(done.stderr.splitlines()) == 1
+    # Look-alikes are folded: a fullwidth spelling is the same name.
+    assert _create(db_url, "promo").returncode == 0
+    done = _create(db_url, "\uff50\uff52\uff4f\uff4d\uff4f")
+    assert done.returncode != 0 and "already exists" in done.stderr, done.stderr
+
+
+def test_hints_are_shell_quoted(db_url: str) -> None:
+    name = "it's $(touch pwned) [bold]x"
+    done = _create(db_url, name)
+    assert done.returncode == 0, done.stderr
+    hint = f"`dialer campaign start {shlex.quote(name)}`"
+    assert hint in done.stderr, done.stderr
+    assert shlex.split(hint.strip("`"))[-1] == name
+
+
+def _store_raw_name(url: str, name: str) -> None:
+    """A name as an older version stored it (no checks), straight into the table."""
+    async def go() -> None:
+        db = create_engine(url)
+        try:
+            async with session_factory(db)() as s, s.begin():
+                s.add(Campaign(name=name, status="draft", from_number="+15551230000",
+                               connection_id="conn", dial_settings={}, settings={}))
+        finally:
+            await db.dispose()
+    asyncio.run(go())
+
+
+def test_list_escapes_names_stored_by_an_older_version(db_url: str) -> None:
+    raw = "a\x1b[2Jb\u202ec\x01"
+    _store_raw_name(db_url, raw)
+    done = _cli("--database-url", db_url, "campaign", "list")
+    assert done.returncode == 0, done.stderr
+    for ch in "\x1b\u202e\x01":
+        assert ch not in done.stdout
+    assert "a\\x1b[2Jb\\u202ec\\x01" in done.stdout
+    # Still found by its stored spelling (to stop or inspect it), and shown escaped.
+    done = _cli("--database-url", db_url, "campaign", "show", raw)
+    assert done.returncode == 0 and "\x1b" not in done.stdout, done.stderr
+    done = _cli("--database-url", db_url, "campaign", "show", "nothing")
+    assert done.returncode != 0 and "\x1b" not in done.stderr and "\\x1b" in done.stderr
