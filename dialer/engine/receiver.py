@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from campaigns.db.models import WebhookEvent
 from campaigns.db.types import naive_utc, utcnow
 from dialer.engine.events import BadEnvelope, Envelope, parse_envelope
+from dialer.engine.http_limits import BODY_TIMEOUT_SECS
 from dialer.engine.metrics import Metrics
 from dialer.telnyx.errors import InvalidSignature
 from dialer.telnyx.signatures import WebhookVerifier
@@ -225,9 +226,14 @@ class Receiver:
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
             return self._answer(413, "too_large", "body too large")
         try:
-            body = await request.read()
+            async with asyncio.timeout(BODY_TIMEOUT_SECS):  # a slow body holds a connection
+                body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return self._answer(413, "too_large", "body too large")
+        except TimeoutError:
+            result, response = self._answer(408, "timeout", "body not received in time")
+            response.force_close()
+            return result, response
         if self.verifier is not None:
             try:
                 self.verifier.verify(body, request.headers)

@@ -60,6 +60,7 @@ from dialer.engine.attempts import (
     settle,
 )
 from dialer.engine.claims import DialJob, claim
+from dialer.engine.http_limits import start_site
 from dialer.engine.identity import action_command_id
 from dialer.engine.metrics import Metrics
 from dialer.engine.pacer import CampaignBudget, Pacer
@@ -321,13 +322,9 @@ class Engine:
         await ensure_current(self.db)
         if self.workers is not None:  # first: healthy means webhooks can reach where dials say
             await self.workers.start()
-        self._runner = web.AppRunner(self.receiver.app(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port)
-        await site.start()
-        server = getattr(site, "_server", None)
-        if server is not None and server.sockets:
-            self.bound_port = server.sockets[0].getsockname()[1]
+        # http_limits: header/body timeouts, connection cap, one-line logs of bad requests.
+        self._runner, self.bound_port = await start_site(
+            self.receiver.app(), self.config.host, self.config.port)
         self.store.start()
         await self._heartbeat()
         await self._recover()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import os
 import shlex
 import subprocess
@@ -22,16 +23,21 @@ import time
 import unicodedata
 from collections.abc import Iterator
 
+import aiohttp
 import pytest
+from aiohttp import web
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from campaigns.db.engine import create_engine, session_factory
 from campaigns.db.migrate import head_revision
 from campaigns.db.models import Campaign
 from campaigns.errors import InvalidSettings
 from campaigns.names import display, normalize
+from dialer.engine import receiver as receiver_module
 from dialer.engine.events import MAX_DEPTH, BadEnvelope, parse_envelope
+from dialer.engine.http_limits import HttpLimits, start_site
 from dialer.engine.identity import (
     MAX_ATTEMPT_NO,
     MAX_CONTACT_ID,
@@ -39,6 +45,9 @@ from dialer.engine.identity import (
     decode_client_state,
     encode_client_state,
 )
+from dialer.engine.metrics import Metrics
+from dialer.engine.receiver import WEBHOOK_PATH, EventStore, Receiver
+from dialer.engine.webhook_workers import WorkerSettings
 from dialer.telnyx.errors import InvalidSignature
 from dialer.telnyx.signatures import (
     TIMESTAMP_HEADER,
@@ -390,3 +399,112 @@ def test_list_escapes_names_stored_by_an_older_version(db_url: str) -> None:
     assert done.returncode == 0 and "\x1b" not in done.stdout, done.stderr
     done = _cli("--database-url", db_url, "campaign", "show", "nothing")
     assert done.returncode != 0 and "\x1b" not in done.stderr and "\\x1b" in done.stderr
+
+
+# ------------------------------------------- item 12: slow requests, connection cap, log lines
+
+async def _serve_receiver(url: str, limits: HttpLimits
+                          ) -> tuple[web.AppRunner, int, EventStore, AsyncEngine]:
+    db = create_engine(url)
+    store = EventStore(session_factory(db), lambda: None)
+    store.start()
+    receiver = Receiver(store, WebhookVerifier(PUBLIC), Metrics(), dict)
+    runner, port = await start_site(receiver.app(), "127.0.0.1", 0, limits=limits)
+    return runner, port, store, db
+
+
+async def _closed(reader: asyncio.StreamReader) -> bytes:
+    """Everything until the server closes the connection (generous bound: never a hang)."""
+    data = b""
+    while chunk := await asyncio.wait_for(reader.read(65536), 60):
+        data += chunk
+    return data
+
+
+async def _post_webhook(port: int, event_id: str, headers: dict[str, str] | None = None) -> int:
+    body = json.dumps({"data": {"id": event_id, "event_type": "call.hangup",
+                                "payload": {}}}).encode()
+    async with aiohttp.ClientSession() as http, http.post(
+            f"http://127.0.0.1:{port}{WEBHOOK_PATH}", data=body,
+            headers={**_signed(body), **(headers or {})}) as resp:
+        return resp.status
+
+
+def test_slow_requests_are_cut_off_and_connections_capped(
+        db_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(receiver_module, "BODY_TIMEOUT_SECS", 0.5)
+    limits = HttpLimits(header_timeout_secs=0.5, max_connections=8)
+
+    async def go() -> None:
+        runner, port, store, db = await _serve_receiver(db_url, limits)
+        try:
+            # Eight connections that never finish their head fill the cap; a ninth is closed at
+            # once; the eight are closed at their deadline; then a webhook is served.
+            slow = [await asyncio.open_connection("127.0.0.1", port) for _ in range(8)]
+            for _, writer in slow:
+                writer.write(b"POST /webhooks/telnyx HTTP/1.1\r\nHost: x\r\n")
+            await asyncio.gather(*(w.drain() for _, w in slow))
+            await asyncio.sleep(0.1)
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert await _closed(reader) == b""  # refused: over the cap
+            writer.close()
+            for reader, writer in slow:
+                assert await _closed(reader) == b""  # head deadline
+                writer.close()
+            assert await _post_webhook(port, "after-slow") == 200
+            # A body that stops coming: 408, and the connection is closed.
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"POST /webhooks/telnyx HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                         b"application/json\r\nContent-Length: 100\r\n\r\n{\"data\":")
+            answer = await _closed(reader)
+            assert answer.startswith(b"HTTP/1.1 408"), answer[:100]
+            writer.close()
+            # An idle kept-alive connection is closed at the next head's deadline too.
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert (await _closed(reader)).startswith(b"HTTP/1.1 200")
+            writer.close()
+            # Malformed requests: a 400 each, logged as one line (no ERROR, no traceback).
+            caplog.clear()
+            for _ in range(20):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(b"POST /webhooks/telnyx HTTP/1.1\r\nHost: x\r\n"
+                             b"Content-Length: GARBAGE\r\n\r\n")
+                assert (await _closed(reader)).split(b"\r\n")[0].endswith(b" 400 Bad Request")
+                writer.close()
+        finally:
+            await runner.cleanup()
+            await store.stop()
+            await db.dispose()
+
+    with caplog.at_level(logging.DEBUG):
+        asyncio.run(go())
+    worse = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert worse == [], [r.getMessage() for r in worse]
+    lines = [r.getMessage() for r in caplog.records
+             if r.name == "dialer.http" and "Error handling request" in r.getMessage()]
+    # Twenty malformed requests within a second or two: one line a second, the rest counted.
+    assert 1 <= len(lines) <= 10 and all("\n" not in line for line in lines), lines
+
+
+def test_huge_timestamps_are_403_on_a_webhook_workers_port(pg_url: str) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "dialer.engine.webhook_workers"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT)
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        settings = WorkerSettings(pg_url, "127.0.0.1", 0, PUBLIC, False)
+        proc.stdin.write(json.dumps(settings.__dict__).encode() + b"\n")
+        proc.stdin.flush()
+        port = int(json.loads(proc.stdout.readline())["ready"])
+
+        async def go() -> list[int]:
+            return [await _post_webhook(port, f"ts-{n}", {TIMESTAMP_HEADER: ts})
+                    for n, ts in enumerate(["9" * 400, "9" * 4400, "1" * 16, "0" * 400])]
+
+        assert asyncio.run(go()) == [403, 403, 403, 403]
+        assert asyncio.run(_post_webhook(port, "good")) == 200
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        proc.wait(30)
