@@ -44,7 +44,8 @@ def default_max_connections() -> int:
 class HttpLimits:
     header_timeout_secs: float = 10.0
     body_timeout_secs: float = BODY_TIMEOUT_SECS
-    #: An idle kept-alive connection is closed after this (aiohttp's default is an hour).
+    #: aiohttp's own idle limit (its default is an hour); the head deadline, shorter, closes an
+    #: idle kept-alive connection first: this is the backstop.
     keepalive_secs: float = 15.0
     max_connections: int = 0  # 0: default_max_connections()
     max_line_size: int = 8190
