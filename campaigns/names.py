@@ -20,7 +20,7 @@ import unicodedata
 
 from campaigns.errors import InvalidSettings
 
-__all__ = ["NAME_MAX", "display", "lookup_spellings", "normalize"]
+__all__ = ["NAME_MAX", "display", "json_safe", "lookup_spellings", "normalize"]
 
 NAME_MAX = 200
 #: Unicode general categories a name may not contain: Cc control, Cf format, Cs surrogate,
@@ -84,3 +84,24 @@ def display(name: str) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+def json_safe(text: str) -> str:
+    """JSON text (from json.dumps) with every character `display` escapes written as a JSON
+    escape instead: the same data, nothing a terminal would act on (U+009B is a CSI to some)."""
+    # A raw newline in json.dumps' output is layout (in strings, C0 controls are escaped).
+    if not any(_unsafe(ch) and ch != "\n" for ch in text):
+        return text
+    out = []
+    for ch in text:
+        if ch == "\n" or not _unsafe(ch):
+            out.append(ch)
+            continue
+        code = ord(ch)
+        if code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            code -= 0x10000
+            out.append(f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}")
+    return "".join(out)
+

@@ -394,6 +394,9 @@ def test_list_escapes_names_stored_by_an_older_version(db_url: str) -> None:
     for ch in "\x1b\u202e\x01":
         assert ch not in done.stdout
     assert "a\\x1b[2Jb\\u202ec\\x01" in done.stdout
+    done = _cli("--database-url", db_url, "campaign", "list", "--json")
+    assert not any(ch in done.stdout for ch in "\x1b\u202e\x01"), done.stdout
+    assert [c["name"] for c in json.loads(done.stdout)] == [raw]
     # Still found by its stored spelling (to stop or inspect it), and shown escaped.
     done = _cli("--database-url", db_url, "campaign", "show", raw)
     assert done.returncode == 0 and "\x1b" not in done.stdout, done.stderr
