@@ -13,20 +13,16 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from campaigns import outcomes
+from campaigns import names, outcomes
 from campaigns.db.models import Campaign, CampaignStatus, Contact, ContactStatus
 from campaigns.db.types import utcnow
 from campaigns.errors import AlreadyExists, IllegalTransition, InvalidSettings, NotFound
 from campaigns.lifecycle import next_status
 from campaigns.settings import split_and_validate
 
-NAME_MAX = 200
-
 
 async def create_campaign(session: AsyncSession, name: str, values: Mapping[str, Any]) -> Campaign:
-    name = name.strip()
-    if not name or len(name) > NAME_MAX:
-        raise InvalidSettings(f"name: must be 1-{NAME_MAX} characters")
+    name = names.normalize(name)
     split = split_and_validate(values)
     if await session.scalar(select(Campaign.id).where(Campaign.name == name)) is not None:
         raise AlreadyExists(f"a campaign named {name!r} already exists: pick another name")
@@ -47,13 +43,17 @@ async def create_campaign(session: AsyncSession, name: str, values: Mapping[str,
 
 
 async def get_campaign(session: AsyncSession, name: str, *, for_update: bool = False) -> Campaign:
-    stmt = select(Campaign).where(Campaign.name == name)
+    # As typed first (a name stored before names were normalised), then normalised.
+    spellings = names.lookup_spellings(name)
+    stmt = select(Campaign).where(Campaign.name.in_(spellings))
     if for_update:
         stmt = stmt.with_for_update()
-    campaign = await session.scalar(stmt)
+    found = {c.name: c for c in await session.scalars(stmt)}
+    campaign = next((found[s] for s in spellings if s in found), None)
     if campaign is None:
         known = (await session.scalars(select(Campaign.name).order_by(Campaign.name).limit(5))).all()
-        hint = f" (known: {', '.join(known)})" if known else " (none exist yet: `dialer campaign create`)"
+        hint = (f" (known: {', '.join(names.display(k) for k in known)})" if known
+                else " (none exist yet: `dialer campaign create`)")
         raise NotFound(f"no campaign named {name!r}{hint}")
     return campaign
 

@@ -8,6 +8,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from campaigns.db.engine import create_engine
+from campaigns.db.migrate import lock_for_migration
 from campaigns.db.models import Base
 
 config = context.config
@@ -26,6 +27,7 @@ def _configure(connection: Connection) -> None:
 def _run_sync(connection: Connection) -> None:
     _configure(connection)
     with context.begin_transaction():
+        lock_for_migration(connection)  # before the current revision is read
         context.run_migrations()
 
 

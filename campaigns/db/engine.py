@@ -9,8 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -18,7 +17,11 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from campaigns.db.urls import parse_url, redact
 from campaigns.errors import InvalidSettings
+
+__all__ = ["DEFAULT_DATABASE_URL", "SQLITE_BUSY_TIMEOUT_MS", "async_url", "create_engine",
+           "redact", "session_factory"]
 
 DEFAULT_DATABASE_URL = "sqlite:///./dialer.db"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -31,14 +34,9 @@ _ASYNC_DRIVERS = {
 
 
 def async_url(url: str | URL) -> URL:
-    """Turn a user's URL into one with the project's async driver (keeps an explicit async one)."""
-    try:
-        parsed = make_url(url) if isinstance(url, str) else url
-    except ArgumentError:
-        raise InvalidSettings(
-            f"cannot parse the database URL {redact(str(url))!r}: write sqlite:///path/to/file.db "
-            "or postgresql://user:password@host:5432/dbname"
-        ) from None
+    """Turn a user's URL into one with the project's async driver (keeps an explicit async one).
+    InvalidSettings when it is malformed (see campaigns.db.urls: the password is never shown)."""
+    parsed = parse_url(url)
     backend, _, driver = parsed.drivername.partition("+")
     if backend not in _ASYNC_DRIVERS:
         raise InvalidSettings(
@@ -49,13 +47,6 @@ def async_url(url: str | URL) -> URL:
     return parsed.set(drivername=_ASYNC_DRIVERS[backend])
 
 
-def redact(url: str | URL) -> str:
-    """The URL with its password hidden: safe for logs and error messages."""
-    try:
-        parsed = make_url(url) if isinstance(url, str) else url
-    except ArgumentError:
-        return "<unparseable database URL>"
-    return parsed.render_as_string(hide_password=True)
 
 
 def create_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:

@@ -11,6 +11,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import migrations
@@ -24,6 +26,21 @@ def alembic_config(url: str) -> Config:
     # Alembic's ConfigParser treats % specially (passwords may contain it).
     cfg.set_main_option("sqlalchemy.url", str(async_url(url).render_as_string(False)).replace("%", "%%"))
     return cfg
+
+
+#: The PostgreSQL advisory lock every migration run holds (its transaction's), so that runs
+#: started together (several `dialer db upgrade`, or engines at start-up) apply each migration
+#: once: the later ones wait, then find the schema current. Without it, two runs on a fresh
+#: database both created the same types and one failed on a duplicate `pg_type` key.
+#: SQLite needs none: its migrations run in BEGIN IMMEDIATE, one writer at a time.
+MIGRATION_LOCK_KEY = 0x646C_7231_6D69_6772  # "dlr1migr"
+
+
+def lock_for_migration(connection: Connection) -> None:
+    """Wait for the migration lock, inside the migration's transaction (released at its end)."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                           {"key": MIGRATION_LOCK_KEY})
 
 
 def head_revision() -> str:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.db.models import Campaign
 from campaigns.errors import InvalidSettings
+from campaigns.names import display
 from campaigns.service import (
     CampaignCounts,
     campaign_counts,
@@ -99,8 +102,11 @@ def create(name: str, from_number: str | None, connection_id: str | None,
     data = with_session(_create)
     if as_json:
         print_json(data)
-    err.print(f"campaign {name!r} created (draft): import contacts with "
-              f"`dialer contacts import {name} FILE`, then `dialer campaign start {name}`")
+    stored = str(data["name"])  # normalised: what later commands match
+    arg = shlex.quote(stored)  # the hints are commands to paste into a shell
+    err.print(f"campaign {stored!r} created (draft): import contacts with "
+              f"`dialer contacts import {arg} FILE`, then `dialer campaign start {arg}`",
+              markup=False, highlight=False)
 
 
 def _redacted(dial: dict[str, Any]) -> dict[str, Any]:
@@ -143,7 +149,7 @@ def list_cmd(as_json: bool) -> None:
     for col in ("name", "status", "from", "contacts", "done", "created"):
         table.add_column(col, justify="right" if col in ("contacts", "done") else "left")
     for r in rows:
-        table.add_row(r["name"], r["status"], r["from"], str(r["contacts"]),
+        table.add_row(Text(display(r["name"])), r["status"], r["from"], str(r["contacts"]),
                       str(r["contacts_by_status"].get("done", 0)), (r["created_at"] or "")[:19])
     if not rows:
         err.print("no campaigns yet: `dialer campaign create NAME --from +E164 --connection-id ID`")
@@ -166,7 +172,7 @@ def show(name: str, as_json: bool) -> None:
     if as_json:
         print_json(data)
         return
-    summary = Table(title=f"Campaign {data['name']}", show_header=False)
+    summary = Table(title=Text(f"Campaign {display(data['name'])}"), show_header=False)
     summary.add_column("key")
     summary.add_column("value")
     for key in ("status", "from", "connection_id", "contacts", "created_at", "started_at",
@@ -194,7 +200,7 @@ def _lifecycle(action: str, doc: str) -> click.Command:
             return c.status
 
         status = with_session(_apply)
-        err.print(f"campaign {name!r} is now {status}")
+        err.print(f"campaign {name!r} is now {status}", markup=False, highlight=False)
 
     _cmd.__doc__ = doc
     cmd = click.command(action)(_cmd)

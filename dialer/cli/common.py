@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from campaigns.db.engine import create_engine, redact, session_factory
 from campaigns.db.migrate import ensure_current
 from campaigns.errors import DatabaseUnavailable
+from campaigns.names import json_safe
 
 T = TypeVar("T")
 
@@ -92,4 +93,7 @@ def first_line(exc: BaseException) -> str:
 
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
+    # Control and format characters (from names stored by older versions, say) as \\u escapes.
+    sys.stdout.write(json_safe(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+                     + "\n")
+

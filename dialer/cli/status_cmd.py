@@ -9,10 +9,12 @@ from typing import Any
 import click
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.db.types import utcnow
+from campaigns.names import display
 from campaigns.progress import Progress, progress
 from dialer.cli.common import app_context, err, out, print_json, transaction
 
@@ -34,8 +36,8 @@ async def compliance_status(session: AsyncSession, name: str) -> dict[str, Any]:
 
 
 def render(p: Progress, compliance: dict[str, Any] | None = None) -> Table:
-    title = f"{p.name} ({p.status}{', dry run: simulated times' if p.dry_run else ''})"
-    t = Table(title=title, show_header=False)
+    dry = ", dry run: simulated times" if p.dry_run else ""
+    t = Table(title=Text(f"{display(p.name)} ({p.status}{dry})"), show_header=False)
     t.add_column("what")
     t.add_column("value", justify="right")
     t.add_row("contacts", str(p.contacts))

@@ -15,8 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.db.models import CampaignStatus
 from campaigns.lifecycle import next_status
-from dialer.engine.clock import Clock
+from campaigns.names import display
 from dialer.engine.attempts import DialOutcome, Timing, apply_dial_outcomes
+from dialer.engine.clock import Clock
 from dialer.engine.state import RunState
 from dialer.engine.store import campaigns as campaign_store
 from dialer.engine.transactions import Transactions
@@ -91,5 +92,5 @@ class DialResults:
                 c.status = next_status(c.name, c.status, "pause")
                 c.last_error = ("Telnyx refused the API key (401/403): fix TELNYX_API_KEY, then "
                                 "`dialer campaign resume`")
-                log.error("campaign %s paused: %s", c.name, c.last_error)
+                log.error("campaign %s paused: %s", display(c.name), c.last_error)
         await self.tx.run_retrying("pausing a campaign", _q)

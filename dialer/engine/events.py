@@ -82,16 +82,56 @@ def _finite(text: str) -> float:
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
+def _clean_str(value: str) -> str:
+    return _UNSTORABLE.sub("\ufffd", value)
+
+
 def _clean(value: Any) -> Any:
     """Strings PostgreSQL's JSONB refuses (NUL, unpaired surrogates from \\u escapes), with
-    those characters replaced by U+FFFD: one such event must not fail its whole batch."""
+    those characters replaced by U+FFFD: one such event must not fail its whole batch.
+
+    Iterative, in place: a body nested deeper than Python's recursion limit is valid JSON (the
+    decoder reads it) and must not make the receiver fail with a RecursionError."""
     if isinstance(value, str):
-        return _UNSTORABLE.sub("\ufffd", value)
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    if isinstance(value, dict):
-        return {_clean(k): _clean(v) for k, v in value.items()}
+        return _clean_str(value)
+    stack: list[Any] = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            for i, item in enumerate(node):
+                if isinstance(item, str):
+                    node[i] = _clean_str(item)
+                elif isinstance(item, (list, dict)):
+                    stack.append(item)
+        elif isinstance(node, dict):
+            if any(isinstance(k, str) and _UNSTORABLE.search(k) for k in node):
+                items = list(node.items())
+                node.clear()
+                for k, v in items:  # a cleaned key that collides: the later value wins
+                    node[_clean_str(k)] = v
+            for k, item in node.items():
+                if isinstance(item, str):
+                    node[k] = _clean_str(item)
+                elif isinstance(item, (list, dict)):
+                    stack.append(item)
     return value
+
+
+#: Telnyx's envelopes nest four or five levels; ours are refused beyond this.
+MAX_DEPTH = 32
+
+
+def _depth(doc: Any) -> int:
+    """How deeply arrays and objects nest in `doc` (iterative: any depth the decoder read)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, (list, dict)):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1)
+                         for child in (node.values() if isinstance(node, dict) else node))
+    return deepest
 
 
 #: One decoder for every body (json.loads with options builds a new one per call).
@@ -107,6 +147,10 @@ def parse_envelope(body: bytes) -> Envelope:
         doc = _DECODER.decode(decoded)
     except (ValueError, RecursionError):
         raise BadEnvelope("body is not JSON") from None
+    # Deeper documents are not Telnyx's, and every recursive step after this one (the JSON
+    # column's encoder, reading it back) would fail on them: refused here, as a 400.
+    if body.count(b"[") + body.count(b"{") > MAX_DEPTH and _depth(doc) > MAX_DEPTH:
+        raise BadEnvelope(f"nested deeper than {MAX_DEPTH} levels")
     text = None
     if b"\\u" in body or _UNSTORABLE.search(decoded):  # escaped, or raw surrogate bytes
         doc = _clean(doc)

@@ -8,11 +8,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 _NAMESPACE = uuid.UUID("6f1d7c1e-8a51-4f0b-9a34-2d6f0c7b5e11")
 _PREFIX = "dlr1"
+#: The columns' ranges: contact ids are BIGINT (SQLite INTEGER), attempt numbers INTEGER. An id
+#: outside them is not ours, and binding it would fail the event processor's whole batch.
+MAX_CONTACT_ID = 2**63 - 1
+MAX_ATTEMPT_NO = 2**31 - 1
+#: Plain ASCII decimal without sign, blanks, underscores or leading zeros (int() takes all of
+#: those, and any Unicode digits too; we never write them).
+_DECIMAL = re.compile(r"[1-9][0-9]{0,18}")
 
 
 @dataclass(frozen=True)
@@ -48,8 +57,8 @@ def client_state_tag(value: str | None) -> str | None:
     return parts[3] if len(parts) == 4 and parts[0] == _PREFIX else None
 
 
-def _decoded(value: str | None) -> str | None:
-    if not value or len(value) > 200:
+def _decoded(value: Any) -> str | None:
+    if not isinstance(value, str) or not value or len(value) > 200:
         return None
     try:
         return base64.b64decode(value, validate=True).decode("ascii")
@@ -57,15 +66,24 @@ def _decoded(value: str | None) -> str | None:
         return None
 
 
-def decode_client_state(value: str | None) -> AttemptRef | None:
-    """The attempt a client_state names, or None when it is not ours (or garbled)."""
-    text = _decoded(value)
+def _positive(text: str, limit: int) -> int | None:
+    if _DECIMAL.fullmatch(text) is None:
+        return None
+    number = int(text)
+    return number if number <= limit else None
+
+
+def decode_client_state(value: Any) -> AttemptRef | None:
+    """The attempt a client_state names, or None when it is not ours (garbled, not a string,
+    or naming ids no row of ours can have). Any value a webhook carries is safe to pass."""
+    text = _decoded(value) if isinstance(value, str) else None
     if text is None:
         return None
     parts = text.split(":", 3)
     if len(parts) < 3 or parts[0] != _PREFIX:
         return None
-    try:
-        return AttemptRef(int(parts[1]), int(parts[2]))
-    except ValueError:
+    contact_id = _positive(parts[1], MAX_CONTACT_ID)
+    attempt_no = _positive(parts[2], MAX_ATTEMPT_NO)
+    if contact_id is None or attempt_no is None:
         return None
+    return AttemptRef(contact_id, attempt_no)

@@ -9,6 +9,7 @@ its unique `data.id` before the 200 (a duplicate is acknowledged and ignored) by
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -19,6 +20,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from dialer.engine.events import BadEnvelope, Envelope, parse_envelope
+from dialer.engine.http_limits import BODY_TIMEOUT_SECS
 from dialer.engine.metrics import Metrics
 from dialer.telnyx.errors import InvalidSignature
 from dialer.telnyx.signatures import WebhookVerifier
@@ -75,9 +77,14 @@ class Receiver:
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
             return self._answer(413, "too_large", "body too large")
         try:
-            body = await request.read()
+            async with asyncio.timeout(BODY_TIMEOUT_SECS):  # a slow body holds a connection
+                body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return self._answer(413, "too_large", "body too large")
+        except TimeoutError:
+            result, response = self._answer(408, "timeout", "body not received in time")
+            response.force_close()
+            return result, response
         if self.verifier is not None:
             try:
                 self.verifier.verify(body, request.headers)

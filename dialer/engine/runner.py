@@ -32,6 +32,7 @@ from dialer.engine.config import EngineConfig, webhook_verifier, webhook_workers
 from dialer.engine.dial_results import DialResults
 from dialer.engine.dispatcher import CampaignView, DialQueue, Dispatcher, Stats
 from dialer.engine.event_log import EventStore
+from dialer.engine.http_limits import start_site
 from dialer.engine.metrics import Metrics
 from dialer.engine.pacer import SlotBook
 from dialer.engine.processor import EventProcessor
@@ -187,13 +188,9 @@ class Engine:
         await ensure_current(self.db)
         if self.workers is not None:  # first: healthy means webhooks can reach where dials say
             await self.workers.start()
-        self._runner = web.AppRunner(self.receiver.app(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port)
-        await site.start()
-        server = getattr(site, "_server", None)
-        if server is not None and server.sockets:
-            self.bound_port = server.sockets[0].getsockname()[1]
+        # http_limits: header/body timeouts, connection cap, one-line logs of bad requests.
+        self._runner, self.bound_port = await start_site(
+            self.receiver.app(), self.config.host, self.config.port)
         self.store.start()
         await self.tx.retrying("heartbeat", self.instances.heartbeat)
         await self.recovery.recover()

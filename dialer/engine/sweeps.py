@@ -17,9 +17,10 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from campaigns.lifecycle import next_status
-from campaigns.settings import with_defaults
 from campaigns.due import next_due_at
+from campaigns.lifecycle import next_status
+from campaigns.names import display
+from campaigns.settings import with_defaults
 from dialer.engine import event_log, flow, script_events
 from dialer.engine.attempts import PendingAction, Timing
 from dialer.engine.clock import Clock, skip_target
@@ -136,7 +137,7 @@ class Sweeps:
                     continue
                 c.status = next_status(c.name, c.status, "complete")
                 c.finished_at = self.clock.now()
-                log.info("campaign %s completed", c.name)
+                log.info("campaign %s completed", display(c.name))
         await self.tx.run(_q)
 
     async def hangup_stopped(self) -> None:

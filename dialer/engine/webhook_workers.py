@@ -259,10 +259,9 @@ class _Outbox:
 
 
 async def _serve(settings: WorkerSettings, stdin: asyncio.StreamReader) -> None:
-    from aiohttp import web
-
     from campaigns.db.engine import create_engine, session_factory
     from dialer.engine.event_log import EventStore
+    from dialer.engine.http_limits import start_site
     from dialer.engine.metrics import Metrics
     from dialer.engine.receiver import Receiver
     from dialer.telnyx.signatures import WebhookVerifier
@@ -276,12 +275,9 @@ async def _serve(settings: WorkerSettings, stdin: asyncio.StreamReader) -> None:
                 else WebhookVerifier(settings.public_key or ""))
     receiver = Receiver(store, verifier, Metrics(),
                         lambda: {"status": "ok", "worker": os.getpid()}, on_answer=tally.record)
-    runner = web.AppRunner(receiver.app(), access_log=None, shutdown_timeout=5)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, reuse_port=True)
-    await site.start()
-    server = getattr(site, "_server", None)
-    port = server.sockets[0].getsockname()[1] if server and server.sockets else settings.port
+    # http_limits: header/body timeouts, connection cap, one-line logs of bad requests.
+    runner, port = await start_site(receiver.app(), settings.host, settings.port,
+                                    reuse_port=True, shutdown_timeout=5)
     store.start()
     outbox.send({"ready": port})
 

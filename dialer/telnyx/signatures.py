@@ -28,6 +28,8 @@ __all__ = [
 
 SIGNATURE_HEADER = "telnyx-signature-ed25519"
 TIMESTAMP_HEADER = "telnyx-timestamp"
+#: Unix seconds have 10 digits until the year 2286; anything past 15 is not a timestamp.
+_MAX_DIGITS = 15
 
 
 def _b64(data: bytes) -> str:
@@ -98,7 +100,9 @@ class WebhookVerifier:
         if not timestamp:
             raise InvalidSignature(f"missing {TIMESTAMP_HEADER} header")
         timestamp = timestamp.strip()
-        if not timestamp.isascii() or not timestamp.isdigit():
+        # Bounded before int(): a 400-digit value overflows the float subtraction below, one
+        # of 4,400 digits exceeds int()'s limit; neither may be anything but a 403.
+        if not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > _MAX_DIGITS:
             raise InvalidSignature(f"{TIMESTAMP_HEADER} is not Unix seconds")
         skew = (time.time() if now is None else now) - int(timestamp)
         if abs(skew) > self.tolerance_secs:
