@@ -26,6 +26,7 @@ from dialer.config import (
 from dialer.engine.clock import Clock, RealClock, SimulatedClock
 from dialer.engine.runner import Engine, EngineConfig, run_engine
 from dialer.engine.single_writer import single_writer
+from dialer.engine.slots import SPREAD_SECS
 from dialer.errors import ConfigurationError, EngineCrashed
 
 log = logging.getLogger("dialer.run")
@@ -52,6 +53,11 @@ def engine_options(fn: Any) -> Any:
         click.option("--max-concurrent", envvar="DIALER_MAX_CONCURRENT", show_envvar=True,
                      type=click.IntRange(1), default=10, show_default=True,
                      help="Account channel limit: calls in flight at once."),
+        click.option("--pacing-margin-ms", envvar="DIALER_PACING_MARGIN_MS", show_envvar=True,
+                     type=click.FloatRange(0, 500), default=SPREAD_SECS * 1000,
+                     show_default=True,
+                     help="How far dials may stray from their slots by the time Telnyx counts "
+                          "them (host and network jitter): every 1 s window absorbs it."),
         click.option("--per-number-cap", envvar="DIALER_PER_NUMBER_CAP", show_envvar=True,
                      type=click.IntRange(1), default=3, show_default=True,
                      help="Calls to one number in any rolling 24 h, across all campaigns."),
@@ -93,7 +99,8 @@ def engine_options(fn: Any) -> Any:
               help="With --simulate: when nothing is in flight, jump the simulated clock to the "
                    "next due contact (retries hours apart take no wall time).")
 def run(host: str, port: int, public_url: str | None, api_url: str, api_key: str | None,
-        public_key: str | None, cps: float, max_concurrent: int, per_number_cap: int,
+        public_key: str | None, cps: float, max_concurrent: int, pacing_margin_ms: float,
+        per_number_cap: int,
         insecure_webhooks: bool, exit_when_idle: bool, webhook_workers: int,
         webhook_port: int | None, time_scale: float, simulate: bool, speed: float,
         seed: int, rules_file: Path | None, skip_idle: bool) -> None:
@@ -110,6 +117,7 @@ def run(host: str, port: int, public_url: str | None, api_url: str, api_key: str
         database_url=app_context().database_url, api_url=api_url, api_key=api_key or "",
         public_key=public_key, public_url=public_url, host=host, port=port, cps=cps,
         max_concurrent=max_concurrent, per_number_cap=per_number_cap,
+        pacing_margin_secs=pacing_margin_ms / 1000,
         insecure_webhooks=insecure_webhooks, exit_when_idle=exit_when_idle, seed=seed,
         time_scale=time_scale, webhook_workers=webhook_workers, webhook_port=webhook_port,
         clock=clock,

@@ -313,6 +313,12 @@ def apply_event(attempt: CallAttempt, campaign: Campaign, event_type: str,
     elif event_type == "call.answered":
         attempt.answered_at = attempt.answered_at or at
         advance(attempt, AttemptState.ANSWERED)
+    if (event_type in ("call.initiated", "call.answered") and attempt.reconcile_after is None
+            and attempt.state in (AttemptState.DIALED, AttemptState.ANSWERED)):
+        # A call exists even if its dial's result was never recorded (the engine that sent it
+        # died between this webhook and its result batch): if its hangup never comes here,
+        # reconciliation must look for it (recovery only takes attempts still `created`).
+        attempt.reconcile_after = first_reconcile(campaign, now, timing)
     elif event_type == "call.hangup":
         advance(attempt, AttemptState.ENDED)
         attempt.ended_at = attempt.ended_at or parse_time(payload.get("end_time")) or at

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dialer.engine.clock import Clock, RealClock
+from dialer.engine.slots import SPREAD_SECS
 from dialer.engine.webhook_workers import WebhookWorkers, WorkerSettings
 from dialer.errors import ConfigurationError
 from dialer.telnyx.signatures import WebhookVerifier
@@ -47,6 +48,9 @@ class EngineConfig:
     #: Where the engine reads the time: real time, or a dry run's simulated clock (every time
     #: it stores and every wait it measures then passes at the simulator's speed).
     clock: Clock = field(default_factory=RealClock)
+    #: How far dials may stray from their slots by the time they arrive (send tolerance, network
+    #: and host jitter): the 1 s windows of every limit absorb it (dialer.engine.slots).
+    pacing_margin_secs: float = SPREAD_SECS
 
 
 def webhook_verifier(config: EngineConfig) -> WebhookVerifier | None:

@@ -32,6 +32,8 @@ from dialer.engine.transactions import Transactions
 #: Slots start at least this long after the reservation's clock reading (its commit must land
 #: first); raised to 1.5x the measured reservation time.
 MIN_LEAD_SECS = 0.005
+#: A clock-offset reading with a short round trip is trusted for this long.
+OFFSET_MAX_AGE_SECS = 30.0
 #: The longest a 429's reset hint pushes the shared schedule.
 MAX_POSTPONE_SECS = 5.0
 
@@ -96,14 +98,22 @@ class SlotBook:
     """This engine's view of the shared schedules: reserves slots, follows the account's rate
     (the lowest `--cps` of the live engines), backs off after 429s."""
 
-    def __init__(self, tx: Transactions, cps: float) -> None:
+    def __init__(self, tx: Transactions, cps: float, spread: float = sl.SPREAD_SECS) -> None:
         self.tx = tx
+        #: The spread of arrivals around their slots that the 1 s windows absorb.
+        self.spread = spread
         #: This engine's `--cps`; the account's rate in force is the lowest of the engines'.
         self.own_cps = cps
         self.account_cps = cps
         self.adaptive = AdaptiveRate(cps)
         self._postpone: float | None = None
         self._latency = 0.0
+        #: The database clock minus this host's (seconds), from the reading with the shortest
+        #: round trip lately: a reading delayed on its way back (a busy host) does not shift
+        #: the slots, since slots are kept on the database's clock.
+        self._offset = 0.0
+        self._offset_rtt = math.inf
+        self._offset_at = -math.inf
         self.reservations = 0
         self._guard = StartStampedThrottler(rate_limit=burst_limit(cps), period=0.1,
                                             retry_interval=0.002)
@@ -137,36 +147,49 @@ class SlotBook:
         """Slots for up to `demand[c]` dials of each campaign within `horizon` seconds."""
         self.adaptive.tick(time.monotonic())
         loop = asyncio.get_running_loop()
-        planned, db_now, read_at = await self.tx.run(
+        planned, read_at = await self.tx.run(
             lambda s: self._reserve(s, demand, horizon, loop), urgent=True)
         # From the clock reading (locks held by then) to the commit: how far ahead of the
         # reading the first slot must be so that it is still ahead once the slots are ours.
         self._latency = 0.8 * self._latency + 0.2 * (loop.time() - read_at)
         self.reservations += 1
-        return [LocalSlot(read_at + (p.at - db_now), p.campaign_id) for p in planned]
+        # Each slot in this loop's time: now, plus how far the slot is from the database's now.
+        db_now = time.time() + self._offset
+        here = loop.time()
+        return [LocalSlot(here + (p.at - db_now), p.campaign_id) for p in planned]
+
+    def _observe(self, before: float, db_now: float, after: float) -> None:
+        """A clock reading taken between `before` and `after` (this host's time.time())."""
+        rtt = after - before
+        if rtt <= self._offset_rtt * 1.5 or after - self._offset_at > OFFSET_MAX_AGE_SECS:
+            self._offset = db_now - (before + after) / 2
+            self._offset_rtt = rtt
+            self._offset_at = after
 
     async def _reserve(self, s: AsyncSession, demand: dict[int, int], horizon: float,
                        loop: asyncio.AbstractEventLoop
-                       ) -> tuple[list[sl.Slot], float, float]:
+                       ) -> tuple[list[sl.Slot], float]:
         keys = [sl.ACCOUNT, *(sl.campaign_key(cid) for cid in demand)]
         rows = await limit_store.lock(s, keys)
-        before = loop.time()
+        before = time.time()
         now = await limit_store.db_now(s)
-        read_at = (before + loop.time()) / 2
+        after = time.time()
+        self._observe(before, now, after)
+        read_at = loop.time()
         rates = await campaign_store.cps_of(s, set(demand))
         # The lowest --cps of the live engines, as committed now: an engine that joins with a
         # lower one is followed from the next reservation of every engine.
         lowest = await instance_store.lowest_cps(s)
         if lowest is not None:
             self.follow_account(lowest)
-        account = sl.Schedule(rows[sl.ACCOUNT].tat, self.rate)
+        account = sl.Schedule(rows[sl.ACCOUNT].tat, self.rate, self.spread)
         if self._postpone:
             sl.postpone(account, now + self._postpone)
             self._postpone = None
         own: dict[int, sl.Schedule | None] = {}
         for cid in demand:
             cps = rates.get(cid)
-            own[cid] = (sl.Schedule(rows[sl.campaign_key(cid)].tat, cps)
+            own[cid] = (sl.Schedule(rows[sl.campaign_key(cid)].tat, cps, self.spread)
                         if cps and math.isfinite(cps) and cps > 0 else None)
         lead = max(MIN_LEAD_SECS, 1.5 * self._latency)
         planned = sl.plan(now + lead, account, own, demand, horizon)
@@ -176,4 +199,4 @@ class SlotBook:
                 if sched is not None:
                     rows[sl.campaign_key(cid)].tat = sched.tat
                     rows[sl.campaign_key(cid)].rate = sched.rate
-        return planned, now, read_at
+        return planned, read_at

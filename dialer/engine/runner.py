@@ -68,7 +68,7 @@ class Engine:
         # the whole pool, and the caller retries (the receiver answers 503 meanwhile).
         self.db = create_engine(config.database_url, pool_pre_ping=False)
         self.tx = Transactions(self.db, keep_retrying=self.state.keep_retrying)
-        self.book = SlotBook(self.tx, config.cps)
+        self.book = SlotBook(self.tx, config.cps, config.pacing_margin_secs)
         self.sessions = self.tx.sessions
         self.client = TelnyxClient(config.api_url, config.api_key)
         self.actions = ActionRunner(self.client)

@@ -12,12 +12,15 @@ its own. Times are seconds on the database's clock.
 
 Why the interval is a little longer than 1/rate: Telnyx counts dials when they arrive. A dial is
 sent at most `SEND_TOLERANCE_SECS` after its slot (later, it gives the slot up and takes a new
-one) and its travel time varies by up to `ARRIVAL_JITTER_SECS`: together a spread J. With dials
+one) and its travel time varies: together a spread J of arrivals around their slots. With dials
 `interval` apart, a half-open window of width W at the far end holds k dials only if
 (k - 1) * interval < W + J, so it holds at most `limit` when interval >= (W + J) / limit. Both
-windows are kept: 1 s under floor(rate), 100 ms under ceil(rate/10) + 1. With J = 12 ms the
-schedule dials at 98.8% of the rate at 30 per second, 98.2% at 100; at 300, where the 100 ms
-bound leaves 3.3 ms for the spread, at 92%.
+windows are kept: 1 s under floor(rate) with J = `SPREAD_SECS` (25 ms: measured on this 2-core
+machine with three engines, PostgreSQL and the simulator sharing it, arrivals strayed up to
+~20 ms from their slots), and 100 ms under ceil(rate/10) + 1 with J = `BURST_SPREAD_SECS`
+(12 ms). The schedule then dials at 97.6% of the rate at 20 to 100 per second; at 300, where the
+100 ms bound leaves 3.3 ms for the spread, at 92%. `dialer run --pacing-margin-ms` sets J for
+the 1 s window (a quiet network and host can take less, a busy one needs more).
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ SEND_TOLERANCE_SECS = 0.008
 #: The variation of the time from a dial's start to its arrival at Telnyx that the spacing
 #: absorbs (docs/engine.md: measured on loopback at 100 cps, p99.9 under 2 ms).
 ARRIVAL_JITTER_SECS = 0.004
-#: The spread J of arrivals around their slots.
-SPREAD_SECS = SEND_TOLERANCE_SECS + ARRIVAL_JITTER_SECS
+#: The spread J of arrivals around their slots that the 1 s windows absorb (tolerance included).
+SPREAD_SECS = 0.025
+#: The spread the 100 ms windows absorb.
+BURST_SPREAD_SECS = SEND_TOLERANCE_SECS + ARRIVAL_JITTER_SECS
 
 ACCOUNT = "account"
 
@@ -40,13 +45,14 @@ def campaign_key(campaign_id: int) -> str:
     return f"campaign:{campaign_id}"
 
 
-def interval(rate: float) -> float:
+def interval(rate: float, spread: float = SPREAD_SECS) -> float:
     """Seconds between two dials under a limit of `rate` per second (see the module doc). A
     1 s window can only hold whole dials: a rate of 2.5 allows 2 in any window."""
     if not rate > 0 or not math.isfinite(rate):
         raise ValueError(f"a rate must be positive and finite, not {rate!r}")
     per_second = math.floor(rate) if rate >= 1 else rate
-    return max((1.0 + SPREAD_SECS) / per_second, (0.1 + SPREAD_SECS) / burst_limit(rate))
+    return max((1.0 + spread) / per_second,
+               (0.1 + min(spread, BURST_SPREAD_SECS)) / burst_limit(rate))
 
 
 def burst_limit(rate: float) -> int:
@@ -60,12 +66,13 @@ class Schedule:
 
     tat: float
     rate: float
+    spread: float = SPREAD_SECS
 
     def next_at(self, now: float) -> float:
         return max(self.tat, now)
 
     def take(self, at: float) -> None:
-        self.tat = max(self.tat, at) + interval(self.rate)
+        self.tat = max(self.tat, at) + interval(self.rate, self.spread)
 
 
 @dataclass(frozen=True)

@@ -363,6 +363,7 @@ class Simulator:
         if not self._authorized(request):
             return self._unauthorized()
         now = asyncio.get_running_loop().time()
+        arrived = self._time()  # the ledger's dial time: on arrival, as Telnyx counts
         stats.dials_received += 1
         self._peak_1s.record(now)
         self._peak_100ms.record(now)
@@ -399,7 +400,7 @@ class Simulator:
                 },
             )
 
-        call = self._place(body)
+        call = self._place(body, arrived)
         answer = {"data": self._dial_data(call, body)}
         if command_id is not None:
             self._commands[command_id] = (now + COMMAND_ID_TTL_SECS, answer)
@@ -414,7 +415,7 @@ class Simulator:
         stats.dials_accepted += 1
         return web.json_response(answer)
 
-    def _place(self, body: dict[str, Any]) -> SimCall:
+    def _place(self, body: dict[str, Any], arrived: float) -> SimCall:
         cfg = self.config
         to_value = body["to"]
         to = (to_value[0] if isinstance(to_value, list) else to_value).split(",", 1)[0]
@@ -442,7 +443,7 @@ class Simulator:
             client_state=body.get("client_state"),
             scenario=scenario,
             amd_mode=amd_mode,
-            dialed_at=self._time(),
+            dialed_at=arrived,
             webhook_url=body.get("webhook_url") or cfg.default_webhook_url,
         )
         call = SimCall(self, ledger, plan, body, rng)

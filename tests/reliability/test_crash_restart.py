@@ -26,7 +26,7 @@ from sqlalchemy import select
 
 from dialer.engine.runner import Engine
 from dialer.telnyx.signatures import generate_keypair
-from tests.engine.helpers import FAST_RETRY, attempts_of, numbers, seed
+from tests.engine.helpers import FAST_RETRY, attempts_of, numbers, seed, windows_over
 from tests.reliability.harness import (
     DbProbe,
     EngineProcess,
@@ -45,6 +45,8 @@ SPEED = 30.0
 CONTACTS = 300
 KILLS = 10
 MAX_ATTEMPTS = 3
+#: The campaign's own rate, below the engine's (account) 60.
+CAMPAIGN_CPS = 40
 MIX = {"human": 4, "machine_beep": 2, "machine_no_beep": 1, "fax": 1, "silence": 1, "busy": 1,
        "no_answer": 1, "rejected": 1, "not_found": 1}
 VOICEMAIL = {"on_machine": "voicemail", "voicemail_audio_url": "https://example.com/vm.mp3",
@@ -77,7 +79,7 @@ async def run_with_kills(db_url: str, tmp: Path, *, amd: str, kills: int, seed_:
                          ) -> tuple[list[str], object]:
     rng = random.Random(f"{seed_}:{db_url.split(':', 1)[0]}")
     cid = await seed(db_url, "crash", numbers(contacts), answering_machine_detection=amd,
-                     max_attempts=MAX_ATTEMPTS, **VOICEMAIL, **FAST_RETRY)
+                     max_attempts=MAX_ATTEMPTS, cps=CAMPAIGN_CPS, **VOICEMAIL, **FAST_RETRY)
     private, public = generate_keypair()
     sim = SimProcess(tmp, speed=SPEED, seed=seed_, private_key=private,
                      extra=["--scenarios", str(_scenario_file(tmp))])
@@ -166,6 +168,11 @@ async def run_with_kills(db_url: str, tmp: Path, *, amd: str, kills: int, seed_:
     logs = engine.logs()
     assert "Traceback" not in logs and "crashed" not in logs, logs[-5000:]
     figures = await audit(db_url, cid, calls, amd=amd, max_attempts=MAX_ATTEMPTS)
+    # The campaign's own rate and the account's held across every kill and restart: each limit's
+    # schedule lives in the database, so a restarted engine continues it (arrival times at the
+    # simulator, as Telnyx counts them).
+    arrivals = [c["dialed_at"] for c in calls]
+    assert windows_over(arrivals, CAMPAIGN_CPS) == [], plan
     resent = sum(int(m) for m in re.findall(r"recovery: re-sending (\d+) dials", logs))
     actions = sum(int(m) for m in re.findall(r"re-sending the actions of (\d+) live calls", logs))
     print(f"\n[crash-restart {db_url.split(':', 1)[0]} amd={amd} seed={seed_}] kills: {plan}")
