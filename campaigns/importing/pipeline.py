@@ -17,7 +17,7 @@ import os
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,11 +29,11 @@ import pyarrow.csv as pacsv
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from campaigns import dnc  # module import: campaigns.dnc imports this package too
 from campaigns import timezones as tzs
 from campaigns.db import storage
 from campaigns.db.models import CampaignStatus, ContactImport, ContactStatus
 from campaigns.db.types import utcnow
-from campaigns import dnc  # module import: campaigns.dnc imports this package too
 from campaigns.errors import ImportFailed
 from campaigns.importing import reader as rd
 from campaigns.importing.arrowtext import blank_rows, empty_to_null, json_objects, strip_nul
@@ -46,6 +46,9 @@ from campaigns.importing.phones import (
     country_zones,
     is_valid_region,
 )
+from campaigns.importing.xlsx import XlsxReader
+from campaigns.output_paths import check_output_path, protect_database
+from campaigns.reports.safety import csv_text, csv_text_array
 from campaigns.service import get_campaign
 from campaigns.settings import with_defaults
 
@@ -164,40 +167,71 @@ class RejectsWriter:
     """The rejects report, written to a temporary file next to the target and moved into place
     when the import succeeds."""
 
-    def __init__(self, target: Path, columns: tuple[str, ...], delimiter: str) -> None:
+    def __init__(self, target: Path, columns: tuple[str, ...], delimiter: str,
+                 protect: Sequence[tuple[Path, str]] = ()) -> None:
         self.target = target
         self.columns = columns
         self.delimiter = delimiter or ","
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
-                                   dir=str(target.parent))
+        self.protect = tuple(protect)
+        check_output_path(target, "the rejects file", self.protect)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
+                                       dir=str(target.parent))
+        except OSError as exc:
+            raise self._failed(exc) from None
         os.close(fd)
         self.tmp = Path(tmp)
         names = ["row", "reason", "duplicate_of_row", "detail", *columns]
-        self.sink = pa.OSFile(str(self.tmp), "wb")
-        header = io.StringIO()
-        csv.writer(header, lineterminator="\n").writerow(names)
-        self.sink.write(header.getvalue().encode())
         self.writer: pacsv.CSVWriter | None = None
+        header = io.StringIO()
+        csv.writer(header, lineterminator="\n").writerow([csv_text(n) for n in names])
+        try:
+            self.sink = pa.OSFile(str(self.tmp), "wb")
+            self.sink.write(header.getvalue().encode())
+        except OSError as exc:
+            self.tmp.unlink(missing_ok=True)
+            raise self._failed(exc) from None
+
+    def _failed(self, exc: OSError) -> ImportFailed:
+        reason = exc.strerror or str(exc).split("] ")[-1] or type(exc).__name__
+        return ImportFailed(f"cannot write the rejects file {str(self.target)!r}: {reason}")
 
     def write_table(self, table: pa.Table) -> None:
         """Rows with the columns: row, reason, duplicate_of_row, detail, original cells."""
         if table.num_rows == 0:
             return
-        if self.writer is None:
-            self.writer = pacsv.CSVWriter(self.sink, table.schema,
-                                          write_options=pacsv.WriteOptions(
-                                              include_header=False, quoting_style="needed"))
-        self.writer.write_table(table)
+        table = formula_safe(table)
+        try:
+            if self.writer is None:
+                self.writer = pacsv.CSVWriter(self.sink, table.schema,
+                                              write_options=pacsv.WriteOptions(
+                                                  include_header=False, quoting_style="needed"))
+            self.writer.write_table(table)
+        except OSError as exc:
+            raise self._failed(exc) from None
 
     def close(self, keep: bool) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        self.sink.close()
-        if keep:
-            os.replace(self.tmp, self.target)
-        else:
+        try:
+            try:
+                if self.writer is not None:
+                    self.writer.close()
+                self.sink.close()
+            except OSError as exc:
+                if keep:
+                    raise self._failed(exc) from None
+            if keep:
+                check_output_path(self.target, "the rejects file", self.protect)
+                os.replace(self.tmp, self.target)
+        finally:
             self.tmp.unlink(missing_ok=True)
+
+
+def formula_safe(table: pa.Table) -> pa.Table:
+    """The table with every text cell rendered as the report's CSV renders it
+    (`campaigns.reports.safety`): a value a spreadsheet could run as a formula gets a `'`."""
+    cols = [csv_text_array(col) if pa.types.is_string(col.type) else col
+            for col in table.columns]
+    return pa.Table.from_arrays(cols, schema=table.schema)
 
 
 def _bad_row_values(bad: rd.BadRow, width: int, delimiter: str) -> list[str]:
@@ -267,9 +301,9 @@ async def import_contacts(session: AsyncSession, campaign_name: str, path: Path,
     fallback = str(with_defaults(campaign.settings or {})["fallback_timezone"])
     info = rd.inspect(path, options.encoding)
 
-    xlsx: rd.XlsxReader | None = None
+    xlsx: XlsxReader | None = None
     if info.kind == "xlsx":
-        xlsx = rd.XlsxReader(info)
+        xlsx = XlsxReader(info)
         header, approx = xlsx.header, xlsx.approx_rows
     else:
         header, approx = rd.read_header(info), info.approx_rows
@@ -292,7 +326,9 @@ async def import_contacts(session: AsyncSession, campaign_name: str, path: Path,
             session.add(record)
             await session.flush()
             summary.import_id = record.id
-        rejects = (RejectsWriter(options.rejects_path, columns, info.delimiter)
+        rejects = (RejectsWriter(options.rejects_path, columns, info.delimiter,
+                                 [(path, "the file being imported"),
+                                  *protect_database(session.get_bind().url)])
                    if options.rejects_path else None)
         ok = False
         try:
@@ -441,7 +477,7 @@ class _Job:
                                                 values))
 
     def prepare(self, batch: rd.Batch) -> _Prepared:
-        prep = _Prepared()
+        prep = _Prepared(blank=batch.gap_rows)
         self._bad_rows(prep, batch.bad)
         table = batch.table
         if table.num_rows == 0:
@@ -453,7 +489,7 @@ class _Job:
         rows = batch.rows
         blank = blank_rows(cols)
         if blank.any():
-            prep.blank = int(blank.sum())
+            prep.blank += int(blank.sum())
             keep = np.nonzero(~blank)[0]
             table, rows = table.take(pa.array(keep)), rows[keep]
         if table.num_rows == 0:

@@ -22,7 +22,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -36,7 +36,6 @@ BLOCK_SIZE = 4 << 20
 #: Bytes Arrow parses at a time. Its streaming reader reads up to 32 of these ahead on a
 #: background thread, so this bounds the read-ahead (32 MB); batches are then coalesced.
 PARSE_BLOCK = 1 << 20
-XLSX_BATCH_ROWS = 20_000
 _SNIFF_BYTES = 64 << 10
 _ZIP_MAGIC = b"PK\x03\x04"
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
@@ -73,6 +72,8 @@ class Batch:
     rows: np.ndarray
     #: Malformed rows whose number falls at or before the last row of this batch.
     bad: list[BadRow] = field(default_factory=list)
+    #: Rows absent from the file between the rows of this batch (XLSX gaps): blank rows.
+    gap_rows: int = 0
 
 
 def _human(path: Path) -> str:
@@ -113,11 +114,7 @@ def inspect(path: Path, encoding: str | None = None) -> SourceInfo:
     if encoding is None and enc == "utf-8" and b"\x00" in head:
         raise ImportFailed(f"{_human(path)!r} does not look like a CSV or Excel file (it contains "
                            "binary data); export the list as CSV or .xlsx")
-    try:
-        codecs.lookup(enc)
-    except LookupError:
-        raise ImportFailed(f"unknown encoding {enc!r}: use a name like utf-8, latin-1, cp1252 "
-                           "or utf-16") from None
+    check_text_encoding(enc)
     sha, lines, nul = _check_decodes(path, enc, explicit=encoding is not None)
     text_head = codecs.getincrementaldecoder(enc)(errors="replace").decode(head, final=False)
     delimiter = sniff_delimiter(text_head.lstrip("\ufeff"))
@@ -126,9 +123,25 @@ def inspect(path: Path, encoding: str | None = None) -> SourceInfo:
                       may_have_nul=nul or not utf8)
 
 
+def check_text_encoding(encoding: str) -> None:
+    """ImportFailed unless `encoding` names a text codec (bytes to str): rot13, base64, zlib,
+    hex and the like are codecs Python knows but that do not decode a file into text."""
+    try:
+        info = codecs.lookup(encoding)
+    except (LookupError, ValueError, TypeError):
+        raise ImportFailed(f"unknown encoding {encoding!r}: use a name like utf-8, latin-1, "
+                           "cp1252 or utf-16") from None
+    if not getattr(info, "_is_text_encoding", True):
+        raise ImportFailed(f"{encoding!r} is not a text encoding (it is a {info.name} "
+                           "transform): use a name like utf-8, latin-1, cp1252 or utf-16")
+
+
 def _bom_encoding(head: bytes) -> str:
     if head.startswith(codecs.BOM_UTF8):
         return "utf-8"  # Arrow drops the UTF-8 BOM itself
+    # UTF-32's little-endian BOM begins with UTF-16's (FF FE): test UTF-32 first.
+    if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        return "utf-32"
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
     return "utf-8"
@@ -196,6 +209,8 @@ def sniff_delimiter(text: str) -> str:
 def read_header(info: SourceInfo) -> list[str]:
     """The header row's cells, as written."""
     if info.kind == "xlsx":
+        from campaigns.importing.xlsx import XlsxReader
+
         with XlsxReader(info) as reader:
             return reader.header
     with info.path.open("rb") as fh:
@@ -325,73 +340,3 @@ def cell_text(value: Any) -> str:
     if isinstance(value, (dt.date, dt.time)):
         return value.isoformat()
     return str(value)
-
-
-class XlsxReader:
-    """Batches of the first worksheet of an .xlsx workbook, streamed."""
-
-    def __init__(self, info: SourceInfo) -> None:
-        import openpyxl
-        from openpyxl.utils.exceptions import InvalidFileException
-
-        self.info = info
-        try:
-            self._wb = openpyxl.load_workbook(info.path, read_only=True, data_only=False)
-        except (InvalidFileException, zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
-            raise ImportFailed(f"cannot read {_human(info.path)!r} as an Excel workbook: "
-                               f"{exc}") from None
-        if not self._wb.worksheets:
-            raise ImportFailed(f"{_human(info.path)!r} has no worksheet")
-        self._ws = self._wb.worksheets[0]
-        self._rows = self._ws.iter_rows(values_only=True)
-        self._row = 0
-        self.header: list[str] = []
-        for values in self._rows:
-            self._row += 1
-            if any(v is not None and str(v).strip() for v in values):
-                cells = [cell_text(v) for v in values]
-                while cells and not cells[-1].strip():
-                    cells.pop()
-                self.header = cells
-                break
-        if not self.header:
-            raise ImportFailed(f"{_human(info.path)!r} is empty: its first sheet has no rows")
-        self.width = len(self.header)
-        self.approx_rows = max((self._ws.max_row or 0) - self._row, 0)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._wb.close()
-
-    def batches(self) -> Iterator[Batch]:
-        width = self.width
-        cols: list[list[str]] = [[] for _ in range(width)]
-        numbers: list[int] = []
-        bad: list[BadRow] = []
-        for values in self._rows:
-            self._row += 1
-            cells = [cell_text(v) for v in values]
-            if len(cells) > width and any(c.strip() for c in cells[width:]):
-                filled = max(i for i, c in enumerate(cells) if c.strip()) + 1
-                bad.append(BadRow(self._row, filled, ",".join(cells[:filled])))
-                continue
-            cells = (cells + [""] * width)[:width]
-            for col, cell in zip(cols, cells):
-                col.append(cell)
-            numbers.append(self._row)
-            if len(numbers) >= XLSX_BATCH_ROWS:
-                yield self._batch(cols, numbers, bad)
-                cols = [[] for _ in range(width)]
-                numbers, bad = [], []
-        if numbers or bad:
-            yield self._batch(cols, numbers, bad)
-
-    @staticmethod
-    def _batch(cols: list[list[str]], numbers: list[int], bad: list[BadRow]) -> Batch:
-        table = pa.table({f"c{i}": pa.array(c, pa.string()) for i, c in enumerate(cols)})
-        return Batch(table, np.array(numbers, np.int64), bad)

@@ -535,9 +535,8 @@ class Engine:
         if self._write_lock is None:
             async with self.sessions() as session, session.begin():
                 return await fn(session)
-        async with self._write_lock:
-            async with self.sessions() as session, session.begin():
-                return await fn(session)
+        async with self._write_lock, self.sessions() as session, session.begin():
+            return await fn(session)
 
     # ------------------------------------------------------------------ scheduler
     async def _refresh_campaigns(self, session: AsyncSession | None = None) -> None:
@@ -586,7 +585,7 @@ class Engine:
             try:
                 await asyncio.wait_for(self._claim_wakeup.wait(),
                                        timeout=max(0.0, tick - (time.monotonic() - started)))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     def _channels_freed(self) -> None:
@@ -675,7 +674,7 @@ class Engine:
                 timeout = 0.05 if soonest is None else max(0.0, soonest - loop.time())
                 try:
                     await asyncio.wait_for(self._dispatch_wakeup.wait(), timeout=timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 continue
             await self.pacer.wait()
@@ -804,7 +803,7 @@ class Engine:
         while not self._closing:
             try:
                 await asyncio.wait_for(self._events_ready.wait(), timeout=0.5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._events_ready.clear()
             # Under load, let events that arrive together share one transaction; when quiet,
@@ -949,7 +948,7 @@ class Engine:
                 last_heartbeat = time.monotonic()
             try:
                 await asyncio.wait_for(self._stopping.wait(), timeout=self._sweep_interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     @property

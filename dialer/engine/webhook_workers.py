@@ -113,7 +113,7 @@ class WebhookWorkers:
             proc.stdin.write(json.dumps(asdict(settings)).encode() + b"\n")
             await proc.stdin.drain()
             port = await asyncio.wait_for(ready, timeout=60)
-        except (OSError, asyncio.TimeoutError, RuntimeError):
+        except (TimeoutError, OSError, RuntimeError):
             if proc.returncode is None:
                 proc.kill()
             raise ConfigurationError(
@@ -179,7 +179,7 @@ class WebhookWorkers:
                 proc.stdin.close()
             try:
                 await asyncio.wait_for(proc.wait(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 proc.kill()
                 await proc.wait()
 
