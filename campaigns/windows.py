@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, time, timedelta, timezone
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -84,7 +84,7 @@ class CallingWindow:
                 day = local_day + timedelta(days=offset)
                 if day.weekday() in self.days:
                     local = datetime.combine(day, start, tzinfo=tz)
-                    yield local.astimezone(UTC)
+                    yield local.astimezone(timezone.utc)
 
 
 def parse_days(text: str) -> frozenset[int]:
@@ -107,7 +107,7 @@ def parse_days(text: str) -> frozenset[int]:
                               "(mon-fri) or lists (mon,wed,fri)") from None
         if b < a:
             days.update(range(a, 7))
-            days.update(range(b + 1))
+            days.update(range(0, b + 1))
         else:
             days.update(range(a, b + 1))
     if not days:

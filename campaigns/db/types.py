@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import JSON, DateTime
@@ -31,7 +31,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        return value.replace(tzinfo=UTC)
+        return value.replace(tzinfo=timezone.utc)
 
 
 #: JSON on SQLite, JSONB on PostgreSQL.
@@ -41,8 +41,8 @@ JSONType: Any = JSON().with_variant(postgresql.JSONB(), "postgresql")
 def naive_utc(value: datetime) -> datetime:
     """An aware datetime as the naive UTC value the columns store (for statements that bypass
     the column type: bulk COPY, raw asyncpg)."""
-    return value.astimezone(UTC).replace(tzinfo=None)
+    return value.astimezone(timezone.utc).replace(tzinfo=None)
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    return datetime.now(timezone.utc)

@@ -72,8 +72,10 @@ async def database(url: str, *, check_schema: bool = True) -> AsyncIterator[Asyn
 @asynccontextmanager
 async def transaction(url: str) -> AsyncIterator[AsyncSession]:
     """One session in one transaction: committed on success, rolled back on any error."""
-    async with database(url) as engine, session_factory(engine)() as session, session.begin():
-        yield session
+    async with database(url) as engine:
+        async with session_factory(engine)() as session:
+            async with session.begin():
+                yield session
 
 
 def with_session(fn: Callable[[AsyncSession], Awaitable[T]]) -> T:

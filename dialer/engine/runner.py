@@ -535,8 +535,9 @@ class Engine:
         if self._write_lock is None:
             async with self.sessions() as session, session.begin():
                 return await fn(session)
-        async with self._write_lock, self.sessions() as session, session.begin():
-            return await fn(session)
+        async with self._write_lock:
+            async with self.sessions() as session, session.begin():
+                return await fn(session)
 
     # ------------------------------------------------------------------ scheduler
     async def _refresh_campaigns(self, session: AsyncSession | None = None) -> None:
@@ -585,7 +586,7 @@ class Engine:
             try:
                 await asyncio.wait_for(self._claim_wakeup.wait(),
                                        timeout=max(0.0, tick - (time.monotonic() - started)))
-            except TimeoutError:
+            except asyncio.TimeoutError:
                 pass
 
     def _channels_freed(self) -> None:
@@ -674,7 +675,7 @@ class Engine:
                 timeout = 0.05 if soonest is None else max(0.0, soonest - loop.time())
                 try:
                     await asyncio.wait_for(self._dispatch_wakeup.wait(), timeout=timeout)
-                except TimeoutError:
+                except asyncio.TimeoutError:
                     pass
                 continue
             await self.pacer.wait()
@@ -803,7 +804,7 @@ class Engine:
         while not self._closing:
             try:
                 await asyncio.wait_for(self._events_ready.wait(), timeout=0.5)
-            except TimeoutError:
+            except asyncio.TimeoutError:
                 pass
             self._events_ready.clear()
             # Under load, let events that arrive together share one transaction; when quiet,
@@ -948,7 +949,7 @@ class Engine:
                 last_heartbeat = time.monotonic()
             try:
                 await asyncio.wait_for(self._stopping.wait(), timeout=self._sweep_interval)
-            except TimeoutError:
+            except asyncio.TimeoutError:
                 pass
 
     @property

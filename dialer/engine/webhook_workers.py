@@ -113,7 +113,7 @@ class WebhookWorkers:
             proc.stdin.write(json.dumps(asdict(settings)).encode() + b"\n")
             await proc.stdin.drain()
             port = await asyncio.wait_for(ready, timeout=60)
-        except (TimeoutError, OSError, RuntimeError):
+        except (OSError, asyncio.TimeoutError, RuntimeError):
             if proc.returncode is None:
                 proc.kill()
             raise ConfigurationError(
@@ -179,7 +179,7 @@ class WebhookWorkers:
                 proc.stdin.close()
             try:
                 await asyncio.wait_for(proc.wait(), timeout)
-            except TimeoutError:
+            except asyncio.TimeoutError:
                 proc.kill()
                 await proc.wait()
 
