@@ -332,13 +332,18 @@ async def import_contacts(session: AsyncSession, campaign_name: str, path: Path,
                    if options.rejects_path else None)
         ok = False
         try:
+            csv_reader: rd.CsvReader | None = None
             if xlsx is not None:
                 batches: Iterator[rd.Batch] = xlsx.batches()
             else:
-                batches = rd.CsvReader(info, len(header), options.block_size).batches()
+                csv_reader = rd.CsvReader(info, len(header), options.block_size)
+                batches = csv_reader.batches()
             job = _Job(session, summary, mapping, campaign.id, record, region, fallback, rejects,
                        info.delimiter, options.dry_run, info.may_have_nul)
             await job.run(batches, progress, approx)
+            # What was read must be what was inspected (and hashed in the import record).
+            await asyncio.to_thread(rd.check_unchanged, info,
+                                    csv_reader.sha256 if csv_reader is not None else None)
             if summary.rows_read == 0:
                 raise ImportFailed(f"{str(path)!r} has a header row but no contacts")
             ok = True

@@ -18,6 +18,8 @@ import csv
 import datetime as dt
 import hashlib
 import io
+import os
+import stat
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -53,6 +55,8 @@ class SourceInfo:
     approx_rows: int
     #: False when the bytes were checked and hold no NUL character.
     may_have_nul: bool = True
+    #: (size, mtime_ns, inode, device) when inspected: the file must be the same at the end.
+    stamp: tuple[int, int, int, int] = (0, 0, 0, 0)
 
 
 @dataclass
@@ -82,17 +86,13 @@ def _human(path: Path) -> str:
 
 def inspect(path: Path, encoding: str | None = None) -> SourceInfo:
     """Identify a contact file and check that it can be read; ImportFailed says why not."""
-    try:
-        size = path.stat().st_size
-        fh = path.open("rb")
-    except FileNotFoundError:
-        raise ImportFailed(f"file {_human(path)!r} does not exist") from None
-    except IsADirectoryError:
-        raise ImportFailed(f"{_human(path)!r} is a directory, not a contact file") from None
-    except OSError as exc:
-        raise ImportFailed(f"cannot read {_human(path)!r}: {exc.strerror}") from None
+    fh = open_input(path)
     with fh:
-        head = fh.read(_SNIFF_BYTES)
+        st = os.fstat(fh.fileno())
+        if stat.S_ISDIR(st.st_mode):
+            raise ImportFailed(f"{_human(path)!r} is a directory, not a contact file")
+        size, stamp = st.st_size, _stamp(st)
+        head = _read(fh, path, _SNIFF_BYTES)
     if not head.strip(b"\r\n\t \xef\xbb\xbf"):
         raise ImportFailed(f"{_human(path)!r} is empty: it needs a header row (with a phone "
                            "column) and one row per contact")
@@ -103,7 +103,7 @@ def inspect(path: Path, encoding: str | None = None) -> SourceInfo:
     if head.startswith(_ZIP_MAGIC):
         if not zipfile.is_zipfile(path):
             raise ImportFailed(f"{_human(path)!r} is not a readable .xlsx file (a damaged zip)")
-        return SourceInfo(path, "xlsx", "", "", _sha256(path), size, 0)
+        return SourceInfo(path, "xlsx", "", "", _sha256(path), size, 0, stamp=stamp)
     if suffix in (".xlsx", ".xlsm"):
         raise ImportFailed(f"{_human(path)!r} is not an Excel workbook (no .xlsx content): if "
                            "it is CSV text, rename it to .csv")
@@ -120,7 +120,77 @@ def inspect(path: Path, encoding: str | None = None) -> SourceInfo:
     delimiter = sniff_delimiter(text_head.lstrip("\ufeff"))
     utf8 = codecs.lookup(enc).name == "utf-8"
     return SourceInfo(path, "csv", enc, delimiter, sha, size, max(lines - 1, 0),
-                      may_have_nul=nul or not utf8)
+                      may_have_nul=nul or not utf8, stamp=stamp)
+
+
+def open_input(path: Path) -> IO[bytes]:
+    """The contact file opened for reading; ImportFailed (one clear line) when it cannot be."""
+    try:
+        return path.open("rb")
+    except FileNotFoundError:
+        raise ImportFailed(f"file {_human(path)!r} does not exist (was it deleted or moved?)"
+                           ) from None
+    except IsADirectoryError:
+        raise ImportFailed(f"{_human(path)!r} is a directory, not a contact file") from None
+    except OSError as exc:
+        raise ImportFailed(f"cannot read {_human(path)!r}: {exc.strerror or exc}") from None
+
+
+def _read(fh: IO[bytes], path: Path, n: int) -> bytes:
+    try:
+        return fh.read(n)
+    except IsADirectoryError:
+        raise ImportFailed(f"{_human(path)!r} is a directory, not a contact file") from None
+    except OSError as exc:
+        raise ImportFailed(f"cannot read {_human(path)!r}: {exc.strerror or exc}") from None
+
+
+def _stamp(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+
+
+def check_unchanged(info: SourceInfo, read_sha256: str | None) -> None:
+    """ImportFailed when the file is not, at the end of the import, the one inspected at its
+    start: deleted, replaced, truncated, appended to or rewritten (size, time, inode), or when
+    the bytes actually read (`read_sha256`; None: read them again now) hash differently."""
+    changed = (f"{_human(info.path)!r} changed while it was being imported; nothing was "
+               "imported: import it again once it is complete")
+    try:
+        now = _stamp(os.stat(info.path))
+    except FileNotFoundError:
+        raise ImportFailed(f"{_human(info.path)!r} was deleted or moved while it was being "
+                           "imported; nothing was imported") from None
+    except OSError as exc:
+        raise ImportFailed(f"cannot read {_human(info.path)!r}: {exc.strerror or exc}") from None
+    if now != info.stamp:
+        raise ImportFailed(changed)
+    if read_sha256 is None:
+        read_sha256 = _sha256(info.path)
+    if read_sha256 != info.sha256:
+        raise ImportFailed(changed)
+
+
+class HashingReader(io.RawIOBase):
+    """A binary file that hashes (SHA-256) every byte read through it."""
+
+    def __init__(self, raw: IO[bytes], path: Path) -> None:
+        self._raw = raw
+        self._path = path
+        self.digest = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = _read(self._raw, self._path, len(buffer))
+        n = len(data)
+        buffer[:n] = data
+        self.digest.update(data)
+        return n
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
 
 
 def check_text_encoding(encoding: str) -> None:
@@ -149,8 +219,8 @@ def _bom_encoding(head: bytes) -> str:
 
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(BLOCK_SIZE), b""):
+    with open_input(path) as fh:
+        for block in iter(lambda: _read(fh, path, BLOCK_SIZE), b""):
             digest.update(block)
     return digest.hexdigest()
 
@@ -163,8 +233,8 @@ def _check_decodes(path: Path, encoding: str, *, explicit: bool) -> tuple[str, i
     lines = 0
     offset = 0
     nul = False
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(BLOCK_SIZE), b""):
+    with open_input(path) as fh:
+        for block in iter(lambda: _read(fh, path, BLOCK_SIZE), b""):
             digest.update(block)
             try:
                 decoder.decode(block)
@@ -213,8 +283,8 @@ def read_header(info: SourceInfo) -> list[str]:
 
         with XlsxReader(info) as reader:
             return reader.header
-    with info.path.open("rb") as fh:
-        head = fh.read(_SNIFF_BYTES * 16)
+    with open_input(info.path) as fh:
+        head = _read(fh, info.path, _SNIFF_BYTES * 16)
     text = codecs.getincrementaldecoder(info.encoding)(errors="replace").decode(head)
     text = text.lstrip("\ufeff")
     try:
@@ -234,6 +304,8 @@ class CsvReader:
         self._bad: list[BadRow] = []
         self._next_row = 1  # the header
         self.header: list[str] = []
+        #: SHA-256 of the bytes read, once every batch has been read.
+        self.sha256: str | None = None
 
     def _on_invalid(self, row: Any) -> str:
         number = row.number if row.number is not None else -1
@@ -252,8 +324,9 @@ class CsvReader:
         convert_opts = pacsv.ConvertOptions(
             column_types={n: pa.string() for n in self.names}, strings_can_be_null=False,
             quoted_strings_can_be_null=False)
+        source = HashingReader(open_input(self.info.path), self.info.path)
         try:
-            reader = pacsv.open_csv(str(self.info.path), read_options=read_opts,
+            reader = pacsv.open_csv(source, read_options=read_opts,
                                     parse_options=parse_opts, convert_options=convert_opts)
             first = True
             for table in self._coalesced(reader):
@@ -267,13 +340,16 @@ class CsvReader:
                 yield self._number(table)
             if first:
                 raise ImportFailed(f"{_human(self.info.path)!r} is empty: it needs a header row")
+            self.sha256 = source.digest.hexdigest()
             if self._bad:
                 yield Batch(pa.table({n: pa.array([], pa.string()) for n in self.names}),
                             np.zeros(0, np.int64), self._take_bad(None))
         except pa.ArrowInvalid as exc:
             raise ImportFailed(_arrow_message(self.info.path, exc, self.block_size)) from None
-        except UnicodeDecodeError as exc:  # pragma: no cover - checked by inspect()
+        except UnicodeDecodeError as exc:  # the file changed after inspect() checked it
             raise ImportFailed(f"{_human(self.info.path)!r}: {exc}") from None
+        finally:
+            source.close()
 
     def _coalesced(self, reader: Any) -> Iterator[pa.Table]:
         """Arrow's small record batches, joined into tables of about `block_size` bytes."""
