@@ -31,13 +31,14 @@ SQLITE_COMPANIONS = ("", "-wal", "-shm", "-journal")
 def sqlite_files(url: object) -> list[Path]:
     """The files of a SQLite database URL (the file and its companions); [] for anything else
     (PostgreSQL, an in-memory database, a URL that does not parse)."""
-    from sqlalchemy.engine import make_url
+    from sqlalchemy.engine import URL, make_url
     from sqlalchemy.exc import ArgumentError
 
     try:
         parsed = make_url(url) if isinstance(url, str) else url
-        backend = parsed.get_backend_name()  # type: ignore[union-attr]
-        database = parsed.database  # type: ignore[union-attr]
+        if not isinstance(parsed, URL):
+            return []
+        backend, database = parsed.get_backend_name(), parsed.database
     except (ArgumentError, AttributeError, ValueError):
         return []
     if backend != "sqlite" or not database or database == ":memory:" or database.startswith(

@@ -11,7 +11,12 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from campaigns.errors import InvalidSettings
 
@@ -88,6 +93,32 @@ def _sqlite_engine(aurl: URL, **kwargs: Any) -> AsyncEngine:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def create_reader_engine(url: str | URL) -> AsyncEngine:
+    """An engine for read-only work (status, lists, reports): its transactions never take the
+    writer lock. SQLite: a plain deferred `BEGIN` and `query_only`, so that under WAL a reader
+    sees one consistent snapshot while a writer (an import, `dialer run`) holds the lock, and
+    never waits for it; PostgreSQL: the usual engine (MVCC readers never wait for writers), with
+    a small pool. `create_engine`'s writers keep `BEGIN IMMEDIATE`."""
+    aurl = async_url(url)
+    if aurl.get_backend_name() != "sqlite":
+        return create_engine(aurl, pool_size=2, max_overflow=0)
+    engine = create_async_engine(aurl, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA query_only=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN")  # deferred: a read snapshot, no writer lock
 
     return engine
 

@@ -226,6 +226,11 @@ class RejectsWriter:
             self.tmp.unlink(missing_ok=True)
 
 
+def _bind_url(session: AsyncSession) -> object:
+    bind = session.get_bind()
+    return getattr(bind, "url", None) or getattr(getattr(bind, "engine", None), "url", None)
+
+
 def formula_safe(table: pa.Table) -> pa.Table:
     """The table with every text cell rendered as the report's CSV renders it
     (`campaigns.reports.safety`): a value a spreadsheet could run as a formula gets a `'`."""
@@ -328,7 +333,7 @@ async def import_contacts(session: AsyncSession, campaign_name: str, path: Path,
             summary.import_id = record.id
         rejects = (RejectsWriter(options.rejects_path, columns, info.delimiter,
                                  [(path, "the file being imported"),
-                                  *protect_database(session.get_bind().url)])
+                                  *protect_database(_bind_url(session))])
                    if options.rejects_path else None)
         ok = False
         try:

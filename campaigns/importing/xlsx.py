@@ -150,7 +150,7 @@ def _bounded_reader(info: SourceInfo) -> Any:
 
     where = f"{str(info.path)!r}"
 
-    class BoundedReader(ExcelReader):  # type: ignore[misc]
+    class BoundedReader(ExcelReader):
         def read_manifest(self) -> None:
             if ARC_CONTENT_TYPES in self.valid_files:
                 size = self.archive.getinfo(ARC_CONTENT_TYPES).file_size

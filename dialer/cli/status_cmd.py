@@ -41,7 +41,7 @@ def status(name: str, watch: bool, as_json: bool) -> None:
     url = app_context().database_url
 
     async def _once() -> Progress:
-        async with transaction(url) as s:
+        async with transaction(url, read_only=True) as s:
             return await progress(s, name)
 
     async def _watch() -> None:
