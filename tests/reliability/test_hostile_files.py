@@ -352,22 +352,16 @@ def test_report_to_a_full_disk_is_one_line(db_url: str, tmp_path: Path) -> None:
 
 
 SLOW_WRITER = '''
-import asyncio
-from campaigns.reports import rows
-_chunks = rows.RowStream.__init__
+import time
+from campaigns.reports import rows, writers
+rows.CHUNK_ROWS = 2  # several chunks, so that the export is still running when Ctrl-C comes
+_write = writers.JsonlWriter.write
 
-def __init__(self, *args, **kwargs):
-    _chunks(self, *args, **kwargs)
-    inner = self.chunks
+def write(self, rows):
+    _write(self, rows)
+    time.sleep(3)  # Ctrl-C arrives here, the temp file half written
 
-    async def slow():
-        async for chunk in inner:
-            yield chunk
-            await asyncio.sleep(60)  # Ctrl-C arrives here, the temp file half written
-
-    self.chunks = slow()
-
-rows.RowStream.__init__ = __init__
+writers.JsonlWriter.write = write
 '''
 
 
