@@ -22,6 +22,10 @@ from campaigns.errors import InvalidSettings
 
 DEFAULT_DATABASE_URL = "sqlite:///./dialer.db"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: Key of a SQLite connection's `info`: the statement that begins its transactions. Unset:
+#: `BEGIN IMMEDIATE` (every writer). The contact import sets `BEGIN` (deferred) while it reads
+#: the file and stages rows in a TEMP table, so that it does not hold the writer lock meanwhile.
+SQLITE_BEGIN = "dialer_sqlite_begin"
 
 _ASYNC_DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
@@ -92,7 +96,7 @@ def _sqlite_engine(aurl: URL, **kwargs: Any) -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql(conn.info.get(SQLITE_BEGIN, "BEGIN IMMEDIATE"))
 
     return engine
 

@@ -36,6 +36,7 @@ from campaigns.db.models import CampaignStatus, ContactImport, ContactStatus
 from campaigns.db.types import utcnow
 from campaigns.errors import ImportFailed
 from campaigns.importing import reader as rd
+from campaigns.importing import staging
 from campaigns.importing.arrowtext import blank_rows, empty_to_null, json_objects, strip_nul
 from campaigns.importing.columns import ColumnMapping, clean_header, map_columns
 from campaigns.importing.phones import (
@@ -73,6 +74,10 @@ class ImportOptions:
     rejects_path: Path | None = None
     #: CSV bytes read per batch (tests make it small to get many batches).
     block_size: int = rd.BLOCK_SIZE
+    #: SQLite: stage accepted rows in a TEMP table and publish them in one short write
+    #: transaction at the end (`campaigns.importing.staging`). The caller's session must be bound
+    #: to one connection whose transactions begin deferred (`SQLITE_BEGIN`), as the CLI does.
+    staged: bool = False
 
 
 @dataclass
@@ -226,6 +231,12 @@ class RejectsWriter:
             self.tmp.unlink(missing_ok=True)
 
 
+async def _check_open(campaign: Any) -> None:
+    if campaign.status in (CampaignStatus.COMPLETED, CampaignStatus.CANCELLED):
+        raise ImportFailed(f"campaign {campaign.name!r} is {campaign.status}: contacts can only be "
+                           "added to a draft, running or paused campaign (create a new one)")
+
+
 def _bind_url(session: AsyncSession) -> object:
     bind = session.get_bind()
     return getattr(bind, "url", None) or getattr(getattr(bind, "engine", None), "url", None)
@@ -296,9 +307,7 @@ async def import_contacts(session: AsyncSession, campaign_name: str, path: Path,
     options = options or ImportOptions()
     started = time.perf_counter()
     campaign = await get_campaign(session, campaign_name)
-    if campaign.status in (CampaignStatus.COMPLETED, CampaignStatus.CANCELLED):
-        raise ImportFailed(f"campaign {campaign.name!r} is {campaign.status}: contacts can only be "
-                           "added to a draft, running or paused campaign (create a new one)")
+    await _check_open(campaign)
     region = options.default_region.upper()
     if not is_valid_region(region):
         raise ImportFailed(f"unknown --default-region {options.default_region!r}: use a 2-letter "
@@ -324,10 +333,17 @@ async def import_contacts(session: AsyncSession, campaign_name: str, path: Path,
                                            ContactImport.file_sha256 == info.sha256)
             .order_by(ContactImport.id))).all())
         record: ContactImport | None = None
-        if not options.dry_run:
-            record = ContactImport(campaign_id=campaign.id, file_name=path.name,
-                                   file_sha256=info.sha256, columns=list(columns),
-                                   phone_column=mapping.phone_column)
+        staged = options.staged and not options.dry_run and not storage.is_postgres(session)
+
+        def new_record() -> ContactImport:
+            return ContactImport(campaign_id=campaign.id, file_name=path.name,
+                                 file_sha256=info.sha256, columns=list(columns),
+                                 phone_column=mapping.phone_column)
+
+        if staged:
+            await staging.create(session)
+        elif not options.dry_run:
+            record = new_record()
             session.add(record)
             await session.flush()
             summary.import_id = record.id
@@ -344,11 +360,20 @@ async def import_contacts(session: AsyncSession, campaign_name: str, path: Path,
                 csv_reader = rd.CsvReader(info, len(header), options.block_size)
                 batches = csv_reader.batches()
             job = _Job(session, summary, mapping, campaign.id, record, region, fallback, rejects,
-                       info.delimiter, options.dry_run, info.may_have_nul)
+                       info.delimiter, options.dry_run, info.may_have_nul,
+                       into=staging.STAGING_TABLE if staged else "contacts")
             await job.run(batches, progress, approx)
             # What was read must be what was inspected (and hashed in the import record).
             await asyncio.to_thread(rd.check_unchanged, info,
                                     csv_reader.sha256 if csv_reader is not None else None)
+            if staged and summary.rows_read:
+                await staging.begin_publishing(session)
+                await _check_open(await get_campaign(session, campaign_name))
+                record = new_record()
+                session.add(record)
+                await session.flush()
+                summary.import_id = record.id
+                await staging.publish(session, campaign.id, record.id)
             if summary.rows_read == 0:
                 raise ImportFailed(f"{str(path)!r} has a header row but no contacts")
             ok = True
@@ -398,8 +423,9 @@ class _Job:
     def __init__(self, session: AsyncSession, summary: ImportSummary, mapping: ColumnMapping,
                  campaign_id: int, record: ContactImport | None, region: str, fallback: str,
                  rejects: RejectsWriter | None, delimiter: str, dry_run: bool,
-                 may_have_nul: bool = True) -> None:
+                 may_have_nul: bool = True, into: str = "contacts") -> None:
         self.session = session
+        self.into = into
         self.may_have_nul = may_have_nul
         self.summary = summary
         self.mapping = mapping
@@ -626,7 +652,7 @@ class _Job:
             s.tz_ambiguous += int((prep.tz_ambiguous & keep).sum())
             if prep.out is not None and keep.any():
                 out = prep.out if keep.all() else prep.out.filter(keep)
-                await storage.insert_contacts(self.session, out)
+                await storage.insert_contacts(self.session, out, self.into)
         if self.rejects is not None and prep.rejects:
             refused = pa.concat_tables(prep.rejects)
             order = pc.sort_indices(refused, [("row", "ascending")])

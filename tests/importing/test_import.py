@@ -171,11 +171,11 @@ def test_failure_mid_import_leaves_nothing(db_url: str, campaign: str, cli: Runn
     real = storage.insert_contacts
     calls: list[int] = []
 
-    async def failing(session: Any, table: Any) -> int:
+    async def failing(session: Any, table: Any, *into: str) -> int:
         calls.append(table.num_rows)
         if len(calls) == 2:
             raise failure
-        return await real(session, table)
+        return await real(session, table, *into)
 
     monkeypatch.setattr(storage, "insert_contacts", failing)
     before = snapshot(db_url)

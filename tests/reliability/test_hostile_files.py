@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -414,3 +415,82 @@ def test_sqlite_readers_complete_while_a_write_is_held(sqlite_url: str, cli: Run
     finally:
         writer.rollback()
         writer.close()
+
+
+def _during_the_import(monkeypatch: pytest.MonkeyPatch, action: Callable[[], None]) -> list[int]:
+    """Run `action` (from another connection) once the import has staged its first batch."""
+    import functools
+
+    from campaigns.db import storage
+    from dialer.cli import contacts_cmd
+
+    monkeypatch.setattr(contacts_cmd, "ImportOptions",
+                        functools.partial(contacts_cmd.ImportOptions, block_size=8 << 10))
+    real = storage.insert_contacts
+    calls: list[int] = []
+
+    async def insert(session: Any, table: Any, *into: str) -> int:
+        calls.append(table.num_rows)
+        done = await real(session, table, *into)
+        if len(calls) == 1:
+            action()
+        return done
+
+    monkeypatch.setattr(storage, "insert_contacts", insert)
+    return calls
+
+
+def test_sqlite_import_does_not_hold_the_write_lock_while_it_reads(
+        sqlite_url: str, cli: Runner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data.build_sync(sqlite_url)
+    db = sqlite_file(sqlite_url)
+    path = _big_csv(tmp_path / "c.csv", 3_000)
+    seen: dict[str, Any] = {}
+
+    def other_writer_and_reader() -> None:
+        conn = sqlite3.connect(db, isolation_level=None, timeout=1)
+        try:
+            conn.execute("BEGIN IMMEDIATE")  # "database is locked" if the import held it
+            conn.execute("UPDATE campaigns SET updated_at = updated_at")
+            conn.execute("COMMIT")
+            seen["staged rows visible"] = conn.execute(
+                "SELECT count(*) FROM contacts WHERE phone_e164 LIKE '+1212736%'").fetchone()[0]
+        finally:
+            conn.close()
+        # `dialer status` in another thread (the import's event loop is running here)
+        with ThreadPoolExecutor(1) as pool:
+            seen["status"] = pool.submit(main, ["--database-url", sqlite_url, "status",
+                                                "spring"]).result()
+
+    calls = _during_the_import(monkeypatch, other_writer_and_reader)
+    code, _, err = cli(sqlite_url, "contacts", "import", "spring", str(path))
+    assert code == 0, err
+    assert len(calls) > 1 and seen["staged rows visible"] == 0
+    assert seen["status"] == 0, err
+    ids = [r[0] for r in query(sqlite_url, "SELECT source_row FROM contacts WHERE phone_e164 "
+                                           "LIKE '+1212736%' ORDER BY id")]
+    assert ids == list(range(2, 3_002))  # file order kept
+    assert query(sqlite_url, "SELECT count(*) FROM contact_imports WHERE rows_read = 3000") == [
+        (1,)]
+
+
+def test_sqlite_import_fails_whole_when_others_add_its_numbers_meanwhile(
+        sqlite_url: str, cli: Runner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data.build_sync(sqlite_url)
+    db = sqlite_file(sqlite_url)
+    path = _big_csv(tmp_path / "c.csv", 3_000)
+
+    def add_a_dnc_number() -> None:
+        conn = sqlite3.connect(db, isolation_level=None, timeout=5)
+        try:
+            conn.execute("INSERT INTO dnc_numbers (phone_e164, added_at) VALUES "
+                         "('+12127360005', '2026-01-01 00:00:00.000000')")
+        finally:
+            conn.close()
+
+    _during_the_import(monkeypatch, add_a_dnc_number)
+    before = query(sqlite_url, "SELECT count(*) FROM contacts")
+    code, _, err = cli(sqlite_url, "contacts", "import", "spring", str(path))
+    assert code != 0
+    one_error_line(err, "by someone else")
+    assert query(sqlite_url, "SELECT count(*) FROM contacts") == before
