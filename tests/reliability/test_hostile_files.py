@@ -334,6 +334,31 @@ def test_disk_full_while_writing_rejects_is_one_line(db_url: str, cli: Runner, t
         sorted(p.name for p in tmp_path.iterdir()) == ["c.csv"]
 
 
+def test_database_disk_full_during_an_import_is_one_line(db_url: str, cli: Runner,
+                                                        tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database's own "disk full" (SQLite SQLITE_FULL, PostgreSQL 53100) while contacts are
+    written: one line, nothing imported."""
+    import sqlalchemy.exc
+
+    from campaigns.db import storage
+
+    data.build_sync(db_url)
+    path = contacts_csv(tmp_path / "c.csv", [["(212) 736-5000", "a"]])
+
+    async def full(*args: Any) -> int:
+        raise sqlalchemy.exc.OperationalError(
+            "INSERT INTO contacts ...", {}, sqlite3.OperationalError("database or disk is full"))
+
+    monkeypatch.setattr(storage, "insert_contacts", full)
+    before = snapshot(db_url)
+    code, _, err = cli(db_url, "contacts", "import", "spring", str(path))
+    assert code != 0
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: no space left on the disk"), err
+    assert snapshot(db_url) == before
+
+
 def _dialer(url: str, *args: str, **kwargs: Any) -> subprocess.Popen[bytes]:
     env = {**os.environ, "DIALER_DATABASE_URL": url}
     env.update(kwargs.pop("env", {}))
