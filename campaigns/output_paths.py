@@ -114,3 +114,23 @@ def check_output_path(path: Path, what: str,
     if not parent.is_dir():
         raise UnsafeOutput(f"cannot write {what} to {shown}: the folder {os.fsdecode(parent)} "
                            "does not exist (create it first or choose another path)")
+
+
+def write_text_file(path: Path, text: str, what: str,
+                    protect: Iterable[tuple[Path, str]] = ()) -> None:
+    """Write a small text file the user named: checked (`check_output_path`), written to a temp
+    file beside it and renamed into place. OSError from the file system propagates."""
+    import tempfile
+
+    protect = tuple(protect)
+    check_output_path(path, what, protect)
+    fd, tmp = tempfile.mkstemp(prefix=f".{Path(path).name}.", suffix=".part",
+                               dir=os.fspath(Path(path).parent))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)
+        check_output_path(path, what, protect)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)

@@ -519,3 +519,16 @@ def test_sqlite_import_fails_whole_when_others_add_its_numbers_meanwhile(
     assert code != 0
     one_error_line(err, "by someone else")
     assert query(sqlite_url, "SELECT count(*) FROM contacts") == before
+
+
+def test_simulator_public_key_file_follows_the_same_rules(tmp_path: Path) -> None:
+    fifo = device_or_fifo(tmp_path / "dev")
+    before = fingerprint(fifo)
+    for target, fragment in ((fifo, "not a regular file"),
+                             (tmp_path / "no" / "key.txt", "does not exist")):
+        done = subprocess.run([sys.executable, "-m", "dialer.cli.main", "simulator", "--port", "0",
+                               "--public-key-file", str(target)], capture_output=True, text=True,
+                              timeout=60, cwd=tmp_path, check=False)
+        assert done.returncode != 0
+        one_error_line(done.stderr, fragment)
+    assert fingerprint(fifo) == before and not (tmp_path / "no").exists()
