@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from campaigns import dnc  # module import: campaigns.dnc imports this package too
 from campaigns import timezones as tzs
 from campaigns.db import storage
-from campaigns.db.models import CampaignStatus, ContactImport, ContactStatus
+from campaigns.db.models import ContactImport, ContactStatus
 from campaigns.db.types import utcnow
 from campaigns.errors import ImportFailed
 from campaigns.importing import reader as rd
@@ -232,9 +232,7 @@ class RejectsWriter:
 
 
 async def _check_open(campaign: Any) -> None:
-    if campaign.status in (CampaignStatus.COMPLETED, CampaignStatus.CANCELLED):
-        raise ImportFailed(f"campaign {campaign.name!r} is {campaign.status}: contacts can only be "
-                           "added to a draft, running or paused campaign (create a new one)")
+    staging.closed_campaign(campaign.name, campaign.status)
 
 
 def _bind_url(session: AsyncSession) -> object:
@@ -368,7 +366,7 @@ async def import_contacts(session: AsyncSession, campaign_name: str, path: Path,
                                     csv_reader.sha256 if csv_reader is not None else None)
             if staged and summary.rows_read:
                 await staging.begin_publishing(session)
-                await _check_open(await get_campaign(session, campaign_name))
+                await staging.check_still_open(session, campaign.id, campaign.name)
                 record = new_record()
                 session.add(record)
                 await session.flush()

@@ -21,10 +21,11 @@ transaction.
 
 from __future__ import annotations
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.db.engine import SQLITE_BEGIN
+from campaigns.db.models import Campaign, CampaignStatus
 from campaigns.db.storage import CONTACT_COLUMNS
 from campaigns.errors import ImportFailed
 
@@ -44,6 +45,22 @@ async def begin_publishing(session: AsyncSession) -> None:
     conn = await session.connection()
     conn.info[SQLITE_BEGIN] = "BEGIN IMMEDIATE"
     await session.commit()
+
+
+def closed_campaign(name: str, status: str | None) -> None:
+    """ImportFailed when a campaign in `status` takes no more contacts (None: it is gone)."""
+    if status is None:
+        raise ImportFailed(f"campaign {name!r} was deleted during the import")
+    if status in (CampaignStatus.COMPLETED, CampaignStatus.CANCELLED):
+        raise ImportFailed(f"campaign {name!r} is {status}: contacts can only be "
+                           "added to a draft, running or paused campaign (create a new one)")
+
+
+async def check_still_open(session: AsyncSession, campaign_id: int, name: str) -> None:
+    """Step 2: the campaign may have been completed or cancelled while the file was read (a
+    column query: the session's cached Campaign object would show the old status)."""
+    status = await session.scalar(select(Campaign.status).where(Campaign.id == campaign_id))
+    closed_campaign(name, status)
 
 
 async def conflicts(session: AsyncSession, campaign_id: int) -> int:

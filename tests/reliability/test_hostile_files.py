@@ -532,3 +532,24 @@ def test_simulator_public_key_file_follows_the_same_rules(tmp_path: Path) -> Non
         assert done.returncode != 0
         one_error_line(done.stderr, fragment)
     assert fingerprint(fifo) == before and not (tmp_path / "no").exists()
+
+
+def test_sqlite_import_into_a_campaign_cancelled_meanwhile_fails_whole(
+        sqlite_url: str, cli: Runner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data.build_sync(sqlite_url)
+    db = sqlite_file(sqlite_url)
+    path = _big_csv(tmp_path / "c.csv", 3_000)
+
+    def cancel() -> None:
+        conn = sqlite3.connect(db, isolation_level=None, timeout=5)
+        try:
+            conn.execute("UPDATE campaigns SET status = 'cancelled' WHERE name = 'spring'")
+        finally:
+            conn.close()
+
+    _during_the_import(monkeypatch, cancel)
+    before = query(sqlite_url, "SELECT count(*) FROM contacts")
+    code, _, err = cli(sqlite_url, "contacts", "import", "spring", str(path))
+    assert code != 0
+    one_error_line(err, "is cancelled")
+    assert query(sqlite_url, "SELECT count(*) FROM contacts") == before
