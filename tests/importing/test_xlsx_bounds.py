@@ -141,7 +141,16 @@ def test_hostile_workbooks_are_refused(db_url: str, campaign: str, cli: Runner,
         # entity tricks
         "dtd": ([('<?xml version="1.0"?><!DOCTYPE worksheet [<!ENTITY a "aaaa">]>'
                  f'<worksheet xmlns="{NS}"><sheetData>{header()}</sheetData></worksheet>')],
-                EMPTY_SST, "DTD"),
+                EMPTY_SST, "<!DOCTYPE"),
+        # no <dimension>: openpyxl's size probe reads the whole sheet; the guard is there too
+        "no dimension": ([f'<worksheet xmlns="{NS}"><sheetData>', header(), '<row r="2">',
+                          '<c r="A2" t="inlineStr"><is><t>', *huge_text(big),
+                          "</t></is></c></row></sheetData></worksheet>"], EMPTY_SST,
+                         "MB of text"),
+        # a row of 17 MB of XML made of small cells
+        "huge row": (sheet_xml([header(), '<row r="2">',
+                                *(f'<c r="A2" t="inlineStr"><is><t>{"w" * 4000}</t></is></c>'
+                                  for _ in range(4400)), "</row>"]), EMPTY_SST, "MB of XML"),
     }
     for name, (sheet, strings, fragment) in cases.items():
         path = build_xlsx(tmp_path / f"{name.replace(' ', '_')}.xlsx", sheet, strings)
