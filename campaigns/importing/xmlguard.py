@@ -36,6 +36,26 @@ _TAIL = 16
 _BOUNDARY = re.compile(rb"<(/?)(?:[A-Za-z_][\w.-]*:)?(row|si|is|sheetData)(?=[\s>/])")
 
 
+_PREFIXED = re.compile(rb"<(/?)[A-Za-z_][\w.-]*:(row|si|is|sheetData)(?=[\s>/])")
+_ROW_TAGS = (b"<row ", b"<row>", b"</row>")
+_SHEETDATA_END = (b"</sheetData>",)
+_STRING_OPEN = (b"<si>", b"<si ", b"<is>", b"<is ")
+_STRING_CLOSE = (b"</si>", b"</is>")
+
+
+def _first_last(window: bytes, tags: tuple[bytes, ...], offset: int) -> tuple[int, int]:
+    """Where the first and the last of `tags` begin in `window`, counting only tags that end
+    after `offset` (the ones before were seen whole in the previous block); (-1, -1): none."""
+    firsts, lasts = [], []
+    for tag in tags:
+        start = max(offset - len(tag) + 1, 0)
+        first = window.find(tag, start)
+        if first >= 0:
+            firsts.append(first)
+            lasts.append(window.rfind(tag, start))
+    return (min(firsts), max(lasts)) if firsts else (-1, -1)
+
+
 class GuardedStream(io.RawIOBase):
     """A read-only stream over `raw` that raises ImportFailed when the bounds are crossed."""
 
@@ -81,13 +101,62 @@ class GuardedStream(io.RawIOBase):
             self._text = len(data) - last - 1
         if self._text > MAX_TEXT_BYTES:
             self._fail(f"a cell holds more than {MAX_TEXT_BYTES >> 20} MB of text")
-        # Row and string boundaries in this block (the tail lets a tag span two blocks).
+        if _PREFIXED.search(window):
+            self._boundaries_by_regex(window, data)
+        else:
+            self._boundaries(window, data)
+        self._tail = window[-_TAIL:]
+
+    def _boundaries(self, window: bytes, data: bytes) -> None:
+        """Row and string boundaries of a block, from literal searches only (the usual case:
+        tags without a namespace prefix). Within one block every distance is below the bounds,
+        so only the first and the last boundary of each kind matter. A tag that began in the
+        previous block's tail and ends in this one is counted here."""
+        offset, n = len(self._tail), len(data)
+
+        def rel(i: int) -> int:  # bytes of `data` before window position i
+            return max(i - offset, 0)
+
+        row_first, row_last = _first_last(window, _ROW_TAGS, offset)
+        end_first, _ = _first_last(window, _SHEETDATA_END, offset)
+        if self._row is not None:
+            stops = [i for i in (row_first, end_first) if i >= 0]
+            self._grow_row(rel(min(stops)) if stops else n)
+        if row_last >= 0:
+            self._row = 0
+            self._grow_row(len(window) - row_last)
+        if end_first > row_last:
+            self._row = None
+        _, open_last = _first_last(window, _STRING_OPEN, offset)
+        close_first, close_last = _first_last(window, _STRING_CLOSE, offset)
+        if self._string is not None:
+            self._grow_string(rel(close_first) if close_first >= 0 else n)
+        if open_last > close_last:
+            self._string = 0
+            self._grow_string(len(window) - open_last)
+        elif close_last >= 0:
+            self._string = None
+
+    def _grow_row(self, n: int) -> None:
+        assert self._row is not None
+        self._row += n
+        if self._row > MAX_ELEMENT_BYTES:
+            self._fail(f"a row holds more than {MAX_ELEMENT_BYTES >> 20} MB of XML")
+
+    def _grow_string(self, n: int) -> None:
+        assert self._string is not None
+        self._string += n
+        if self._string > MAX_STRING_BYTES:
+            self._fail(f"a cell holds more than {MAX_TEXT_BYTES >> 20} MB of text")
+
+    def _boundaries_by_regex(self, window: bytes, data: bytes) -> None:
+        """The same, tag by tag (prefixed tags such as `<x:row>`; rare)."""
         offset = len(self._tail)
         position = 0  # in `data`, where counting resumes
         for match in _BOUNDARY.finditer(window):
-            at = match.start() - offset
-            if at < 0:
-                continue
+            if match.end() < offset:
+                continue  # seen whole, with the character after it, in the previous block
+            at = max(match.start() - offset, 0)
             self._count(at - position)
             position = at
             closing, name = match.group(1), match.group(2)
@@ -98,7 +167,6 @@ class GuardedStream(io.RawIOBase):
             else:
                 self._string = None if closing else 0
         self._count(len(data) - position)
-        self._tail = window[-_TAIL:]
 
     def _count(self, n: int) -> None:
         if self._row is not None:

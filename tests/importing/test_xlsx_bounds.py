@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.importing.conftest import Runner, query, snapshot
 
@@ -215,3 +217,48 @@ def test_a_huge_cell_is_refused_without_loading_it(tmp_path: Path) -> None:
     assert lines[0].startswith("refused:") and "MB of text" in lines[0], done.stdout
     peak_mb = int(lines[-1]) / 1024  # kilobytes on Linux
     assert peak_mb < 180, f"peak RSS {peak_mb:.0f} MB"  # the libraries alone: ~110 MB
+
+
+def _guard_input(kind: str, over: bool) -> bytes:
+    if kind == "rich":
+        k = 8 if over else 3
+        return (b"<sst><si>" + b"<r><t>" + b"y" * 30 + b"</t></r>" + (b"<r><t>" + b"y" * 30
+                + b"</t></r>") * (k - 1) + b"</si><si><t>z</t></si></sst>")
+    k = 25 if over else 8
+    return (b'<sheetData><row r="1">' + b"<c><v>" + b"1" * 20 + b"</v></c>"
+            + (b"<c><v>" + b"1" * 20 + b"</v></c>") * (k - 1) + b'</row><row r="2"/>'
+            + b"</sheetData><mergeCells>" + b"<m/>" * 200 + b"</mergeCells>")
+
+
+@pytest.mark.fast
+@settings(max_examples=200, deadline=None, database=None)
+@given(sizes=st.lists(st.integers(1, 40), min_size=1, max_size=30), over=st.booleans(),
+       kind=st.sampled_from(["rich", "row"]), prefixed=st.booleans())
+def test_the_xml_guard_counts_the_same_however_the_bytes_are_split(
+        sizes: list[int], over: bool, kind: str, prefixed: bool) -> None:
+    """Small bounds, random read sizes (tags split across blocks): refused exactly when over."""
+    import io
+    from unittest import mock
+
+    from campaigns.errors import ImportFailed
+    from campaigns.importing import xmlguard
+
+    data = _guard_input(kind, over)
+    if prefixed:
+        for tag in (b"sst", b"si", b"r", b"t", b"sheetData", b"row", b"c", b"v"):
+            data = data.replace(b"<" + tag + b">", b"<x:" + tag + b">").replace(
+                b"</" + tag + b">", b"</x:" + tag + b">").replace(b"<" + tag + b" ",
+                                                                    b"<x:" + tag + b" ")
+    with mock.patch.multiple(xmlguard, MAX_TEXT_BYTES=100, MAX_STRING_BYTES=200,
+                             MAX_ELEMENT_BYTES=400):
+        guard = xmlguard.GuardedStream(io.BytesIO(data), "x.xlsx")
+        got = b""
+        try:
+            i = 0
+            while chunk := guard.read(sizes[i % len(sizes)]):
+                got += chunk
+                i += 1
+        except ImportFailed:
+            assert over
+            return
+    assert not over and got == data
