@@ -35,7 +35,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import make_url
 
-from campaigns.importing import pipeline
 from campaigns.importing import reader as rd
 from dialer.cli.main import main
 from tests.importing.conftest import query, snapshot
@@ -323,7 +322,7 @@ def test_disk_full_while_writing_rejects_is_one_line(db_url: str, cli: Runner, t
         def close(self) -> None:
             pass
 
-    monkeypatch.setattr(pipeline.pacsv, "CSVWriter", FullDisk)
+    monkeypatch.setattr("pyarrow.csv.CSVWriter", FullDisk)
     before = snapshot(db_url)
     code, _, err = cli(db_url, "contacts", "import", "spring", str(path), "--rejects",
                        str(tmp_path / "r.csv"))
