@@ -22,6 +22,7 @@ from campaigns.errors import CampaignsError, ImportFailed
 from campaigns.importing import reader as rd
 from campaigns.importing.columns import clean_header, map_columns
 from campaigns.importing.phones import REASONS, PhoneNormalizer, is_valid_region
+from campaigns.importing.xlsx import XlsxReader
 
 
 class InvalidNumber(CampaignsError):
@@ -122,7 +123,7 @@ async def import_file(session: AsyncSession, path: Path, region: str = "US",
     info = rd.inspect(path, encoding)
     source = source or f"import:{path.name}"
     if info.kind == "xlsx":
-        xlsx = rd.XlsxReader(info)
+        xlsx = XlsxReader(info)
         header, width = xlsx.header, xlsx.width
     else:
         header = rd.read_header(info)

@@ -41,3 +41,8 @@ class ImportFailed(CampaignsError):
 
 class ReportError(CampaignsError):
     """A report cannot be produced as asked (unwritable path, a binary format without a file)."""
+
+
+class UnsafeOutput(CampaignsError):
+    """A file the user named for output would destroy data (the database, the input, a device)
+    or cannot be created where asked (no such folder)."""

@@ -147,6 +147,12 @@ def load_toml(path: Path) -> dict[str, Any]:
         raise InvalidSettings(f"campaign file {str(path)!r} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise InvalidSettings(f"campaign file {str(path)!r} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8 text: a binary or UTF-16 file
+        raise InvalidSettings(f"campaign file {str(path)!r} is not a TOML text file: byte "
+                              f"0x{exc.object[exc.start:exc.start + 1].hex()} at offset "
+                              f"{exc.start} is not UTF-8") from None
+    except IsADirectoryError:
+        raise InvalidSettings(f"campaign file {str(path)!r} is a folder") from None
     except OSError as exc:
         raise InvalidSettings(f"cannot read campaign file {str(path)!r}: {exc.strerror}") from None
 

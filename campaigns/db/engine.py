@@ -21,10 +21,15 @@ from campaigns.db.urls import parse_url, redact
 from campaigns.errors import InvalidSettings
 
 __all__ = ["DEFAULT_DATABASE_URL", "SQLITE_BUSY_TIMEOUT_MS", "async_url", "create_engine",
+           "is_sqlite",
            "redact", "session_factory"]
 
 DEFAULT_DATABASE_URL = "sqlite:///./dialer.db"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: Key of a SQLite connection's `info`: the statement that begins its transactions. Unset:
+#: `BEGIN IMMEDIATE` (every writer). The contact import sets `BEGIN` (deferred) while it reads
+#: the file and stages rows in a TEMP table, so that it does not hold the writer lock meanwhile.
+SQLITE_BEGIN = "dialer_sqlite_begin"
 
 _ASYNC_DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
@@ -47,6 +52,11 @@ def async_url(url: str | URL) -> URL:
     return parsed.set(drivername=_ASYNC_DRIVERS[backend])
 
 
+
+
+def is_sqlite(url: str | URL) -> bool:
+    """Whether a URL (as users write it) names a SQLite database."""
+    return async_url(url).get_backend_name() == "sqlite"
 
 
 def create_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
@@ -79,7 +89,33 @@ def _sqlite_engine(aurl: URL, **kwargs: Any) -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql(conn.info.get(SQLITE_BEGIN, "BEGIN IMMEDIATE"))
+
+    return engine
+
+
+def create_reader_engine(url: str | URL) -> AsyncEngine:
+    """An engine for read-only work (status, lists, reports): its transactions never take the
+    writer lock. SQLite: a plain deferred `BEGIN` and `query_only`, so that under WAL a reader
+    sees one consistent snapshot while a writer (an import, `dialer run`) holds the lock, and
+    never waits for it; PostgreSQL: the usual engine (MVCC readers never wait for writers), with
+    a small pool. `create_engine`'s writers keep `BEGIN IMMEDIATE`."""
+    aurl = async_url(url)
+    if aurl.get_backend_name() != "sqlite":
+        return create_engine(aurl, pool_size=2, max_overflow=0)
+    engine = create_async_engine(aurl, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA query_only=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN")  # deferred: a read snapshot, no writer lock
 
     return engine
 

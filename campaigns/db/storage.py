@@ -250,9 +250,11 @@ async def _reserve_ids(conn: Any, n: int) -> np.ndarray:
     return np.sort(np.array(values, np.int64))  # other sessions took values in between
 
 
-async def insert_contacts(session: AsyncSession, rows: ContactRows | pa.Table) -> int:
+async def insert_contacts(session: AsyncSession, rows: ContactRows | pa.Table,
+                          into: str = "contacts") -> int:
     """Insert contact rows: from `prepare_contacts`, or a table with the columns CONTACT_COLUMNS
-    (timestamps and JSON as text)."""
+    (timestamps and JSON as text). `into`: another table with those columns (SQLite only: the
+    import's staging table)."""
     if isinstance(rows, pa.Table):
         rows = prepare_contacts(rows, is_postgres(session))
     if rows.num_rows == 0:
@@ -281,7 +283,7 @@ async def insert_contacts(session: AsyncSession, rows: ContactRows | pa.Table) -
     assert rows.table is not None
     table = rows.table
     conn = await session.connection()
-    sql = (f"INSERT INTO contacts ({', '.join(CONTACT_COLUMNS)}) VALUES "
+    sql = (f"INSERT INTO {into} ({', '.join(CONTACT_COLUMNS)}) VALUES "
            f"({', '.join('?' * len(CONTACT_COLUMNS))})")
     for start in range(0, table.num_rows, _SQLITE_BATCH):
         part = table.slice(start, _SQLITE_BATCH)

@@ -76,6 +76,10 @@ def clean_header(cells: Sequence[str]) -> tuple[str, ...]:
     names = []
     for i, cell in enumerate(cells):
         name = (cell or "").replace("\ufeff", "")
+        if "\x00" in name:
+            raise ImportFailed(f"the header row has a NUL character in column {i + 1} "
+                               f"({name.replace(chr(0), '')!r}): is the file binary, or in "
+                               "another encoding (pass --encoding)?")
         names.append(name if name.strip() else f"column_{i + 1}")
     seen: dict[str, int] = {}
     dups = []

@@ -13,8 +13,6 @@ import asyncio
 import csv
 import io
 import json
-import os
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -25,17 +23,17 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns import dnc  # module import: campaigns.dnc imports this package too
 from campaigns import timezones as tzs
 from campaigns.db import storage
-from campaigns.db.models import CampaignStatus, ContactImport, ContactStatus
+from campaigns.db.models import ContactImport, ContactStatus
 from campaigns.db.types import utcnow
 from campaigns.errors import ImportFailed
 from campaigns.importing import reader as rd
+from campaigns.importing import staging
 from campaigns.importing.arrowtext import blank_rows, empty_to_null, json_objects, strip_nul
 from campaigns.importing.columns import ColumnMapping, clean_header, map_columns
 from campaigns.importing.phones import (
@@ -46,6 +44,9 @@ from campaigns.importing.phones import (
     country_zones,
     is_valid_region,
 )
+from campaigns.importing.rejects import RejectsWriter
+from campaigns.importing.xlsx import XlsxReader
+from campaigns.output_paths import protect_database
 from campaigns.service import get_campaign
 from campaigns.settings import with_defaults
 
@@ -70,6 +71,10 @@ class ImportOptions:
     rejects_path: Path | None = None
     #: CSV bytes read per batch (tests make it small to get many batches).
     block_size: int = rd.BLOCK_SIZE
+    #: SQLite: stage accepted rows in a TEMP table and publish them in one short write
+    #: transaction at the end (`campaigns.importing.staging`). The caller's session must be bound
+    #: to one connection whose transactions begin deferred (`SQLITE_BEGIN`), as the CLI does.
+    staged: bool = False
 
 
 @dataclass
@@ -160,44 +165,13 @@ class SeenNumbers:
         return dup_of
 
 
-class RejectsWriter:
-    """The rejects report, written to a temporary file next to the target and moved into place
-    when the import succeeds."""
+async def _check_open(campaign: Any) -> None:
+    staging.closed_campaign(campaign.name, campaign.status)
 
-    def __init__(self, target: Path, columns: tuple[str, ...], delimiter: str) -> None:
-        self.target = target
-        self.columns = columns
-        self.delimiter = delimiter or ","
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
-                                   dir=str(target.parent))
-        os.close(fd)
-        self.tmp = Path(tmp)
-        names = ["row", "reason", "duplicate_of_row", "detail", *columns]
-        self.sink = pa.OSFile(str(self.tmp), "wb")
-        header = io.StringIO()
-        csv.writer(header, lineterminator="\n").writerow(names)
-        self.sink.write(header.getvalue().encode())
-        self.writer: pacsv.CSVWriter | None = None
 
-    def write_table(self, table: pa.Table) -> None:
-        """Rows with the columns: row, reason, duplicate_of_row, detail, original cells."""
-        if table.num_rows == 0:
-            return
-        if self.writer is None:
-            self.writer = pacsv.CSVWriter(self.sink, table.schema,
-                                          write_options=pacsv.WriteOptions(
-                                              include_header=False, quoting_style="needed"))
-        self.writer.write_table(table)
-
-    def close(self, keep: bool) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        self.sink.close()
-        if keep:
-            os.replace(self.tmp, self.target)
-        else:
-            self.tmp.unlink(missing_ok=True)
+def _bind_url(session: AsyncSession) -> object:
+    bind = session.get_bind()
+    return getattr(bind, "url", None) or getattr(getattr(bind, "engine", None), "url", None)
 
 
 def _bad_row_values(bad: rd.BadRow, width: int, delimiter: str) -> list[str]:
@@ -257,9 +231,7 @@ async def import_contacts(session: AsyncSession, campaign_name: str, path: Path,
     options = options or ImportOptions()
     started = time.perf_counter()
     campaign = await get_campaign(session, campaign_name)
-    if campaign.status in (CampaignStatus.COMPLETED, CampaignStatus.CANCELLED):
-        raise ImportFailed(f"campaign {campaign.name!r} is {campaign.status}: contacts can only be "
-                           "added to a draft, running or paused campaign (create a new one)")
+    await _check_open(campaign)
     region = options.default_region.upper()
     if not is_valid_region(region):
         raise ImportFailed(f"unknown --default-region {options.default_region!r}: use a 2-letter "
@@ -267,9 +239,9 @@ async def import_contacts(session: AsyncSession, campaign_name: str, path: Path,
     fallback = str(with_defaults(campaign.settings or {})["fallback_timezone"])
     info = rd.inspect(path, options.encoding)
 
-    xlsx: rd.XlsxReader | None = None
+    xlsx: XlsxReader | None = None
     if info.kind == "xlsx":
-        xlsx = rd.XlsxReader(info)
+        xlsx = XlsxReader(info)
         header, approx = xlsx.header, xlsx.approx_rows
     else:
         header, approx = rd.read_header(info), info.approx_rows
@@ -285,24 +257,47 @@ async def import_contacts(session: AsyncSession, campaign_name: str, path: Path,
                                            ContactImport.file_sha256 == info.sha256)
             .order_by(ContactImport.id))).all())
         record: ContactImport | None = None
-        if not options.dry_run:
-            record = ContactImport(campaign_id=campaign.id, file_name=path.name,
-                                   file_sha256=info.sha256, columns=list(columns),
-                                   phone_column=mapping.phone_column)
+        staged = options.staged and not options.dry_run and not storage.is_postgres(session)
+
+        def new_record() -> ContactImport:
+            return ContactImport(campaign_id=campaign.id, file_name=path.name,
+                                 file_sha256=info.sha256, columns=list(columns),
+                                 phone_column=mapping.phone_column)
+
+        if staged:
+            await staging.create(session)
+        elif not options.dry_run:
+            record = new_record()
             session.add(record)
             await session.flush()
             summary.import_id = record.id
-        rejects = (RejectsWriter(options.rejects_path, columns, info.delimiter)
+        rejects = (RejectsWriter(options.rejects_path, columns, info.delimiter,
+                                 [(path, "the file being imported"),
+                                  *protect_database(_bind_url(session))])
                    if options.rejects_path else None)
         ok = False
         try:
+            csv_reader: rd.CsvReader | None = None
             if xlsx is not None:
                 batches: Iterator[rd.Batch] = xlsx.batches()
             else:
-                batches = rd.CsvReader(info, len(header), options.block_size).batches()
+                csv_reader = rd.CsvReader(info, len(header), options.block_size)
+                batches = csv_reader.batches()
             job = _Job(session, summary, mapping, campaign.id, record, region, fallback, rejects,
-                       info.delimiter, options.dry_run, info.may_have_nul)
+                       info.delimiter, options.dry_run, info.may_have_nul,
+                       into=staging.STAGING_TABLE if staged else "contacts")
             await job.run(batches, progress, approx)
+            # What was read must be what was inspected (and hashed in the import record).
+            await asyncio.to_thread(rd.check_unchanged, info,
+                                    csv_reader.sha256 if csv_reader is not None else None)
+            if staged and summary.rows_read:
+                await staging.begin_publishing(session)
+                await staging.check_still_open(session, campaign.id, campaign.name)
+                record = new_record()
+                session.add(record)
+                await session.flush()
+                summary.import_id = record.id
+                await staging.publish(session, campaign.id, record.id)
             if summary.rows_read == 0:
                 raise ImportFailed(f"{str(path)!r} has a header row but no contacts")
             ok = True
@@ -352,8 +347,9 @@ class _Job:
     def __init__(self, session: AsyncSession, summary: ImportSummary, mapping: ColumnMapping,
                  campaign_id: int, record: ContactImport | None, region: str, fallback: str,
                  rejects: RejectsWriter | None, delimiter: str, dry_run: bool,
-                 may_have_nul: bool = True) -> None:
+                 may_have_nul: bool = True, into: str = "contacts") -> None:
         self.session = session
+        self.into = into
         self.may_have_nul = may_have_nul
         self.summary = summary
         self.mapping = mapping
@@ -441,7 +437,7 @@ class _Job:
                                                 values))
 
     def prepare(self, batch: rd.Batch) -> _Prepared:
-        prep = _Prepared()
+        prep = _Prepared(blank=batch.gap_rows)
         self._bad_rows(prep, batch.bad)
         table = batch.table
         if table.num_rows == 0:
@@ -453,7 +449,7 @@ class _Job:
         rows = batch.rows
         blank = blank_rows(cols)
         if blank.any():
-            prep.blank = int(blank.sum())
+            prep.blank += int(blank.sum())
             keep = np.nonzero(~blank)[0]
             table, rows = table.take(pa.array(keep)), rows[keep]
         if table.num_rows == 0:
@@ -580,7 +576,7 @@ class _Job:
             s.tz_ambiguous += int((prep.tz_ambiguous & keep).sum())
             if prep.out is not None and keep.any():
                 out = prep.out if keep.all() else prep.out.filter(keep)
-                await storage.insert_contacts(self.session, out)
+                await storage.insert_contacts(self.session, out, self.into)
         if self.rejects is not None and prep.rejects:
             refused = pa.concat_tables(prep.rejects)
             order = pc.sort_indices(refused, [("row", "ascending")])

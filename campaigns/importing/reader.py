@@ -18,11 +18,13 @@ import csv
 import datetime as dt
 import hashlib
 import io
+import os
+import stat
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import IO, Any
 
 import numpy as np
 import pyarrow as pa
@@ -36,7 +38,6 @@ BLOCK_SIZE = 4 << 20
 #: Bytes Arrow parses at a time. Its streaming reader reads up to 32 of these ahead on a
 #: background thread, so this bounds the read-ahead (32 MB); batches are then coalesced.
 PARSE_BLOCK = 1 << 20
-XLSX_BATCH_ROWS = 20_000
 _SNIFF_BYTES = 64 << 10
 _ZIP_MAGIC = b"PK\x03\x04"
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
@@ -54,6 +55,8 @@ class SourceInfo:
     approx_rows: int
     #: False when the bytes were checked and hold no NUL character.
     may_have_nul: bool = True
+    #: (size, mtime_ns, inode, device) when inspected: the file must be the same at the end.
+    stamp: tuple[int, int, int, int] = (0, 0, 0, 0)
 
 
 @dataclass
@@ -73,6 +76,8 @@ class Batch:
     rows: np.ndarray
     #: Malformed rows whose number falls at or before the last row of this batch.
     bad: list[BadRow] = field(default_factory=list)
+    #: Rows absent from the file between the rows of this batch (XLSX gaps): blank rows.
+    gap_rows: int = 0
 
 
 def _human(path: Path) -> str:
@@ -81,17 +86,13 @@ def _human(path: Path) -> str:
 
 def inspect(path: Path, encoding: str | None = None) -> SourceInfo:
     """Identify a contact file and check that it can be read; ImportFailed says why not."""
-    try:
-        size = path.stat().st_size
-        fh = path.open("rb")
-    except FileNotFoundError:
-        raise ImportFailed(f"file {_human(path)!r} does not exist") from None
-    except IsADirectoryError:
-        raise ImportFailed(f"{_human(path)!r} is a directory, not a contact file") from None
-    except OSError as exc:
-        raise ImportFailed(f"cannot read {_human(path)!r}: {exc.strerror}") from None
+    fh = open_input(path)
     with fh:
-        head = fh.read(_SNIFF_BYTES)
+        st = os.fstat(fh.fileno())
+        if stat.S_ISDIR(st.st_mode):
+            raise ImportFailed(f"{_human(path)!r} is a directory, not a contact file")
+        size, stamp = st.st_size, _stamp(st)
+        head = _read(fh, path, _SNIFF_BYTES)
     if not head.strip(b"\r\n\t \xef\xbb\xbf"):
         raise ImportFailed(f"{_human(path)!r} is empty: it needs a header row (with a phone "
                            "column) and one row per contact")
@@ -102,7 +103,7 @@ def inspect(path: Path, encoding: str | None = None) -> SourceInfo:
     if head.startswith(_ZIP_MAGIC):
         if not zipfile.is_zipfile(path):
             raise ImportFailed(f"{_human(path)!r} is not a readable .xlsx file (a damaged zip)")
-        return SourceInfo(path, "xlsx", "", "", _sha256(path), size, 0)
+        return SourceInfo(path, "xlsx", "", "", _sha256(path), size, 0, stamp=stamp)
     if suffix in (".xlsx", ".xlsm"):
         raise ImportFailed(f"{_human(path)!r} is not an Excel workbook (no .xlsx content): if "
                            "it is CSV text, rename it to .csv")
@@ -113,22 +114,104 @@ def inspect(path: Path, encoding: str | None = None) -> SourceInfo:
     if encoding is None and enc == "utf-8" and b"\x00" in head:
         raise ImportFailed(f"{_human(path)!r} does not look like a CSV or Excel file (it contains "
                            "binary data); export the list as CSV or .xlsx")
-    try:
-        codecs.lookup(enc)
-    except LookupError:
-        raise ImportFailed(f"unknown encoding {enc!r}: use a name like utf-8, latin-1, cp1252 "
-                           "or utf-16") from None
+    check_text_encoding(enc)
     sha, lines, nul = _check_decodes(path, enc, explicit=encoding is not None)
     text_head = codecs.getincrementaldecoder(enc)(errors="replace").decode(head, final=False)
     delimiter = sniff_delimiter(text_head.lstrip("\ufeff"))
     utf8 = codecs.lookup(enc).name == "utf-8"
     return SourceInfo(path, "csv", enc, delimiter, sha, size, max(lines - 1, 0),
-                      may_have_nul=nul or not utf8)
+                      may_have_nul=nul or not utf8, stamp=stamp)
+
+
+def open_input(path: Path) -> IO[bytes]:
+    """The contact file opened for reading; ImportFailed (one clear line) when it cannot be."""
+    try:
+        return path.open("rb")
+    except FileNotFoundError:
+        raise ImportFailed(f"file {_human(path)!r} does not exist (was it deleted or moved?)"
+                           ) from None
+    except IsADirectoryError:
+        raise ImportFailed(f"{_human(path)!r} is a directory, not a contact file") from None
+    except OSError as exc:
+        raise ImportFailed(f"cannot read {_human(path)!r}: {exc.strerror or exc}") from None
+
+
+def _read(fh: IO[bytes], path: Path, n: int) -> bytes:
+    try:
+        return fh.read(n)
+    except IsADirectoryError:
+        raise ImportFailed(f"{_human(path)!r} is a directory, not a contact file") from None
+    except OSError as exc:
+        raise ImportFailed(f"cannot read {_human(path)!r}: {exc.strerror or exc}") from None
+
+
+def _stamp(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+
+
+def check_unchanged(info: SourceInfo, read_sha256: str | None) -> None:
+    """ImportFailed when the file is not, at the end of the import, the one inspected at its
+    start: deleted, replaced, truncated, appended to or rewritten (size, time, inode), or when
+    the bytes actually read (`read_sha256`; None: read them again now) hash differently."""
+    changed = (f"{_human(info.path)!r} changed while it was being imported; nothing was "
+               "imported: import it again once it is complete")
+    try:
+        now = _stamp(os.stat(info.path))
+    except FileNotFoundError:
+        raise ImportFailed(f"{_human(info.path)!r} was deleted or moved while it was being "
+                           "imported; nothing was imported") from None
+    except OSError as exc:
+        raise ImportFailed(f"cannot read {_human(info.path)!r}: {exc.strerror or exc}") from None
+    if now != info.stamp:
+        raise ImportFailed(changed)
+    if read_sha256 is None:
+        read_sha256 = _sha256(info.path)
+    if read_sha256 != info.sha256:
+        raise ImportFailed(changed)
+
+
+class HashingReader(io.RawIOBase):
+    """A binary file that hashes (SHA-256) every byte read through it."""
+
+    def __init__(self, raw: IO[bytes], path: Path) -> None:
+        self._raw = raw
+        self._path = path
+        self.digest = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = _read(self._raw, self._path, len(buffer))
+        n = len(data)
+        buffer[:n] = data
+        self.digest.update(data)
+        return n
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+def check_text_encoding(encoding: str) -> None:
+    """ImportFailed unless `encoding` names a text codec (bytes to str): rot13, base64, zlib,
+    hex and the like are codecs Python knows but that do not decode a file into text."""
+    try:
+        info = codecs.lookup(encoding)
+    except (LookupError, ValueError, TypeError):
+        raise ImportFailed(f"unknown encoding {encoding!r}: use a name like utf-8, latin-1, "
+                           "cp1252 or utf-16") from None
+    if not getattr(info, "_is_text_encoding", True):
+        raise ImportFailed(f"{encoding!r} is not a text encoding (it is a {info.name} "
+                           "transform): use a name like utf-8, latin-1, cp1252 or utf-16")
 
 
 def _bom_encoding(head: bytes) -> str:
     if head.startswith(codecs.BOM_UTF8):
         return "utf-8"  # Arrow drops the UTF-8 BOM itself
+    # UTF-32's little-endian BOM begins with UTF-16's (FF FE): test UTF-32 first.
+    if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        return "utf-32"
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
     return "utf-8"
@@ -136,8 +219,8 @@ def _bom_encoding(head: bytes) -> str:
 
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(BLOCK_SIZE), b""):
+    with open_input(path) as fh:
+        for block in iter(lambda: _read(fh, path, BLOCK_SIZE), b""):
             digest.update(block)
     return digest.hexdigest()
 
@@ -150,8 +233,8 @@ def _check_decodes(path: Path, encoding: str, *, explicit: bool) -> tuple[str, i
     lines = 0
     offset = 0
     nul = False
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(BLOCK_SIZE), b""):
+    with open_input(path) as fh:
+        for block in iter(lambda: _read(fh, path, BLOCK_SIZE), b""):
             digest.update(block)
             try:
                 decoder.decode(block)
@@ -196,10 +279,12 @@ def sniff_delimiter(text: str) -> str:
 def read_header(info: SourceInfo) -> list[str]:
     """The header row's cells, as written."""
     if info.kind == "xlsx":
+        from campaigns.importing.xlsx import XlsxReader
+
         with XlsxReader(info) as reader:
             return reader.header
-    with info.path.open("rb") as fh:
-        head = fh.read(_SNIFF_BYTES * 16)
+    with open_input(info.path) as fh:
+        head = _read(fh, info.path, _SNIFF_BYTES * 16)
     text = codecs.getincrementaldecoder(info.encoding)(errors="replace").decode(head)
     text = text.lstrip("\ufeff")
     try:
@@ -219,6 +304,8 @@ class CsvReader:
         self._bad: list[BadRow] = []
         self._next_row = 1  # the header
         self.header: list[str] = []
+        #: SHA-256 of the bytes read, once every batch has been read.
+        self.sha256: str | None = None
 
     def _on_invalid(self, row: Any) -> str:
         number = row.number if row.number is not None else -1
@@ -237,8 +324,9 @@ class CsvReader:
         convert_opts = pacsv.ConvertOptions(
             column_types={n: pa.string() for n in self.names}, strings_can_be_null=False,
             quoted_strings_can_be_null=False)
+        source = HashingReader(open_input(self.info.path), self.info.path)
         try:
-            reader = pacsv.open_csv(str(self.info.path), read_options=read_opts,
+            reader = pacsv.open_csv(source, read_options=read_opts,
                                     parse_options=parse_opts, convert_options=convert_opts)
             first = True
             for table in self._coalesced(reader):
@@ -252,13 +340,16 @@ class CsvReader:
                 yield self._number(table)
             if first:
                 raise ImportFailed(f"{_human(self.info.path)!r} is empty: it needs a header row")
+            self.sha256 = source.digest.hexdigest()
             if self._bad:
                 yield Batch(pa.table({n: pa.array([], pa.string()) for n in self.names}),
                             np.zeros(0, np.int64), self._take_bad(None))
         except pa.ArrowInvalid as exc:
             raise ImportFailed(_arrow_message(self.info.path, exc, self.block_size)) from None
-        except UnicodeDecodeError as exc:  # pragma: no cover - checked by inspect()
+        except UnicodeDecodeError as exc:  # the file changed after inspect() checked it
             raise ImportFailed(f"{_human(self.info.path)!r}: {exc}") from None
+        finally:
+            source.close()
 
     def _coalesced(self, reader: Any) -> Iterator[pa.Table]:
         """Arrow's small record batches, joined into tables of about `block_size` bytes."""
@@ -325,73 +416,3 @@ def cell_text(value: Any) -> str:
     if isinstance(value, (dt.date, dt.time)):
         return value.isoformat()
     return str(value)
-
-
-class XlsxReader:
-    """Batches of the first worksheet of an .xlsx workbook, streamed."""
-
-    def __init__(self, info: SourceInfo) -> None:
-        import openpyxl
-        from openpyxl.utils.exceptions import InvalidFileException
-
-        self.info = info
-        try:
-            self._wb = openpyxl.load_workbook(info.path, read_only=True, data_only=False)
-        except (InvalidFileException, zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
-            raise ImportFailed(f"cannot read {_human(info.path)!r} as an Excel workbook: "
-                               f"{exc}") from None
-        if not self._wb.worksheets:
-            raise ImportFailed(f"{_human(info.path)!r} has no worksheet")
-        self._ws = self._wb.worksheets[0]
-        self._rows = self._ws.iter_rows(values_only=True)
-        self._row = 0
-        self.header: list[str] = []
-        for values in self._rows:
-            self._row += 1
-            if any(v is not None and str(v).strip() for v in values):
-                cells = [cell_text(v) for v in values]
-                while cells and not cells[-1].strip():
-                    cells.pop()
-                self.header = cells
-                break
-        if not self.header:
-            raise ImportFailed(f"{_human(info.path)!r} is empty: its first sheet has no rows")
-        self.width = len(self.header)
-        self.approx_rows = max((self._ws.max_row or 0) - self._row, 0)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._wb.close()
-
-    def batches(self) -> Iterator[Batch]:
-        width = self.width
-        cols: list[list[str]] = [[] for _ in range(width)]
-        numbers: list[int] = []
-        bad: list[BadRow] = []
-        for values in self._rows:
-            self._row += 1
-            cells = [cell_text(v) for v in values]
-            if len(cells) > width and any(c.strip() for c in cells[width:]):
-                filled = max(i for i, c in enumerate(cells) if c.strip()) + 1
-                bad.append(BadRow(self._row, filled, ",".join(cells[:filled])))
-                continue
-            cells = (cells + [""] * width)[:width]
-            for col, cell in zip(cols, cells):
-                col.append(cell)
-            numbers.append(self._row)
-            if len(numbers) >= XLSX_BATCH_ROWS:
-                yield self._batch(cols, numbers, bad)
-                cols = [[] for _ in range(width)]
-                numbers, bad = [], []
-        if numbers or bad:
-            yield self._batch(cols, numbers, bad)
-
-    @staticmethod
-    def _batch(cols: list[list[str]], numbers: list[int], bad: list[BadRow]) -> Batch:
-        table = pa.table({f"c{i}": pa.array(c, pa.string()) for i, c in enumerate(cols)})
-        return Batch(table, np.array(numbers, np.int64), bad)

@@ -14,6 +14,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from campaigns.errors import ReportError
+from campaigns.output_paths import check_output_path
+
+#: Files a report must never replace: (path, how to name it), see `check_output_path`.
+Protected = tuple[tuple[Path, str], ...]
 
 
 def _unwritable(path: Path, exc: OSError) -> ReportError:
@@ -27,11 +31,14 @@ def _unwritable(path: Path, exc: OSError) -> ReportError:
 
 
 @contextmanager
-def atomic_file(path: Path) -> Iterator[Path]:
-    """A temp file next to `path`; renamed to `path` when the block succeeds, removed otherwise."""
+def atomic_file(path: Path, protect: Protected = ()) -> Iterator[Path]:
+    """A temp file next to `path`; renamed to `path` when the block succeeds, removed otherwise.
+    `path` is checked (`check_output_path`) before the temp file is made and again before the
+    rename."""
     path = Path(path)
     if path.is_dir():
         raise ReportError(f"cannot write the report to {path}: it is a folder (give a file name)")
+    check_output_path(path, "the report", protect)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
     try:
         # 0o666 minus the umask, like any file the user creates (mkstemp would make it 0600).
@@ -40,6 +47,7 @@ def atomic_file(path: Path) -> Iterator[Path]:
         raise _unwritable(path, exc) from None
     try:
         yield tmp
+        check_output_path(path, "the report", protect)
         try:
             os.replace(tmp, path)
         except OSError as exc:
@@ -49,9 +57,9 @@ def atomic_file(path: Path) -> Iterator[Path]:
 
 
 @contextmanager
-def text_file(path: Path) -> Iterator[IO[str]]:
+def text_file(path: Path, protect: Protected = ()) -> Iterator[IO[str]]:
     """A UTF-8 text file (newline='' so that the csv module controls line endings)."""
-    with atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
+    with atomic_file(path, protect) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
         yield fh
 
 

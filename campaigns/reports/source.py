@@ -12,13 +12,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from campaigns.db.engine import SQLITE_BUSY_TIMEOUT_MS, async_url, create_engine, redact
+from campaigns.db.engine import create_reader_engine, redact
 from campaigns.db.migrate import ensure_current
 from campaigns.errors import DatabaseUnavailable
 
@@ -34,24 +33,7 @@ def dialect_name(conn: Conn) -> str:
 
 def reader_engine(url: str) -> AsyncEngine:
     """An engine for read-only report work on `url` (see the module docstring)."""
-    aurl = async_url(url)
-    if aurl.get_backend_name() != "sqlite":
-        return create_engine(aurl, pool_size=2, max_overflow=0)
-    engine = create_async_engine(aurl, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
-
-    @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA query_only=ON")
-        cursor.close()
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN")  # deferred: a read snapshot, no writer lock
-
-    return engine
+    return create_reader_engine(url)
 
 
 #: PostgreSQL settings for the report's transaction (SET LOCAL: gone when it ends). No JIT: the

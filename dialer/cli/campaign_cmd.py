@@ -141,7 +141,7 @@ def list_cmd(as_json: bool) -> None:
         counts = await campaign_counts(session, [c.id for c in items])
         return [campaign_dict(c, counts[c.id]) for c in items]
 
-    rows = with_session(_list)
+    rows = with_session(_list, read_only=True)
     if as_json:
         print_json(rows)
         return
@@ -168,7 +168,7 @@ def show(name: str, as_json: bool) -> None:
         counts = await campaign_counts(session, [c.id])
         return campaign_dict(c, counts[c.id])
 
-    data = with_session(_show)
+    data = with_session(_show, read_only=True)
     if as_json:
         print_json(data)
         return

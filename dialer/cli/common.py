@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
+import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -15,7 +18,7 @@ from rich.console import Console
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from campaigns.db.engine import create_engine, redact, session_factory
+from campaigns.db.engine import create_engine, create_reader_engine, redact, session_factory
 from campaigns.db.migrate import ensure_current
 from campaigns.errors import DatabaseUnavailable
 from campaigns.names import json_safe
@@ -45,18 +48,57 @@ def app_context() -> AppContext:
     return obj
 
 
+class _Interrupted:
+    """What `_wrap` returns when Ctrl-C cancelled the command."""
+
+
 def run(coro: Awaitable[T]) -> T:
-    return asyncio.run(_wrap(coro))
+    """Run a command's coroutine. Ctrl-C (SIGINT) cancels it, so that its `finally` and `with`
+    blocks clean up (a report's temp file is removed, a transaction rolled back), then raises
+    KeyboardInterrupt, which `main` turns into one line and exit code 130."""
+    result = asyncio.run(_wrap(coro))
+    if isinstance(result, _Interrupted):
+        raise KeyboardInterrupt
+    return result
 
 
-async def _wrap(coro: Awaitable[T]) -> T:
-    return await coro
+async def _wrap(coro: Awaitable[T]) -> T | _Interrupted:
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    interrupted = False
+
+    def on_sigint() -> None:
+        nonlocal interrupted
+        if not interrupted:
+            interrupted = True
+            # Connections closed under a cancelled query make the pool log a traceback while
+            # it cleans up: noise after a Ctrl-C (shown with --verbose).
+            if not logging.getLogger("dialer").isEnabledFor(logging.DEBUG):
+                logging.getLogger("sqlalchemy.pool").setLevel(logging.CRITICAL)
+        if task is not None:
+            task.cancel()
+
+    installed = False
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+        installed = True
+    try:
+        return await coro
+    except asyncio.CancelledError:
+        if interrupted:
+            return _Interrupted()
+        raise
+    finally:
+        if installed:
+            loop.remove_signal_handler(signal.SIGINT)
 
 
 @asynccontextmanager
-async def database(url: str, *, check_schema: bool = True) -> AsyncIterator[AsyncEngine]:
-    """An engine for `url`, its schema checked, connection failures translated, always disposed."""
-    engine = create_engine(url)
+async def database(url: str, *, check_schema: bool = True,
+                   read_only: bool = False) -> AsyncIterator[AsyncEngine]:
+    """An engine for `url`, its schema checked, connection failures translated, always disposed.
+    `read_only`: transactions that never take the SQLite writer lock (`create_reader_engine`)."""
+    engine = create_reader_engine(url) if read_only else create_engine(url)
     try:
         if check_schema:
             try:
@@ -71,17 +113,20 @@ async def database(url: str, *, check_schema: bool = True) -> AsyncIterator[Asyn
 
 
 @asynccontextmanager
-async def transaction(url: str) -> AsyncIterator[AsyncSession]:
-    """One session in one transaction: committed on success, rolled back on any error."""
-    async with database(url) as engine, session_factory(engine)() as session, session.begin():
+async def transaction(url: str, *, read_only: bool = False) -> AsyncIterator[AsyncSession]:
+    """One session in one transaction: committed on success, rolled back on any error.
+    `read_only`: a snapshot that does not wait for writers (status, lists)."""
+    async with database(url, read_only=read_only) as engine, \
+            session_factory(engine)() as session, session.begin():
         yield session
 
 
-def with_session(fn: Callable[[AsyncSession], Awaitable[T]]) -> T:
+def with_session(fn: Callable[[AsyncSession], Awaitable[T]], *, read_only: bool = False) -> T:
+    """Run `fn` in one transaction of the command's database (`read_only`: see `transaction`)."""
     url = app_context().database_url
 
     async def _go() -> T:
-        async with transaction(url) as session:
+        async with transaction(url, read_only=read_only) as session:
             return await fn(session)
 
     return run(_go())

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from campaigns.db.engine import session_factory
+from campaigns.db.engine import SQLITE_BEGIN, is_sqlite
 from campaigns.importing import ImportOptions, ImportSummary, import_contacts
 from campaigns.service import get_campaign
 from campaigns.template_check import check_campaign_templates
@@ -76,25 +76,31 @@ def import_cmd(campaign: str, file: Path, phone_column: str | None, default_regi
     campaign) and numbers on the DNC list are refused and counted. Importing the same file again
     adds nothing.
     """
-    options = ImportOptions(phone_column=phone_column, default_region=default_region,
-                            encoding=encoding, dry_run=dry_run, rejects_path=rejects)
     url = app_context().database_url
+    sqlite = is_sqlite(url)
+    options = ImportOptions(phone_column=phone_column, default_region=default_region,
+                            encoding=encoding, dry_run=dry_run, rejects_path=rejects,
+                            staged=sqlite)
     bar = _ProgressBar()
 
     async def _go() -> ImportSummary:
-        async with database(url) as engine, session_factory(engine)() as session:
-            tx = await session.begin()
-            try:
-                summary = await import_contacts(session, campaign, file, options, bar)
-                await _check_templates(session, campaign)
-            except BaseException:
-                await tx.rollback()
-                raise
-            if dry_run:
-                await tx.rollback()
-            else:
-                await tx.commit()
-            return summary
+        async with database(url) as engine, engine.connect() as conn:
+            if sqlite:
+                # Read and stage without the writer lock; the import takes it only to publish
+                # (campaigns.importing.staging). A dry run never takes it.
+                conn.info[SQLITE_BEGIN] = "BEGIN"
+            async with AsyncSession(bind=conn, expire_on_commit=False) as session:
+                try:
+                    summary = await import_contacts(session, campaign, file, options, bar)
+                    await _check_templates(session, campaign)
+                except BaseException:
+                    await session.rollback()
+                    raise
+                if dry_run:
+                    await session.rollback()
+                else:
+                    await session.commit()
+                return summary
 
     try:
         summary = run(_go())

@@ -92,7 +92,7 @@ def list_cmd(as_json: bool) -> None:
                  "added_at": n.added_at.isoformat() if n.added_at else None}
                 for n in await dnc_list.list_numbers(session)]
 
-    rows = with_session(_list)
+    rows = with_session(_list, read_only=True)
     if as_json:
         print_json(rows)
         return

@@ -5,6 +5,7 @@ A user error prints one line on stderr and exits non-zero; a traceback only with
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 from importlib import import_module
@@ -72,6 +73,28 @@ def cli(ctx: click.Context, database_url: str, verbose: bool) -> None:
 
 
 
+#: How the databases say that their disk is full (SQLite's SQLITE_FULL, PostgreSQL's 53100).
+_DISK_FULL_TEXT = ("database or disk is full", "no space left on device", "could not extend file")
+
+
+def disk_full(exc: BaseException) -> str | None:
+    """The first line of a disk-full error found in `exc` or its causes, else None."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        cur = todo.pop()
+        if cur is None or id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        text = (str(cur).strip().splitlines() or [""])[0]
+        if (isinstance(cur, OSError) and cur.errno == errno.ENOSPC) or any(
+                t in text.lower() for t in _DISK_FULL_TEXT):
+            return text[:200] or "ENOSPC"
+        orig = getattr(cur, "orig", None)
+        todo += [cur.__cause__, cur.__context__, orig if isinstance(orig, BaseException) else None]
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     args = sys.argv[1:] if argv is None else argv
@@ -102,6 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug: say so in one line unless asked for the traceback
         if verbose:
             raise
+        full = disk_full(exc)
+        if full is not None:
+            click.echo(f"error: no space left on the disk ({full}); what was being written was "
+                       "not completed: free some space and run the command again", err=True)
+            return 1
         first = (str(exc).strip().splitlines() or [""])[0]
         click.echo(f"internal error: {type(exc).__name__}: {first} (run with --verbose for the "
                    "traceback)", err=True)

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from campaigns.output_paths import write_text_file
 from dialer import aio
 from dialer.simulator.config import (
     FaultConfig,
@@ -141,7 +142,7 @@ async def _serve(config: SimulatorConfig, public_key_file: Path | None) -> None:
     try:
         if public_key_file is not None:
             try:
-                public_key_file.write_text(sim.public_key_b64 + "\n", encoding="utf-8")
+                write_text_file(public_key_file, sim.public_key_b64 + "\n", "the public key")
             except OSError as exc:
                 raise click.ClickException(
                     f"cannot write {public_key_file}: {exc.strerror or exc}"

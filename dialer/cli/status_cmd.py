@@ -72,7 +72,7 @@ def status(name: str, watch: bool, as_json: bool) -> None:
     url = app_context().database_url
 
     async def _once() -> tuple[Progress, dict[str, Any]]:
-        async with transaction(url) as s:
+        async with transaction(url, read_only=True) as s:
             return await progress(s, name), await compliance_status(s, name)
 
     async def _watch() -> None:

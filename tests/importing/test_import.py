@@ -171,11 +171,11 @@ def test_failure_mid_import_leaves_nothing(db_url: str, campaign: str, cli: Runn
     real = storage.insert_contacts
     calls: list[int] = []
 
-    async def failing(session: Any, table: Any) -> int:
+    async def failing(session: Any, table: Any, *into: str) -> int:
         calls.append(table.num_rows)
         if len(calls) == 2:
             raise failure
-        return await real(session, table)
+        return await real(session, table, *into)
 
     monkeypatch.setattr(storage, "insert_contacts", failing)
     before = snapshot(db_url)
@@ -200,7 +200,7 @@ def test_rejects_report(db_url: str, campaign: str, cli: Runner, tmp_path: Path)
            for r in read_rejects(tmp_path / "r.csv")]
     assert got == [
         ("3", "missing_phone", "", "2", "", "x"),
-        ("4", "unparseable", "", "3", "abc", "=1+1"),
+        ("4", "unparseable", "", "3", "abc", "'=1+1"),  # formula-safe
         ("5", "duplicate", "2", "4", "(212) 736-5000", "a, b"),
         ("6", "wrong_field_count", "", "5", "1", "2"),
         ("7", "invalid_number", "", "6", "(123) 456-7890", 'say "hi"'),
