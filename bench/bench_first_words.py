@@ -112,7 +112,8 @@ async def main() -> None:
     def pct(p: float) -> float | None:
         return round(samples[min(n - 1, int(p * n))] * 1000, 1) if n else None
     print(json.dumps({
-        "rate": args.rate, "secs": args.secs, "plain": args.plain, "wall_secs": round(wall, 1), "people": n,
+        "rate": args.rate, "secs": args.secs, "plain": args.plain, "wall_secs": round(wall, 1),
+        "people": n,
         "ms_p50": pct(0.50), "ms_p90": pct(0.90), "ms_p99": pct(0.99),
         "ms_max": round(samples[-1] * 1000, 1) if n else None,
         "ms_mean": round(statistics.fmean(samples) * 1000, 1) if n else None,

@@ -1,5 +1,6 @@
 """The campaign domain: campaigns, contacts, import, DNC, calling windows, outcomes, retry policy,
-reports. No HTTP here: the engine (`dialer`) talks to Telnyx; this package owns the data and the rules.
+reports. No HTTP here: the engine (`dialer`) talks to Telnyx; this package owns the data and the
+rules.
 """
 
 from campaigns.errors import CampaignsError

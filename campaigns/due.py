@@ -144,11 +144,27 @@ class EngineSeen:
     #: Seconds since the latest heartbeat of any engine (None: no engine ever ran here, or its
     #: row was cleaned up).
     last_seen_secs: float | None
+    #: The account's limits in force: the lowest `--cps` / `--max-concurrent` of the live
+    #: engines, and the highest (they differ when the engines disagree).
+    cps: tuple[float, float] | None = None
+    channels: tuple[int, int] | None = None
+
+    @property
+    def limits_text(self) -> str:
+        if self.cps is None or self.channels is None:
+            return ""
+        (cps, top), (ch, ch_top) = self.cps, self.channels
+        text = f"account limits {cps:g} dials/s, {ch} channels"
+        if top != cps or ch_top != ch:
+            text += (f" (the engines disagree: {cps:g}-{top:g} dials/s, {ch}-{ch_top} "
+                     "channels; the lowest wins)")
+        return text
 
     @property
     def text(self) -> str:
         if self.live:
-            return f"{self.live} engine{'s' if self.live > 1 else ''} running"
+            running = f"{self.live} engine{'s' if self.live > 1 else ''} running"
+            return f"{running}; {self.limits_text}" if self.limits_text else running
         if self.last_seen_secs is None:
             return "no engine running: is `dialer run` running?"
         return f"no engine seen for {self.last_seen_secs:.0f} s: is `dialer run` running?"
@@ -160,4 +176,10 @@ async def engines_seen(session: AsyncSession, now: datetime) -> EngineSeen:
         EngineInstance.heartbeat_at > cutoff)) or 0
     last: datetime | None = await session.scalar(select(func.max(EngineInstance.heartbeat_at)))
     age = None if last is None else max(0.0, (now - last).total_seconds())
-    return EngineSeen(int(live), age)
+    low, high, low_ch, high_ch = (await session.execute(select(
+        func.min(EngineInstance.cps), func.max(EngineInstance.cps),
+        func.min(EngineInstance.max_concurrent), func.max(EngineInstance.max_concurrent))
+        .where(EngineInstance.heartbeat_at > cutoff))).one()
+    cps = (float(low), float(high)) if low is not None and high is not None else None
+    channels = (int(low_ch), int(high_ch)) if low_ch is not None and high_ch is not None else None
+    return EngineSeen(int(live), age, cps, channels)

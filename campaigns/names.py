@@ -3,8 +3,8 @@
 A name is typed in a terminal, printed in tables and hints, and matched exactly. So:
 - It is normalised with NFKC: canonically equal spellings (a precomposed "é" and "e" + U+0301)
   and compatibility look-alikes (fullwidth "ｐｒｏｍｏ", "ﬁ", a no-break space) become one name;
-  "ｐｒｏｍｏ" cannot sit beside "promo" looking the same. (Refusing look-alikes instead would refuse
-  every fullwidth CJK spelling people type on purpose; folding keeps the name readable.)
+  "ｐｒｏｍｏ" cannot sit beside "promo" looking the same. (Refusing look-alikes instead would
+  refuse every fullwidth CJK spelling people type on purpose; folding keeps the name readable.)
 - Characters that are invisible or change what a terminal shows are refused: control characters
   (C0, DEL, C1: ANSI escape sequences start with ESC), format characters (bidi marks and
   overrides, zero-width spaces and joiners, the BOM), line and paragraph separators, private-use

@@ -189,7 +189,8 @@ def _step(name: str, raw: Any, problems: list[str]) -> Step:
         keys[digits] = _choice(f"{where}.keys.{digits}", value, problems)
     no_input = _choice(f"{where}.no_input", raw.get("no_input", "repeat"), problems)
     timeout = raw.get("timeout", 5)
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 1 <= timeout <= 120:
+    if (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+            or not 1 <= timeout <= 120):
         problems.append(f"{where}.timeout: must be 1 to 120 seconds")
         timeout = 5
     nxt = raw.get("next")

@@ -38,7 +38,8 @@ async def create_campaign(session: AsyncSession, name: str, values: Mapping[str,
     try:
         await session.flush()
     except IntegrityError:
-        raise AlreadyExists(f"a campaign named {name!r} already exists: pick another name") from None
+        raise AlreadyExists(
+            f"a campaign named {name!r} already exists: pick another name") from None
     return campaign
 
 
@@ -51,7 +52,8 @@ async def get_campaign(session: AsyncSession, name: str, *, for_update: bool = F
     found = {c.name: c for c in await session.scalars(stmt)}
     campaign = next((found[s] for s in spellings if s in found), None)
     if campaign is None:
-        known = (await session.scalars(select(Campaign.name).order_by(Campaign.name).limit(5))).all()
+        known = (await session.scalars(
+            select(Campaign.name).order_by(Campaign.name).limit(5))).all()
         hint = (f" (known: {', '.join(names.display(k) for k in known)})" if known
                 else " (none exist yet: `dialer campaign create`)")
         raise NotFound(f"no campaign named {name!r}{hint}")
@@ -114,7 +116,8 @@ class CampaignCounts:
         return self.by_status.get(ContactStatus.DONE, 0)
 
 
-async def campaign_counts(session: AsyncSession, campaign_ids: list[int]) -> dict[int, CampaignCounts]:
+async def campaign_counts(session: AsyncSession,
+                          campaign_ids: list[int]) -> dict[int, CampaignCounts]:
     counts: dict[int, CampaignCounts] = {cid: CampaignCounts() for cid in campaign_ids}
     if not campaign_ids:
         return counts

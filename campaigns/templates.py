@@ -123,7 +123,8 @@ def render(template: str, fields: Mapping[str, Any], target: Target = "speech") 
         value = "" if raw is None else str(raw)
         if not value.strip():
             value = m.group(2) or ""
-            out.append(_static(value, target, ssml) if target == "speech" else _value(value, target))
+            out.append(_static(value, target, ssml) if target == "speech"
+                       else _value(value, target))
         else:
             out.append(_value(value, target))
     out.append(_static(template[pos:], target, ssml))

@@ -21,7 +21,8 @@ FALLBACK = "fallback"
 #: phonenumbers' answer when it knows nothing.
 UNKNOWN_ZONE = "Etc/Unknown"
 
-_NY, _CHI, _DEN, _LA = "America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles"
+_NY, _CHI, _DEN, _LA = (
+    "America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles")
 _PHX, _ANC, _ADAK, _HNL = "America/Phoenix", "America/Anchorage", "America/Adak", "Pacific/Honolulu"
 _BOISE, _DET, _MENOM = "America/Boise", "America/Detroit", "America/Menominee"
 _INDY = "America/Indiana/Indianapolis"

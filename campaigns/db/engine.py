@@ -60,7 +60,8 @@ def is_sqlite(url: str | URL) -> bool:
 
 
 def create_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
-    """An AsyncEngine for `url`; SQLite gets WAL, a busy timeout, foreign keys and BEGIN IMMEDIATE."""
+    """An AsyncEngine for `url`; SQLite gets WAL, a busy timeout, foreign keys and BEGIN
+    IMMEDIATE."""
     aurl = async_url(url)
     if aurl.get_backend_name() == "sqlite":
         return _sqlite_engine(aurl, **kwargs)

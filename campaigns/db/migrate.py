@@ -24,7 +24,8 @@ def alembic_config(url: str) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(migrations.LOCATION))
     # Alembic's ConfigParser treats % specially (passwords may contain it).
-    cfg.set_main_option("sqlalchemy.url", str(async_url(url).render_as_string(False)).replace("%", "%%"))
+    cfg.set_main_option("sqlalchemy.url",
+                        str(async_url(url).render_as_string(False)).replace("%", "%%"))
     return cfg
 
 

@@ -1,4 +1,5 @@
-"""Which column of an uploaded file is what: the phone, names, email, time zone, region, postal code.
+"""Which column of an uploaded file is what: the phone, names, email, time zone, region, postal
+code.
 
 Pure. Headers are compared case-, space- and punctuation-insensitively ("Phone Number",
 "phone_number", "PHONE-NUMBER" are the same). Every column that is not stored in a contact field of

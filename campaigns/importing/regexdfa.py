@@ -85,7 +85,8 @@ def _class_chars(items: Any, alphabet: str, ignore_case: bool) -> frozenset[str]
         elif op is sre_c.RANGE:
             lo, hi = av
             chars |= {c for c in alphabet if lo <= ord(c) <= hi
-                      or (ignore_case and (lo <= ord(c.lower()) <= hi or lo <= ord(c.upper()) <= hi))}
+                      or (ignore_case
+                          and (lo <= ord(c.lower()) <= hi or lo <= ord(c.upper()) <= hi))}
         elif op is sre_c.CATEGORY:
             chars |= _category_chars(av, alphabet)
         else:

@@ -266,8 +266,8 @@ def local_hour_chart(data: ChartData) -> Any:
 
 
 def _width_name(secs: int) -> str:
-    names = {1: "second", 5: "5 s", 15: "15 s", 60: "minute", 300: "5 min", 900: "15 min", 3600: "hour", 4 * 3600: "4 h",
-             86400: "day", 7 * 86400: "week"}
+    names = {1: "second", 5: "5 s", 15: "15 s", 60: "minute", 300: "5 min", 900: "15 min",
+             3600: "hour", 4 * 3600: "4 h", 86400: "day", 7 * 86400: "week"}
     return names.get(secs, f"{secs} s")
 
 

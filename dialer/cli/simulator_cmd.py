@@ -34,7 +34,8 @@ def _fault_option(name: str, help: str) -> Any:
 @click.command("simulator", context_settings={"max_content_width": 100})
 @click.option("--host", envvar="DIALER_SIMULATOR_HOST", show_envvar=True, default="127.0.0.1",
               show_default=True, help="Interface to listen on.")
-@click.option("--port", envvar="DIALER_SIMULATOR_PORT", show_envvar=True, type=click.IntRange(0, 65535),
+@click.option("--port", envvar="DIALER_SIMULATOR_PORT", show_envvar=True,
+              type=click.IntRange(0, 65535),
               default=DEFAULT_PORT, show_default=True, help="Port to listen on (0: any free port).")
 @click.option("--api-key", envvar="DIALER_SIMULATOR_API_KEY", show_envvar=True,
               help="Require this Bearer API key (default: any Bearer token is accepted).")

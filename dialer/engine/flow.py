@@ -122,7 +122,8 @@ def _machine_step(settings: Mapping[str, Any], amd_mode: str, beep_already: bool
 
 
 def step(flow_state: str | None, event_type: str, payload: Mapping[str, Any],
-         settings: Mapping[str, Any], amd_mode: str, *, greeting_seen: bool = False) -> FlowStep | None:
+         settings: Mapping[str, Any], amd_mode: str, *,
+         greeting_seen: bool = False) -> FlowStep | None:
     """The next flow step for an event, or None when the event changes nothing in the flow.
 
     Events after the flow reached a terminal state (hangup/done) change nothing: duplicates and

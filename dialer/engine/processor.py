@@ -110,7 +110,8 @@ class EventProcessor:
                           row_id, reason)
                 await self.tx.run_retrying(
                     "recording a failed webhook",
-                    partial(event_log.mark_failed, row_id=row_id, reason=reason, now=self.clock.now()))
+                    partial(event_log.mark_failed, row_id=row_id, reason=reason,
+                            now=self.clock.now()))
         return len(ids)
 
     async def _apply(self, s: AsyncSession, only_id: int | None

@@ -126,7 +126,8 @@ async def render_actions(session: AsyncSession, actions: Sequence[Any]) -> list[
     if not need:
         return list(actions)
     rows = (await session.execute(
-        select(CallAttempt.id, CallAttempt.client_state, Contact.phone_e164, Contact.first_name, Contact.last_name,
+        select(CallAttempt.id, CallAttempt.client_state, Contact.phone_e164, Contact.first_name,
+               Contact.last_name,
                Contact.email, Contact.region, Contact.postal_code, Contact.custom_fields)
         .join(Contact, Contact.id == CallAttempt.contact_id)
         .where(CallAttempt.id.in_({pa.attempt_id for pa in need})))).all()

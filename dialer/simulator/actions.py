@@ -117,7 +117,8 @@ _SPECS["gather_using_speak"] = _specs(
 )
 _SPECS["gather_using_audio"] = _specs(
     *_COMMON, *_GATHER,
-    FieldSpec("audio_url", "str", pattern=_HTTP_URL, pattern_help="must be an http:// or https:// URL"),
+    FieldSpec("audio_url", "str", pattern=_HTTP_URL,
+              pattern_help="must be an http:// or https:// URL"),
     FieldSpec("media_name", "str", min_length=1),
     FieldSpec("invalid_audio_url", "str", pattern=_HTTP_URL,
               pattern_help="must be an http:// or https:// URL"),

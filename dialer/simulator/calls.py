@@ -144,7 +144,8 @@ class SimCall:
             self._later(self.plan.answer_at, self._answer)
             for event in self.plan.amd_events:
                 self._later(event.at, functools.partial(self._amd, event))
-        self._hangup_timer = self._later(self.plan.hangup.at, lambda: self._far_end(self.plan.hangup))
+        self._hangup_timer = self._later(self.plan.hangup.at,
+                                         lambda: self._far_end(self.plan.hangup))
 
     def fail_channel_limit(self) -> None:
         """Over the account's channels: the call is accepted, then fails at SIP level (403)."""

@@ -94,7 +94,8 @@ class FaultConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(
-                f"unknown fault setting(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+                f"unknown fault setting(s): {', '.join(unknown)} "
+                f"(known: {', '.join(sorted(known))})"
             )
         return cls(**dict(values))
 

@@ -21,7 +21,8 @@ NOT_ANSWERED = "90034"
 DIALS_PER_SECOND = "90103"
 
 
-def error(code: str, title: str, detail: str | None = None, pointer: str | None = None) -> dict[str, Any]:
+def error(code: str, title: str, detail: str | None = None,
+          pointer: str | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"code": code, "title": title}
     if detail is not None:
         out["detail"] = detail

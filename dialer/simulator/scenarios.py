@@ -102,13 +102,17 @@ def plan_call(
     timeout_cause = "timeout" if retry_on_timeout else "no_answer"
     no_answer = Hangup(float(timeout_secs), timeout_cause, "caller", "487")
     if scenario == "busy":
-        return CallPlan(scenario, None, (), Hangup(rng.uniform(0.5, 3.0), "user_busy", "callee", "486"))
+        return CallPlan(
+            scenario, None, (), Hangup(rng.uniform(0.5, 3.0), "user_busy", "callee", "486")
+        )
     if scenario == "rejected":
         return CallPlan(
             scenario, None, (), Hangup(rng.uniform(2.0, 8.0), "call_rejected", "callee", "603")
         )
     if scenario == "not_found":
-        return CallPlan(scenario, None, (), Hangup(rng.uniform(0.3, 1.5), "not_found", "callee", "404"))
+        return CallPlan(
+            scenario, None, (), Hangup(rng.uniform(0.3, 1.5), "not_found", "callee", "404")
+        )
     if scenario == "no_answer":
         return CallPlan(scenario, None, (), no_answer)
     if scenario not in ANSWERING:
@@ -193,7 +197,8 @@ def _amd_events(
         silence = _amd_ms(config, "greeting_silence_duration_millis", _GREETING_SILENCE_MS)
         out.append(AmdEvent(max(greeting_end + silence, after), greeting_event, "ended"))
     elif mode == "detect_words":
-        out.append(AmdEvent(detected + DETECT_WORDS_GREETING_TIMEOUT_SECS, greeting_event, "not_sure"))
+        out.append(AmdEvent(detected + DETECT_WORDS_GREETING_TIMEOUT_SECS, greeting_event,
+                            "not_sure"))
     return out  # detect_beep without a beep: nothing more
 
 

@@ -235,7 +235,8 @@ class Simulator:
             "payload": {**call.payload_base(), **extra},
         }
         record: dict[str, Any] = {
-            "id": event_id, "event_type": event_type, "occurred_at": occurred, "delivery": "pending",
+            "id": event_id, "event_type": event_type, "occurred_at": occurred,
+            "delivery": "pending",
         }
         call.ledger.events.append(record)
         self._stats.webhooks_generated += 1
@@ -282,7 +283,8 @@ class Simulator:
             if exc.status < 400:
                 raise
             code = E.NOT_FOUND if exc.status == 404 else E.BAD_REQUEST
-            return E.error_response(exc.status, code, exc.reason, f"{request.method} {request.path}")
+            return E.error_response(exc.status, code, exc.reason,
+                                    f"{request.method} {request.path}")
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -385,7 +387,8 @@ class Simulator:
         if self._roll(faults.dial_5xx):
             stats.dial_5xx_injected += 1
             return E.error_response(500, E.UNEXPECTED, "Internal server error",
-                                    "Internal server error (injected fault: the call was not placed)")
+                                    "Internal server error "
+                                    "(injected fault: the call was not placed)")
         if not self._window.try_acquire(now):
             stats.rejected_429 += 1
             reset = self._window.reset_after(now)

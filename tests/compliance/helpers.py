@@ -45,7 +45,8 @@ async def add_past_calls(url: str, campaign_id: int, contact_id: int, phone: str
     try:
         async with session_factory(db)() as s, s.begin():
             for i, t in enumerate(times, start=1):
-                s.add(CallAttempt(contact_id=contact_id, campaign_id=campaign_id, attempt_no=100 + i,
+                s.add(CallAttempt(contact_id=contact_id, campaign_id=campaign_id,
+                                  attempt_no=100 + i,
                                   phone_e164=phone, command_id=f"past-{contact_id}-{i}",
                                   client_state="x", state="ended", created_at=t))
     finally:

@@ -1,5 +1,6 @@
 """`decide`: properties across DST changes, zone boundaries and state rules, and the cases the
-rules exist for (Florida's hours and cap on a New York number, Rhode Island's Sunday, Pioneer Day)."""
+rules exist for (Florida's hours and cap on a New York number, Rhode Island's Sunday, Pioneer
+Day)."""
 
 from __future__ import annotations
 

@@ -37,7 +37,8 @@ async def _read(url: str) -> tuple[Campaign, list[Contact], list[CallAttempt]]:
             c = (await s.scalars(select(Campaign))).one()
             contacts = list((await s.scalars(select(Contact))).all())
             attempts = list((await s.scalars(
-                select(CallAttempt).order_by(CallAttempt.contact_id, CallAttempt.attempt_no))).all())
+                select(CallAttempt).order_by(CallAttempt.contact_id,
+                                             CallAttempt.attempt_no))).all())
             return c, contacts, attempts
     finally:
         await engine.dispose()

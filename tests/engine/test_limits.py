@@ -70,7 +70,8 @@ async def test_a_lowered_rate_is_followed_within_a_second(db_url: str) -> None:
     after = [t for t in arrivals if t >= changed + 1.0]
     assert windows_over(before, 20) == []
     assert len(after) >= 10, "the campaign kept dialing after the change"
-    assert windows_over(after, 5) == [], [round(t - changed, 3) for t in arrivals if t >= changed - 0.5]
+    assert windows_over(after, 5) == [], [
+        round(t - changed, 3) for t in arrivals if t >= changed - 0.5]
 
 
 async def _placed_async(sim: object, n: int) -> bool:

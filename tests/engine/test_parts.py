@@ -167,3 +167,14 @@ async def test_a_crashed_task_stops_the_engine_and_says_so(tmp_path: object) -> 
     await engine.client.close()
     await engine.db.dispose()
     await asyncio.sleep(0)
+
+
+# ------------------------------------------------------------------ status of the account limits
+def test_status_says_which_account_limits_apply_and_when_engines_disagree() -> None:
+    from campaigns.due import EngineSeen
+
+    same = EngineSeen(2, 0.5, (20.0, 20.0), (24, 24))
+    assert same.text == "2 engines running; account limits 20 dials/s, 24 channels"
+    split = EngineSeen(3, 0.5, (20.0, 30.0), (24, 40))
+    assert "the engines disagree: 20-30 dials/s, 24-40 channels; the lowest wins" in split.text
+    assert EngineSeen(0, 40.0).text.startswith("no engine seen for 40 s")

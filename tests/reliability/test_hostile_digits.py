@@ -67,7 +67,7 @@ def test_absurd_digits_never_stop_processing(db_url: str) -> None:
         resp = await client.post(WEBHOOK_PATH, data=body, headers={
             "Content-Type": "application/json", **sign(PRIVATE, body)})
         assert resp.status in (200, 400), (resp.status, await resp.text())
-        await asyncio.wait_for(engine._process_batch(), timeout=30)
+        await asyncio.wait_for(engine.processor.process_pending(), timeout=30)
         async with engine.sessions() as s:
             pending = await s.scalar(select(func.count()).select_from(WebhookEvent).where(
                 WebhookEvent.status == "pending"))

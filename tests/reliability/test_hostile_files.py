@@ -107,7 +107,8 @@ def test_output_paths_never_destroy_data(db_url: str, cli: Runner, tmp_path: Pat
     data.build_sync(db_url)
     work = tmp_path / "work"
     work.mkdir()
-    source = contacts_csv(work / "in.csv", [["(212) 736-5000", "a"], ["nope", "=cmd|' /C calc'!A0"]])
+    source = contacts_csv(work / "in.csv",
+                          [["(212) 736-5000", "a"], ["nope", "=cmd|' /C calc'!A0"]])
     db = sqlite_file(db_url)
     paths: dict[str, Path] = {
         "input": source,

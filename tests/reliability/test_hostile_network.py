@@ -46,7 +46,8 @@ from dialer.engine.identity import (
     encode_client_state,
 )
 from dialer.engine.metrics import Metrics
-from dialer.engine.receiver import WEBHOOK_PATH, EventStore, Receiver
+from dialer.engine.event_log import EventStore
+from dialer.engine.receiver import WEBHOOK_PATH, Receiver
 from dialer.engine.webhook_workers import WorkerSettings
 from dialer.telnyx.errors import InvalidSignature
 from dialer.telnyx.signatures import (

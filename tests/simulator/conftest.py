@@ -92,7 +92,8 @@ class Receiver:
                                      f"deliveries: {[d.event_type for d in self.deliveries]}")
             await asyncio.sleep(0.01)
 
-    async def wait_event(self, call_control_id: str, event_type: str, timeout: float = 5.0) -> Delivery:
+    async def wait_event(self, call_control_id: str, event_type: str,
+                         timeout: float = 5.0) -> Delivery:
         await self.wait_for(lambda: event_type in self.types(call_control_id), timeout,
                             f"{event_type} of {call_control_id}")
         return next(d for d in self.for_call(call_control_id) if d.event_type == event_type)

@@ -76,7 +76,8 @@ async def test_malformed_bodies(make_sim: SimFactory, http: aiohttp.ClientSessio
         (json.dumps({**dial_body("+15550000001"), "to": None}).encode(), 422),
         (json.dumps({**dial_body("+15550000001"), "connection_id": 7}).encode(), 422),
         (json.dumps({**dial_body("+15550000001"), "client_state": "***"}).encode(), 422),
-        (json.dumps({**dial_body("+15550000001"), "answering_machine_detection_config": []}).encode(), 422),
+        (json.dumps({**dial_body("+15550000001"),
+                     "answering_machine_detection_config": []}).encode(), 422),
         (json.dumps({**dial_body("+15550000001"), "custom_headers": "x"}).encode(), 422),
         (json.dumps({**dial_body("+15550000001"), "command_id": {"a": 1}}).encode(), 422),
         (json.dumps({**dial_body("+15550000001"), "no_such_field": 1}).encode(), 422),
@@ -108,7 +109,8 @@ async def test_unknown_routes_and_methods_answer_json_errors(
         assert answer.body["errors"][0]["code"], (method, path)
 
 
-async def test_random_bodies_never_give_a_500(make_sim: SimFactory, http: aiohttp.ClientSession) -> None:
+async def test_random_bodies_never_give_a_500(make_sim: SimFactory,
+                                              http: aiohttp.ClientSession) -> None:
     """A seeded fuzz of dial bodies: every field gets values of random types."""
     sim = await make_sim(default_webhook_url=None, speed=1000.0)
     rng = random.Random(1234)

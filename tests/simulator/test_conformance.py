@@ -84,7 +84,8 @@ async def test_dial_get_and_action_responses_match_the_openapi(
     for path, method, answer in errors:
         assert answer.status >= 400
         assert_response_valid(path, method, answer.status, answer.body)
-        assert answer.body["errors"] and all("code" in e and "title" in e for e in answer.body["errors"])
+        assert answer.body["errors"] and all("code" in e and "title" in e
+                                             for e in answer.body["errors"])
     sim.set_faults(FaultConfig(dial_5xx=1.0))
     failed = await dial(http, sim, "+15551110002")
     assert failed.status == 500 and failed.body["errors"][0]["code"] == "10007"
@@ -110,7 +111,8 @@ async def test_every_webhook_matches_the_openapi(
                          {"media_name": "greeting", "client_state": "aGk="})).status == 200
     await receiver.wait_event(human, "call.playback.ended")
     await receiver.wait_event(speaker, "call.answered")
-    assert (await action(http, sim, speaker, "speak", {"payload": "Hi", "voice": "male"})).status == 200
+    assert (await action(http, sim, speaker, "speak",
+                         {"payload": "Hi", "voice": "male"})).status == 200
     await receiver.wait_event(speaker, "call.speak.ended")
     assert (await action(http, sim, speaker, "gather_using_speak", {
         "payload": "Press 1", "voice": "male", "valid_digits": "12", "maximum_digits": 1,
@@ -129,7 +131,8 @@ async def test_every_webhook_matches_the_openapi(
         assert_webhook_valid(body)
         assert body["data"]["record_type"] == "event"
         assert body["meta"] == {"attempt": 1, "delivered_to": receiver.url}
-        for key in ("call_control_id", "call_leg_id", "call_session_id", "connection_id", "from", "to"):
+        for key in ("call_control_id", "call_leg_id", "call_session_id", "connection_id", "from",
+                    "to"):
             assert payload[key], key
         assert payload["connection_id"] == CONNECTION and payload["from"] == FROM
         seen.add(delivery.event_type)
@@ -194,7 +197,8 @@ async def test_sdk_exceptions_for_errors(make_sim: SimFactory) -> None:
         assert limited.value.body["errors"][0]["code"] == "90103"  # type: ignore[index]
         assert limited.value.response.headers["x-ratelimit-remaining"] == "0"
         with pytest.raises(telnyx.AuthenticationError):
-            _sdk(sim, "wrong-key").calls.dial(connection_id=CONNECTION, from_=FROM, to="+15553330004")
+            _sdk(sim, "wrong-key").calls.dial(connection_id=CONNECTION, from_=FROM,
+                                              to="+15553330004")
         with pytest.raises(telnyx.NotFoundError):
             client.calls.retrieve_status("v3:does-not-exist")
         with pytest.raises(telnyx.UnprocessableEntityError) as unknown:

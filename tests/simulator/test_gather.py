@@ -80,7 +80,8 @@ async def test_hangup_mid_prompt_ends_the_gather(make_sim: SimFactory, receiver:
     cid = (await dial(http, sim, HUMAN)).body["data"]["call_control_id"]
     await receiver.wait_event(cid, "call.answered")
     assert (await action(http, sim, cid, "gather_using_audio",
-                         {"audio_url": "https://e.com/menu.wav", "valid_digits": "1"})).status == 200
+                         {"audio_url": "https://e.com/menu.wav", "valid_digits": "1"})
+            ).status == 200
     await receiver.wait_hangup(cid)
     ended = await receiver.wait_event(cid, "call.gather.ended")
     assert ended.payload["status"] == "call_hangup"

@@ -95,7 +95,8 @@ async def test_over_the_channel_limit_the_call_fails_with_sip_403(
     await receiver.wait_event(answer.body["data"]["call_control_id"], "call.answered")
 
 
-async def test_dial_5xx_fault_places_nothing(make_sim: SimFactory, http: aiohttp.ClientSession) -> None:
+async def test_dial_5xx_fault_places_nothing(make_sim: SimFactory,
+                                             http: aiohttp.ClientSession) -> None:
     sim = await make_sim(default_webhook_url=None, faults=FaultConfig(dial_5xx=1.0))
     answer = await dial(http, sim, "+15555000001", command_id="x")
     assert answer.status == 500 and answer.body["errors"][0]["code"] == "10007"

@@ -22,7 +22,8 @@ PDET = "call.machine.premium.detection.ended"
 PGREET = "call.machine.premium.greeting.ended"
 
 
-def expected_amd(scenario: str, mode: str, premium_human: str | None = None) -> list[tuple[str, str]]:
+def expected_amd(scenario: str, mode: str,
+                 premium_human: str | None = None) -> list[tuple[str, str]]:
     if mode == "disabled" or scenario not in ANSWERING:
         return []
     if mode == "premium":
@@ -81,7 +82,8 @@ def test_realistic_durations() -> None:
     for nth in range(50):
         human = plan_call("human", call_rng(1, "+15550000000", nth))
         assert human.answer_at is not None and 20 <= human.hangup.at - human.answer_at <= 60
-        machine = plan_call("machine_beep", call_rng(1, "+15550000000", nth), amd_mode="detect_beep")
+        machine = plan_call("machine_beep", call_rng(1, "+15550000000", nth),
+                            amd_mode="detect_beep")
         beep = next(e.at for e in machine.amd_events if e.result == "beep_detected")
         assert 25 <= machine.hangup.at - beep <= 36
         assert machine.answer_at is not None and 3 <= beep - machine.answer_at <= 8.5
@@ -102,7 +104,8 @@ def test_ringing_longer_than_timeout_is_not_answered() -> None:
 
 
 def test_time_limit_cuts_the_call() -> None:
-    plans = [plan_call("human", call_rng(3, "+15550000000", n), time_limit_secs=30) for n in range(40)]
+    plans = [plan_call("human", call_rng(3, "+15550000000", n), time_limit_secs=30)
+             for n in range(40)]
     limited = [p for p in plans if p.hangup.cause == "time_limit"]
     assert limited
     assert all(p.answer_at is not None and p.hangup.at == pytest.approx(p.answer_at + 30)
