@@ -30,7 +30,7 @@ from campaigns.db.models import (
     ContactStatus,
     EngineInstance,
 )
-from campaigns.settings import with_defaults
+from campaigns.settings import settings_of
 from campaigns.windows import CallingWindow, WindowError
 
 #: An engine whose heartbeat is older than this is gone (the engine's INSTANCE_DEAD_SECS).
@@ -112,7 +112,7 @@ async def next_due(session: AsyncSession, campaign: Campaign, now: datetime) -> 
         .order_by(Contact.next_attempt_at, Contact.id).limit(CANDIDATES))).all()
     if not rows:
         return None
-    settings = with_defaults(campaign.settings or {})
+    settings = settings_of(campaign)
     try:
         window: CallingWindow | None = CallingWindow.parse(settings["calling_hours"],
                                                            settings["calling_days"])

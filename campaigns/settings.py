@@ -10,10 +10,10 @@ import difflib
 import json
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from campaigns.errors import InvalidSettings
@@ -110,33 +110,69 @@ OWN_FIELDS: dict[str, FieldSpec] = {
 CORE_KEYS = ("from", "connection_id")
 
 
-@dataclass(frozen=True)
-class CampaignSettings:
-    """A validated, defaults-filled view of a campaign's own settings."""
-
-    values: Mapping[str, Any]
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self.values[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    @property
-    def window(self) -> CallingWindow:
-        return CallingWindow.parse(self.values["calling_hours"], self.values["calling_days"])
-
-    @property
-    def retry_outcomes(self) -> frozenset[str]:
-        return frozenset(self.values["retry_on"])
-
-
 def with_defaults(values: Mapping[str, Any]) -> dict[str, Any]:
     merged = {k: f.default for k, f in OWN_FIELDS.items() if f.default is not None}
     merged.update(values)
     if isinstance(merged.get("retry_on"), str):
         merged["retry_on"] = [p.strip() for p in merged["retry_on"].split(",") if p.strip()]
     return merged
+
+
+class CampaignSettings(Mapping[str, Any]):
+    """A campaign's own settings with their defaults filled in: read-only, one object wherever
+    the engine and the domain need them, with typed accessors for the keys they use most."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Mapping[str, Any] | None) -> None:
+        self._values = with_defaults(values or {})
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"CampaignSettings({self._values!r})"
+
+    @property
+    def cps(self) -> float | None:
+        """The campaign's own dials per second (None: the account's)."""
+        value = self._values.get("cps")
+        return float(value) if value else None
+
+    @property
+    def max_concurrent(self) -> int:
+        return int(self._values["max_concurrent"])
+
+    @property
+    def max_attempts(self) -> int:
+        return int(self._values["max_attempts"])
+
+    @property
+    def window(self) -> CallingWindow:
+        return CallingWindow.parse(self._values["calling_hours"], self._values["calling_days"])
+
+    @property
+    def fallback_timezone(self) -> str:
+        return str(self._values["fallback_timezone"])
+
+    @property
+    def retry_outcomes(self) -> frozenset[str]:
+        return frozenset(self._values["retry_on"])
+
+
+class _HasSettings(Protocol):
+    settings: Any
+
+
+def settings_of(campaign: _HasSettings) -> CampaignSettings:
+    """The settings of a campaign row (with defaults)."""
+    return CampaignSettings(campaign.settings)
 
 
 def load_toml(path: Path) -> dict[str, Any]:

@@ -12,12 +12,12 @@ from campaigns.db.models import Campaign, Contact, ContactImport, ContactStatus
 from campaigns.errors import ImportFailed, InvalidSettings
 from campaigns.importing.columns import map_columns
 from campaigns.scripts import script_of
-from campaigns.settings import with_defaults
+from campaigns.settings import settings_of
 
 
 async def check_campaign_templates(session: AsyncSession, campaign: Campaign) -> None:
     """Raise InvalidSettings naming each field and how many contacts lack it."""
-    settings = with_defaults(campaign.settings or {})
+    settings = settings_of(campaign)
     script = script_of(settings)
     tpls = templates.templates_of(settings, script.prompts() if script else ())
     named, _ = templates.requirements(tpls)

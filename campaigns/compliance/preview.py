@@ -15,7 +15,7 @@ from campaigns.compliance.decide import ALLOWED, BLOCKED, DEFERRED, RecentCalls,
 from campaigns.compliance.store import campaign_context, facts_for, listed, recent_calls
 from campaigns.db.models import Contact, ContactStatus
 from campaigns.service import get_campaign
-from campaigns.settings import with_defaults
+from campaigns.settings import settings_of
 
 EXAMPLES = 3
 _BATCH = 5000
@@ -55,7 +55,7 @@ async def preview(session: AsyncSession, name: str, at: datetime, *, per_number_
                   keep_decisions: bool = False) -> Preview:
     """Decide every queued contact of campaign `name` at `at` (read-only)."""
     campaign = await get_campaign(session, name)
-    settings = with_defaults(campaign.settings or {})
+    settings = settings_of(campaign)
     ctx = await campaign_context(session, settings, per_number_cap, at)
     result = Preview(name, at, ctx.rules.label(), ctx.stopped,
                      decisions=[] if keep_decisions else None)

@@ -48,7 +48,7 @@ from campaigns.importing.rejects import RejectsWriter
 from campaigns.importing.xlsx import XlsxReader
 from campaigns.output_paths import protect_database
 from campaigns.service import get_campaign
-from campaigns.settings import with_defaults
+from campaigns.settings import settings_of
 
 DUPLICATE = "duplicate"
 ALREADY_IN_CAMPAIGN = "already_in_campaign"
@@ -236,7 +236,7 @@ async def import_contacts(session: AsyncSession, campaign_name: str, path: Path,
     if not is_valid_region(region):
         raise ImportFailed(f"unknown --default-region {options.default_region!r}: use a 2-letter "
                            "country code like US, CA or GB")
-    fallback = str(with_defaults(campaign.settings or {})["fallback_timezone"])
+    fallback = str(settings_of(campaign)["fallback_timezone"])
     info = rd.inspect(path, options.encoding)
 
     xlsx: XlsxReader | None = None

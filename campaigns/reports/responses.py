@@ -15,7 +15,7 @@ from campaigns.db.models import AttemptResponse, Campaign
 from campaigns.reports.columns import Column, Kind
 from campaigns.reports.source import Conn
 from campaigns.scripts import script_of
-from campaigns.settings import with_defaults
+from campaigns.settings import settings_of
 
 Row = tuple[Any, ...]
 
@@ -34,7 +34,7 @@ class AnswerPlan:
 
 def answer_plan(campaign: Campaign) -> AnswerPlan | None:
     """None when the campaign has no script and no opt-out key (no keypad answers)."""
-    settings = with_defaults(campaign.settings or {})
+    settings = settings_of(campaign)
     script = script_of(settings)
     if script is not None:
         asking = [n for n in script.names if script.steps[n].asks]

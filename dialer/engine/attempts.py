@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -31,7 +31,7 @@ from campaigns.db.models import (
     WebhookEvent,
 )
 from campaigns.db.types import naive_utc
-from campaigns.settings import with_defaults
+from campaigns.settings import settings_of
 from campaigns.windows import CallingWindow
 from dialer.engine import flow, script_events  # h16
 from dialer.engine.events import parse_time
@@ -76,7 +76,7 @@ class PendingAction:
     call_control_id: str
     command_id: str
     action: flow.Action
-    settings: dict[str, Any]
+    settings: Mapping[str, Any]
 
 
 @dataclass
@@ -305,7 +305,7 @@ def apply_event(attempt: CallAttempt, campaign: Campaign, event_type: str,
                     attempt.id)
         return []
 
-    settings = with_defaults(campaign.settings or {})
+    settings = settings_of(campaign)
     mode = amd_mode(campaign)
     if event_type == "call.initiated":
         attempt.dialed_at = attempt.dialed_at or at
@@ -422,7 +422,7 @@ async def settle(session: AsyncSession, attempts: Sequence[CallAttempt], now: da
         if campaign.status == CampaignStatus.CANCELLED:
             finish_contact(contact, attempt.outcome, now)
             continue
-        settings = with_defaults(campaign.settings or {})
+        settings = settings_of(campaign)
         previous = [out for aid, out in history.get(contact.id, []) if aid != attempt.id]
         decision = retry.decide(settings, attempt.outcome, voicemail_left=attempt.voicemail_left,
                                 attempts_made=contact.attempts, previous_outcomes=previous,

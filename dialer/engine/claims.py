@@ -30,7 +30,7 @@ from campaigns.compliance.decide import (
 )
 from campaigns.compliance.store import campaign_context, facts_for, listed, recent_calls
 from campaigns.db.models import AttemptState, CallAttempt, Campaign, Contact, ContactStatus
-from campaigns.settings import with_defaults
+from campaigns.settings import settings_of
 from dialer.engine.attempts import finish_contact
 from dialer.engine.identity import AttemptRef, command_id, encode_client_state
 
@@ -78,7 +78,7 @@ async def claim(session: AsyncSession, campaign: Campaign, limit: int, now: date
     result = ClaimResult()
     if limit <= 0:
         return result
-    settings = with_defaults(campaign.settings or {})
+    settings = settings_of(campaign)
     ctx = await campaign_context(session, settings, per_number_cap, now)
     key = campaign.uid or str(campaign.id)
     if ctx.stopped:

@@ -13,7 +13,7 @@ import heapq
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -59,7 +59,7 @@ class CampaignView:
     from_number: str
     connection_id: str
     dial_settings: dict[str, Any]
-    settings: dict[str, Any]
+    settings: Mapping[str, Any]
 
 
 @dataclass

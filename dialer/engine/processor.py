@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.db.models import AttemptState
-from campaigns.settings import with_defaults
+from campaigns.settings import settings_of
 from dialer.engine import event_log, script_events
 from dialer.engine.attempts import PendingAction, Timing, apply_event, find_attempts
 from dialer.engine.clock import Clock
@@ -145,7 +145,7 @@ class EventProcessor:
                     actions.append(PendingAction(
                         attempt.id, attempt.call_control_id,
                         action_command_id(attempt.command_id, act.key + str(attempt.flow_state)),
-                        act, with_defaults(campaign.settings or {})))
+                        act, settings_of(campaign)))
             touched[attempt.id] = attempt
         # Script responses and keypress opt-outs (DNC) in this same transaction; templates.
         actions = await script_events.flush(s, actions, now)

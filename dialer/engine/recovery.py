@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.db.types import utcnow
-from campaigns.settings import with_defaults
+from campaigns.settings import settings_of
 from dialer.engine import flow, script_events
 from dialer.engine.attempts import PendingAction, Timing
 from dialer.engine.claims import DialJob
@@ -164,7 +164,7 @@ class Recovery:
             actions = []
             for a in rows:
                 assert a.call_control_id is not None
-                settings = with_defaults(campaigns[a.campaign_id].settings or {})
+                settings = settings_of(campaigns[a.campaign_id])
                 for act in flow.entry_actions(a.flow_state, settings):
                     actions.append(PendingAction(a.id, a.call_control_id, action_command_id(
                         a.command_id, act.key + str(a.flow_state)), act, settings))

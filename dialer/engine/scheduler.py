@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns import outcomes as o
 from campaigns.db.models import CampaignStatus
-from campaigns.settings import with_defaults
+from campaigns.settings import settings_of
 from dialer.engine.claims import DialJob, claim
 from dialer.engine.clock import Clock
 from dialer.engine.dispatcher import CampaignView, DialQueue
@@ -102,7 +102,7 @@ class Scheduler:
         for c in rows:
             current[c.id] = CampaignView(
                 c.id, c.name, c.status, c.from_number, c.connection_id,
-                dict(c.dial_settings or {}), with_defaults(c.settings or {}))
+                dict(c.dial_settings or {}), settings_of(c))
             self.queue.serve(c.id)
         self.campaigns = current
         self.queue.release_all(keep=lambda cid: cid in current)

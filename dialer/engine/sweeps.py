@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from campaigns.due import next_due_at
 from campaigns.lifecycle import next_status
 from campaigns.names import display
-from campaigns.settings import with_defaults
+from campaigns.settings import settings_of
 from dialer.engine import event_log, flow, script_events
 from dialer.engine.attempts import PendingAction, Timing
 from dialer.engine.clock import Clock, skip_target
@@ -118,7 +118,7 @@ class Sweeps:
         actions = []
         for a in rows:
             a.flow_deadline = None
-            settings = with_defaults(campaigns[a.campaign_id].settings or {})
+            settings = settings_of(campaigns[a.campaign_id])
             step = flow.timer_fired(a.flow_state, settings)
             if step is None or not a.call_control_id:
                 continue

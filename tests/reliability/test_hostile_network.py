@@ -36,6 +36,7 @@ from campaigns.db.models import Campaign
 from campaigns.errors import InvalidSettings
 from campaigns.names import display, normalize
 from dialer.engine import receiver as receiver_module
+from dialer.engine.event_log import EventStore
 from dialer.engine.events import MAX_DEPTH, BadEnvelope, parse_envelope
 from dialer.engine.http_limits import HttpLimits, start_site
 from dialer.engine.identity import (
@@ -46,7 +47,6 @@ from dialer.engine.identity import (
     encode_client_state,
 )
 from dialer.engine.metrics import Metrics
-from dialer.engine.event_log import EventStore
 from dialer.engine.receiver import WEBHOOK_PATH, Receiver
 from dialer.engine.webhook_workers import WorkerSettings
 from dialer.telnyx.errors import InvalidSignature
