@@ -184,12 +184,17 @@ class Dispatcher:
         self.slots_missed = 0
 
     async def run(self) -> None:
-        reserver = asyncio.create_task(self._reserver(), name="slot-reserver")
+        """Both loops until stopping; a crash of either is raised (the engine stops on it)."""
+        loops = {asyncio.create_task(self._reserver(), name="slot-reserver"),
+                 asyncio.create_task(self._sender(), name="dial-sender")}
         try:
-            await self._sender()
+            done, _ = await asyncio.wait(loops, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
         finally:
-            reserver.cancel()
-            await asyncio.gather(reserver, return_exceptions=True)
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
 
     def _demand(self) -> dict[int, int]:
         demand = {}
