@@ -205,14 +205,14 @@ class Dispatcher:
         return demand
 
     async def _reserver(self) -> None:
-        """Reserve slots for the dials that have none, a batch per transaction; new dials wake
-        it, and it looks again every `SLOT_HORIZON_SECS / 4` (slots further out than the
-        horizon are reserved later)."""
+        """Reserve slots for the dials that have none, a batch per transaction, whenever the
+        slots held cover less than half the horizon ahead; new dials wake it."""
         loop = asyncio.get_running_loop()
         while not self.state.stopping.is_set():
             self.queue.wakeup.clear()
+            ahead = max((slot.at for slot in self._slots), default=loop.time()) - loop.time()
             demand = self._demand() if self.state.claiming else {}
-            if demand:
+            if demand and ahead < SLOT_HORIZON_SECS / 2:
                 started = loop.time()
                 slots = await self.tx.retrying(
                     "reserving dial slots", partial(self.book.reserve, demand, SLOT_HORIZON_SECS))
@@ -221,12 +221,18 @@ class Dispatcher:
                     self._held[slot.campaign_id] = self._held.get(slot.campaign_id, 0) + 1
                 if slots:
                     self._slots_ready.set()
-                # Batch what comes in meanwhile rather than a transaction per dial.
-                await asyncio.sleep(max(0.0, MIN_RESERVE_GAP_SECS - (loop.time() - started)))
-                if slots and sum(demand.values()) > len(slots):
+                    # Batch what comes in meanwhile rather than a transaction per dial.
+                    await asyncio.sleep(max(0.0, MIN_RESERVE_GAP_SECS - (loop.time() - started)))
                     continue
+                # Every campaign's next slot is beyond the horizon (a slow campaign, a 429's
+                # pause): look again a little later, whatever is claimed meanwhile.
+                await asyncio.sleep(SLOT_HORIZON_SECS / 4)
+                continue
+            # Until the slots held run short, or new dials come.
+            timeout = max(MIN_RESERVE_GAP_SECS, ahead - SLOT_HORIZON_SECS / 2)
             try:
-                await asyncio.wait_for(self.queue.wakeup.wait(), timeout=SLOT_HORIZON_SECS / 4)
+                await asyncio.wait_for(self.queue.wakeup.wait(),
+                                       timeout=min(timeout, SLOT_HORIZON_SECS / 2))
             except asyncio.TimeoutError:
                 pass
 
