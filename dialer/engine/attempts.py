@@ -20,7 +20,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns import outcomes as o
 from campaigns import retry
-from campaigns.db import dialects
 from campaigns.db.models import (
     AttemptState,
     CallAttempt,
@@ -28,9 +27,7 @@ from campaigns.db.models import (
     CampaignStatus,
     Contact,
     ContactStatus,
-    WebhookEvent,
 )
-from campaigns.db.types import naive_utc
 from campaigns.settings import settings_of
 from campaigns.windows import CallingWindow
 from dialer.engine import flow, script_events  # h16
@@ -257,34 +254,6 @@ async def find_attempts(session: AsyncSession, events: Sequence[EventLike]
                 ev.attempt_id = a.id
                 attempts[a.id] = a
     return attempts
-
-
-class ProcessedEvent(Protocol):
-    id: int
-    status: str
-    attempt_id: int | None
-
-
-_PG_MARK_EVENTS = """
-UPDATE webhook_events AS w SET status = u.s, processed_at = $1, attempt_id = u.a
-FROM unnest($2::bigint[], $3::varchar[], $4::bigint[]) AS u(id, s, a) WHERE w.id = u.id
-"""
-
-
-async def mark_events(session: AsyncSession, events: Sequence[ProcessedEvent],
-                      now: datetime) -> None:
-    """Record how each event was processed, in one statement (PostgreSQL) or one executemany."""
-    if not events:
-        return
-    if dialects.is_postgres(session):
-        conn = await dialects.raw_connection(session)
-        await conn.execute(_PG_MARK_EVENTS, naive_utc(now),
-                           [e.id for e in events], [e.status for e in events],
-                           [e.attempt_id for e in events])
-        return
-    await session.execute(update(WebhookEvent), [
-        {"id": e.id, "status": e.status, "processed_at": now, "attempt_id": e.attempt_id}
-        for e in events])
 
 
 def apply_event(attempt: CallAttempt, campaign: Campaign, event_type: str,
