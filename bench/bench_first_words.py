@@ -13,9 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.common import free_port, wait_for_port
+from bench.common import queued_contacts, start_simulator
 from campaigns.db.engine import create_engine, session_factory
 from campaigns.db.migrate import upgrade
 from campaigns.db.models import Contact
@@ -57,11 +55,7 @@ async def seed(url: str, n: int, rate: float, plain: bool) -> None:
             **({"on_human": "speak", "message_text": "Hello, this is Acme Clinic."} if plain
                else {"on_human": "script", "script": SCRIPT, "opt_out_digit": "9"})})
         cid = (await s.scalars(select(Campaign.id).where(Campaign.name == "words"))).one()
-        now = utcnow()
-        rows = [{"campaign_id": cid, "phone_e164": f"+1415{2000000 + i:07d}",
-                 "timezones": ["America/Los_Angeles"], "custom_fields": {}, "status": "queued",
-                 "attempts": 0, "next_attempt_at": now, "created_at": now, "updated_at": now}
-                for i in range(n)]
+        rows = queued_contacts(cid, n, utcnow())
         for k in range(0, n, 5000):
             await s.execute(insert(Contact), rows[k:k + 5000])
         await change_status(s, "words", "start")
@@ -76,15 +70,10 @@ async def main() -> None:
                     help="a plain spoken message instead of the script (for comparison)")
     args = ap.parse_args()
     private, _ = generate_keypair()
-    port = free_port()
     tmp = Path(tempfile.mkdtemp(prefix="bench-words-"))
     (tmp / "mix.toml").write_text("[mix]\nhuman = 1\n")
-    sim = subprocess.Popen(  # noqa: ASYNC220 - before any task runs
-        [sys.executable, "-m", "dialer.cli.main", "simulator", "--port", str(port),
-         "--private-key", private, "--cps-limit", "1000", "--channels", "100000",
-         "--speed", str(SPEED), "--scenarios", str(tmp / "mix.toml")],
-        env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.DEVNULL)
-    wait_for_port(port)
+    sim, sim_url = start_simulator(private, speed=SPEED, scenarios=tmp / "mix.toml",
+                                   raise_priority=False)
     from tests.pgserver import start_server
 
     pg = start_server()
@@ -93,7 +82,7 @@ async def main() -> None:
         upgrade(url)
         await seed(url, int(args.rate * args.secs), args.rate, args.plain)
         engine = Engine(EngineConfig(
-            database_url=url, api_url=f"http://127.0.0.1:{port}/v2", api_key="bench",
+            database_url=url, api_url=sim_url + "/v2", api_key="bench",
             public_key=public_key_from_private(private), port=0, cps=args.rate,
             max_concurrent=100000, time_scale=SPEED))
         await engine.start()

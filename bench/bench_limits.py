@@ -25,8 +25,8 @@ import asyncpg
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.bench_pacing import _raise_priority, max_in_window, seed  # noqa: E402
-from bench.common import cpu_secs, free_port, postgres_cpu_secs, wait_for_port  # noqa: E402
+from bench.bench_pacing import max_in_window, seed  # noqa: E402
+from bench.common import cpu_secs, free_port, postgres_cpu_secs, start_simulator  # noqa: E402
 from campaigns.db.migrate import upgrade  # noqa: E402
 from dialer.telnyx.signatures import generate_keypair, public_key_from_private  # noqa: E402
 
@@ -89,15 +89,7 @@ async def main() -> None:
     args = ap.parse_args()
     private, _ = generate_keypair()
     public = public_key_from_private(private)
-    port = free_port()
-    sim = subprocess.Popen(
-        [sys.executable, "-m", "dialer.cli.main", "simulator", "--port", str(port),
-         "--private-key", private, "--cps-limit", "1000", "--channels", "100000",
-         "--speed", "1000", "--scenarios", str(REPO / "bench" / "busy.toml")],
-        env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.DEVNULL,
-        preexec_fn=_raise_priority)
-    sim_url = f"http://127.0.0.1:{port}"
-    wait_for_port(port)
+    sim, sim_url = start_simulator(private, speed=1000, scenarios=REPO / "bench" / "busy.toml")
     from tests.pgserver import start_server
 
     pg = start_server()

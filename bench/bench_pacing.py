@@ -18,7 +18,6 @@ import json
 import math
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +29,7 @@ import aiohttp
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.common import cpu_secs, free_port, postgres_cpu_secs, wait_for_port  # noqa: E402
+from bench.common import cpu_secs, postgres_cpu_secs, queued_contacts, start_simulator  # noqa: E402
 from campaigns.db.engine import create_engine, session_factory  # noqa: E402
 from campaigns.db.migrate import upgrade  # noqa: E402
 from campaigns.db.models import Contact  # noqa: E402
@@ -61,11 +60,7 @@ async def seed(url: str, name: str, n: int, cps: float) -> None:
 
         from campaigns.db.models import Campaign
         cid = (await s.scalars(select(Campaign.id).where(Campaign.name == name))).one()
-        now = utcnow()
-        rows = [{"campaign_id": cid, "phone_e164": f"+1415{2000000 + i:07d}",
-                 "timezones": ["America/Los_Angeles"], "custom_fields": {}, "status": "queued",
-                 "attempts": 0, "next_attempt_at": now, "created_at": now, "updated_at": now}
-                for i in range(n)]
+        rows = queued_contacts(cid, n, utcnow())
         from sqlalchemy import insert
         for k in range(0, n, 5000):
             await s.execute(insert(Contact), rows[k:k + 5000])
@@ -153,16 +148,6 @@ async def run_rate(url: str, sim_url: str, sim_pid: int, public_key: str, rate: 
     }
 
 
-def _raise_priority() -> None:
-    """The simulator stands in for Telnyx's servers, which do not share our 2 cores: it runs at a
-    higher scheduling priority (when allowed), so that the time it stamps on a dial is when the
-    dial arrived, not when the kernel next gave it a core while the engine and PostgreSQL ran."""
-    try:
-        os.nice(-10)
-    except OSError:
-        pass
-
-
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rates", default="10,30,100,300")
@@ -173,15 +158,7 @@ async def main() -> None:
     args = ap.parse_args()
     private, _ = generate_keypair()
     public = public_key_from_private(private)
-    port = free_port()
-    sim = subprocess.Popen(
-        [sys.executable, "-m", "dialer.cli.main", "simulator", "--port", str(port),
-         "--private-key", private, "--cps-limit", "1000", "--channels", "100000",
-         "--speed", "1000", "--scenarios", str(REPO / "bench" / "busy.toml")],
-        env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.DEVNULL,
-        preexec_fn=_raise_priority)
-    sim_url = f"http://127.0.0.1:{port}"
-    wait_for_port(port)
+    sim, sim_url = start_simulator(private, speed=1000, scenarios=REPO / "bench" / "busy.toml")
     from tests.pgserver import start_server
 
     pg = start_server()

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -289,6 +289,5 @@ async def mark_failed(session: AsyncSession, row_id: int, reason: str, now: date
 
 
 async def pending_count(s: AsyncSession) -> int:
-    from sqlalchemy import func
     return int(await s.scalar(select(func.count()).select_from(WebhookEvent).where(
         WebhookEvent.status == "pending")) or 0)

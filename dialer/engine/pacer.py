@@ -8,7 +8,7 @@ same schedules: no limit is kept only in one process's memory.
 Also here:
 - `AdaptiveRate`: after a 429 this engine asks for slots at a lower rate (and pushes the shared
   schedule past the reset hint), then recovers 10% of the configured rate every 2 s;
-- the local guard: an asyncio-throttle `Throttler` of `burst_limit(rate)` per 100 ms whose log
+- the local guard: an asyncio-throttle `Throttler` of `slots.burst_limit(rate)` per 100 ms whose log
   holds when each dial *started*. The schedule already spaces dials; the guard is the last line
   should anything ever start dials closer together than their slots.
 """
@@ -36,10 +36,6 @@ MIN_LEAD_SECS = 0.005
 OFFSET_MAX_AGE_SECS = 30.0
 #: The longest a 429's reset hint pushes the shared schedule.
 MAX_POSTPONE_SECS = 5.0
-
-
-def burst_limit(rate: float) -> int:
-    return sl.burst_limit(rate)
 
 
 class StartStampedThrottler(Throttler):
@@ -115,7 +111,7 @@ class SlotBook:
         self._offset_rtt = math.inf
         self._offset_at = -math.inf
         self.reservations = 0
-        self._guard = StartStampedThrottler(rate_limit=burst_limit(cps), period=0.1,
+        self._guard = StartStampedThrottler(rate_limit=sl.burst_limit(cps), period=0.1,
                                             retry_interval=0.002)
 
     @property
@@ -128,7 +124,7 @@ class SlotBook:
         cps = min(cps, self.own_cps)
         if cps != self.account_cps:
             self.account_cps = cps
-            self._guard = StartStampedThrottler(rate_limit=burst_limit(cps), period=0.1,
+            self._guard = StartStampedThrottler(rate_limit=sl.burst_limit(cps), period=0.1,
                                                 retry_interval=0.002)
 
     def on_rate_limited(self, reset_secs: float | None) -> None:

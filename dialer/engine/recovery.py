@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.db.types import utcnow
+from campaigns.due import ENGINE_LIVE_SECS
 from campaigns.settings import settings_of
 from dialer.engine import flow, script_events
 from dialer.engine.attempts import PendingAction, Timing
@@ -31,7 +32,8 @@ from dialer.engine.transactions import Transactions
 
 log = logging.getLogger("dialer.engine")
 
-INSTANCE_DEAD_SECS = 15.0
+#: A heartbeat older than this: the engine is dead (the one threshold `dialer status` uses too).
+INSTANCE_DEAD_SECS = ENGINE_LIVE_SECS
 #: A `created` attempt of this engine that it no longer tracks is recovered after this long.
 ORPHAN_SECS = 5.0
 
@@ -106,7 +108,7 @@ class Instances:
 
 class Recovery:
     def __init__(self, *, tx: Transactions, instances: Instances, queue: DialQueue,
-                 timing: Timing, refresh_campaigns: Callable[[], object],
+                 timing: Timing, refresh_campaigns: Callable[[], Awaitable[object]],
                  on_actions: Callable[[list[PendingAction]], None], clock: Clock) -> None:
         self.tx = tx
         self.clock = clock
@@ -150,7 +152,7 @@ class Recovery:
         jobs = await self.tx.run_retrying("recovery", _scan)
         if jobs:
             log.info("recovery: re-sending %d dials with their original command_id", len(jobs))
-            await self._refresh_campaigns()  # type: ignore[misc]
+            await self._refresh_campaigns()
             self.queue.push(jobs, front=True)
 
     async def resume_flows(self) -> None:

@@ -14,7 +14,7 @@ import time
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns import outcomes as o
-from campaigns.db.models import CampaignStatus
+from campaigns.db.models import Campaign, CampaignStatus
 from campaigns.settings import settings_of
 from dialer.engine.claims import DialJob, claim
 from dialer.engine.clock import Clock
@@ -93,9 +93,9 @@ class Scheduler:
         self.queue.push(jobs)
         self._tick_latency = 0.8 * self._tick_latency + 0.2 * (time.monotonic() - started)
 
-    async def refresh(self, session: AsyncSession | None = None) -> None:
-        """The running campaigns (and each one's own budget); dials queued for a campaign that
-        stopped running are released at once (paused/stopped within 1 s)."""
+    async def refresh(self, session: AsyncSession | None = None) -> dict[int, Campaign]:
+        """The running campaigns (their rows, by id); dials queued for a campaign that stopped
+        running are released at once (paused/stopped within 1 s)."""
         rows = (await campaign_store.running(session) if session is not None
                 else await self.tx.run(campaign_store.running))
         current = {}
@@ -106,9 +106,10 @@ class Scheduler:
             self.queue.serve(c.id)
         self.campaigns = current
         self.queue.release_all(keep=lambda cid: cid in current)
+        return {c.id: c for c in rows}
 
     async def _claim_tx(self, s: AsyncSession) -> list[DialJob]:
-        await self.refresh(s)
+        campaigns = await self.refresh(s)
         if not self.state.claiming or not self.campaigns:
             return []
         # Claims of every engine take turns here, so the calls in flight counted below are all
@@ -127,7 +128,6 @@ class Scheduler:
         horizon = max(0.3, 3 * self.tick_secs, 2.5 * self._tick_latency)
         now = self.clock.now()
         jobs: list[DialJob] = []
-        campaigns = await campaign_store.by_ids(s, set(order))
         for cid in order:
             if account_room <= 0:
                 self._short_of_channels = True

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from sqlalchemy.exc import (
     DataError,
@@ -158,5 +158,3 @@ def describe(exc: BaseException) -> str:
     """One line naming an error, for logs and stored reasons (never a whole traceback)."""
     return f"{type(exc).__name__}: {_first_line(exc)}"[:500]
 
-
-Any_ = Any  # re-exported for type hints of callers that pass heterogenous steps

@@ -19,6 +19,7 @@ from campaigns.db.models import (
     WebhookEvent,
 )
 from campaigns.db.types import utcnow
+from campaigns.settings import CampaignSettings
 
 
 async def running(s: AsyncSession) -> list[Campaign]:
@@ -105,8 +106,4 @@ async def cps_of(s: AsyncSession, ids: set[int]) -> dict[int, float | None]:
     if not ids:
         return {}
     rows = await s.execute(select(Campaign.id, Campaign.settings).where(Campaign.id.in_(ids)))
-    out: dict[int, float | None] = {}
-    for cid, settings in rows:
-        value = (settings or {}).get("cps")
-        out[cid] = float(value) if isinstance(value, (int, float)) and value > 0 else None
-    return out
+    return {cid: CampaignSettings(settings).cps for cid, settings in rows}

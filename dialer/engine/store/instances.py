@@ -9,6 +9,8 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.db.models import EngineInstance
+from campaigns.db.types import utcnow
+from campaigns.due import ENGINE_LIVE_SECS
 
 
 @dataclass(frozen=True)
@@ -64,13 +66,8 @@ async def remove(s: AsyncSession, ids: list[str]) -> None:
         await s.execute(delete(EngineInstance).where(EngineInstance.id.in_(ids)))
 
 
-#: An engine whose heartbeat is older than this is not counted (as `recovery.INSTANCE_DEAD_SECS`).
-LIVE_SECS = 15.0
-
-
 async def lowest_cps(s: AsyncSession) -> float | None:
-    """The lowest `--cps` of the engines alive now (database clock)."""
-    from campaigns.db.types import utcnow
+    """The lowest `--cps` of the engines alive now."""
     value = await s.scalar(select(func.min(EngineInstance.cps)).where(
-        EngineInstance.heartbeat_at > utcnow() - timedelta(seconds=LIVE_SECS)))
+        EngineInstance.heartbeat_at > utcnow() - timedelta(seconds=ENGINE_LIVE_SECS)))
     return float(value) if value is not None else None
