@@ -100,10 +100,7 @@ async def run_rate(url: str, sim_url: str, sim_pid: int, public_key: str, rate: 
                 written.append(time.time())
 
         trace.on_request_headers_sent.append(on_headers_sent)
-        engine.client._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=engine.client._max_connections, limit_per_host=0),
-            headers=engine.client._headers, timeout=engine.client._timeout,
-            trace_configs=[trace])
+        engine.client.trace_configs = [trace]
         cpu0, sim_cpu0, t0 = time.process_time(), cpu_secs(sim_pid), time.monotonic()
         pg_cpu0 = postgres_cpu_secs(pg_dir) if pg_dir else 0.0
         started_at = time.time()
@@ -137,6 +134,7 @@ async def run_rate(url: str, sim_url: str, sim_pid: int, public_key: str, rate: 
         "engine_max_in_any_100ms": max_in_window(sorted(sent), 0.1),
         "written_max_in_any_1s": max_in_window(sorted(written), 1.0),
         "written_max_in_any_100ms": max_in_window(sorted(written), 0.1),
+        "slots_missed": engine.dispatcher.slots_missed,
         "http_429": stats["data"]["rejected_429"] - stats0["rejected_429"],
         "duplicate_command_ids": (stats["data"]["duplicate_command_ids"]
                                   - stats0["duplicate_command_ids"]),

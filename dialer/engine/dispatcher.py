@@ -1,15 +1,16 @@
-"""The dispatcher: the dial queue, and the one task that sends each claimed dial in its slot.
+"""The dispatcher: the dial queue, and the reserver that gives each claimed dial its slot.
 
 The scheduler puts claimed attempts on the queue (per campaign); the dispatcher reserves slots
 for them from the schedules in the database (`pacer.SlotBook`: the account's and each
-campaign's, shared by every engine) and sends each dial as a task in its slot. What came back
-goes to `DialResults`, which records it.
+campaign's, shared by every engine), pairs each slot with a dial, and the wire
+(`wire.DialWire`, a thread of its own) sends it in its slot. What came back goes to
+`DialResults`, which records it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import heapq
+import contextlib
 import logging
 import time
 from collections import deque
@@ -23,11 +24,11 @@ from dialer.engine.claims import DialJob
 from dialer.engine.clock import Clock
 from dialer.engine.metrics import Metrics
 from dialer.engine.pacer import LocalSlot, SlotBook
-from dialer.engine.slots import SEND_TOLERANCE_SECS
 from dialer.engine.state import RunState
 from dialer.engine.transactions import Transactions
+from dialer.engine.wire import ArmedDial, DialWire, WireReport
 from dialer.telnyx.client import TelnyxClient
-from dialer.telnyx.dial import DialRequest
+from dialer.telnyx.dial import DialRequest, DialResult
 from dialer.telnyx.errors import (
     AuthenticationError,
     InvalidRequest,
@@ -83,9 +84,12 @@ class DialQueue:
         #: Where the result of a dial that will not be sent goes (`DialResults.add`).
         self._record = record
         self.wakeup = asyncio.Event()
+        #: Dials taken for a slot and not yet sent or given back, per campaign.
+        self._in_slots: dict[int, int] = {}
 
     def queued(self, campaign_id: int) -> int:
-        return len(self._queues.get(campaign_id, ()))
+        """Dials of the campaign not sent yet: waiting for a slot, or given one."""
+        return len(self._queues.get(campaign_id, ())) + self._in_slots.get(campaign_id, 0)
 
     def order(self) -> list[int]:
         """Campaigns in round-robin order; the next call starts one further on."""
@@ -115,6 +119,22 @@ class DialQueue:
     def pop(self, campaign_id: int) -> DialJob | None:
         q = self._queues.get(campaign_id)
         return q.popleft() if q else None
+
+    def take(self, campaign_id: int) -> DialJob | None:
+        """The next dial of the campaign, for a slot: still counted by `queued` until
+        `settled` (so the scheduler does not claim its place again)."""
+        job = self.pop(campaign_id)
+        if job is not None:
+            self._in_slots[campaign_id] = self._in_slots.get(campaign_id, 0) + 1
+        return job
+
+    def settled(self, job: DialJob) -> None:
+        """A dial taken for a slot was sent, given back or released."""
+        left = self._in_slots.get(job.campaign_id, 0) - 1
+        if left > 0:
+            self._in_slots[job.campaign_id] = left
+        else:
+            self._in_slots.pop(job.campaign_id, None)
 
     def release_all(self, keep: Callable[[int], bool] = lambda cid: False) -> None:
         """Release the queued dials of every campaign for which `keep` is false."""
@@ -155,10 +175,11 @@ def dial_request(job: DialJob, view: CampaignView, webhook_url: str) -> DialRequ
 
 
 class Dispatcher:
-    """Two loops: the reserver takes slots for the queued dials from the shared schedules
-    (`SlotBook`, a transaction per batch, `SLOT_HORIZON_SECS` ahead); the sender waits for each
-    slot and starts the dial's send in it. A dial that cannot start within
-    `slots.SEND_TOLERANCE_SECS` of its slot gives the slot up and goes back to the queue."""
+    """The reserver takes slots for the queued dials from the shared schedules (`SlotBook`, a
+    transaction per batch, `SLOT_HORIZON_SECS` ahead) and gives each slot its dial at once; the
+    wire (`wire.DialWire`, its own thread) starts each dial in its slot. A dial that cannot start
+    within `slots.SEND_TOLERANCE_SECS` of its slot gives the slot up and goes back to the queue;
+    one whose campaign stopped running meanwhile is released."""
 
     def __init__(self, *, queue: DialQueue, book: SlotBook, client: TelnyxClient,
                  tx: Transactions, state: RunState,
@@ -176,59 +197,51 @@ class Dispatcher:
         self._record = record
         self.metrics = metrics
         self.stats = stats
-        self._sends: set[asyncio.Task[None]] = set()
-        self._slots: list[LocalSlot] = []
-        self._held: dict[int, int] = {}
-        self._slots_ready = asyncio.Event()
-        #: Slots given up because their dial could not start in time (a busy loop).
+        self.wire = DialWire(client, allowed=self._allowed, report=self._on_report,
+                             guard=book.guard, started=book.started)
+        #: Dials given to the wire whose report has not come back, and the latest slot armed.
+        self._armed = 0
+        self._armed_until = 0.0
+        self._all_reported = asyncio.Event()
+        self._all_reported.set()
+        #: Slots given up because their dial could not start in time (a busy host).
         self.slots_missed = 0
 
     async def run(self) -> None:
-        """Both loops until stopping; a crash of either is raised (the engine stops on it)."""
-        loops = {asyncio.create_task(self._reserver(), name="slot-reserver"),
-                 asyncio.create_task(self._sender(), name="dial-sender")}
-        try:
-            done, _ = await asyncio.wait(loops, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                task.result()
-        finally:
-            for task in loops:
-                task.cancel()
-            await asyncio.gather(*loops, return_exceptions=True)
+        """The reserver until stopping (the wire runs on until `close`)."""
+        self.wire.start()
+        await self._reserver()
 
-    def _demand(self) -> dict[int, int]:
-        demand = {}
-        for cid, n in self.queue.waiting().items():
-            want = n - self._held.get(cid, 0)
-            if want > 0 and self._views(cid) is not None:
-                demand[cid] = want
-        return demand
+    async def close(self) -> None:
+        await self.wire.close()
+
+    def _allowed(self, campaign_id: int) -> bool:
+        """Whether a dial of this campaign may still start (read by the wire at its slot)."""
+        return self.state.claiming and self._views(campaign_id) is not None
 
     async def _reserver(self) -> None:
-        """Reserve slots for the dials that have none, a batch per transaction, whenever the
-        slots held cover less than half the horizon ahead; new dials wake it."""
-        loop = asyncio.get_running_loop()
+        """Reserve slots for the queued dials, a batch per transaction, whenever the slots
+        armed cover less than half the horizon ahead; new dials wake it."""
         while not self.state.stopping.is_set():
             self.queue.wakeup.clear()
-            ahead = max((slot.at for slot in self._slots), default=loop.time()) - loop.time()
-            demand = self._demand() if self.state.claiming else {}
+            ahead = self._armed_until - time.monotonic()
+            demand = {cid: n for cid, n in self.queue.waiting().items()
+                      if self._views(cid) is not None} if self.state.claiming else {}
             if demand and ahead < SLOT_HORIZON_SECS / 2:
-                started = loop.time()
+                started = time.monotonic()
                 slots = await self.tx.retrying(
                     "reserving dial slots", partial(self.book.reserve, demand, SLOT_HORIZON_SECS))
-                for slot in slots:
-                    heapq.heappush(self._slots, slot)
-                    self._held[slot.campaign_id] = self._held.get(slot.campaign_id, 0) + 1
                 if slots:
-                    self._slots_ready.set()
+                    self._arm(slots)
                     # Batch what comes in meanwhile rather than a transaction per dial.
-                    await asyncio.sleep(max(0.0, MIN_RESERVE_GAP_SECS - (loop.time() - started)))
+                    await asyncio.sleep(max(0.0, MIN_RESERVE_GAP_SECS
+                                            - (time.monotonic() - started)))
                     continue
                 # Every campaign's next slot is beyond the horizon (a slow campaign, a 429's
                 # pause): look again a little later, whatever is claimed meanwhile.
                 await asyncio.sleep(SLOT_HORIZON_SECS / 4)
                 continue
-            # Until the slots held run short, or new dials come.
+            # Until the slots armed run short, or new dials come.
             timeout = max(MIN_RESERVE_GAP_SECS, ahead - SLOT_HORIZON_SECS / 2)
             try:
                 await asyncio.wait_for(self.queue.wakeup.wait(),
@@ -236,73 +249,69 @@ class Dispatcher:
             except asyncio.TimeoutError:
                 pass
 
-    async def _sender(self) -> None:
-        loop = asyncio.get_running_loop()
-        while not self.state.stopping.is_set():
-            if not self._slots:
-                self._slots_ready.clear()
-                try:
-                    await asyncio.wait_for(self._slots_ready.wait(), timeout=0.05)
-                except asyncio.TimeoutError:
-                    pass
-                continue
-            delay = self._slots[0].at - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-                continue
-            slot = heapq.heappop(self._slots)
-            self._held[slot.campaign_id] -= 1
-            if loop.time() - slot.at > SEND_TOLERANCE_SECS:
-                # Too late for its slot (the loop was busy): sent now, it could arrive bunched
-                # with the next dials. The dial waits for a new slot instead.
-                self.slots_missed += 1
-                self.metrics.slots_missed.inc()
-                self.queue.wakeup.set()
-                continue
-            job = self.queue.pop(slot.campaign_id)
+    def _arm(self, slots: list[LocalSlot]) -> None:
+        """Each slot takes the next dial of its campaign; the wire sends it in the slot."""
+        armed = []
+        for slot in sorted(slots):
+            job = self.queue.take(slot.campaign_id)
             if job is None:
                 continue  # the campaign's dials were released meanwhile: the slot goes unused
             view = self._views(slot.campaign_id)
             if view is None or not self.state.claiming:
+                self.queue.settled(job)
                 self.queue.release(job)
                 continue
-            await self.book.guard()
-            task = asyncio.create_task(self.send(job, view, slot))
-            self._sends.add(task)
-            task.add_done_callback(self._sends.discard)
-            # Let the send start now, in its slot, rather than after whatever else is ready (the
-            # loop runs ready callbacks in order: it starts before this loop takes another slot).
-            await asyncio.sleep(0)
+            deadline = None
+            if job.resend and job.created_at is not None:
+                # Re-sends must reach Telnyx while it still remembers the first send's
+                # command_id.
+                window = RESEND_WINDOW_SECS - self.clock.to_wall(
+                    (self.clock.now() - job.created_at).total_seconds())
+                if window <= 0:
+                    self.queue.settled(job)
+                    self.queue.release(job)  # to reconciliation: its webhooks will settle it
+                    continue
+                deadline = time.monotonic() + window
+            armed.append(ArmedDial(job, partial(dial_request, job, view, self._webhook_url()),
+                                   slot.at, deadline))
+            self._armed_until = max(self._armed_until, slot.at)
+        if armed:
+            self._armed += len(armed)
+            self._all_reported.clear()
+            self.wire.arm(armed)
 
-    async def wait_for_sends(self, timeout: float) -> None:
-        if self._sends:
-            await asyncio.wait(self._sends, timeout=timeout)
-
-    async def send(self, job: DialJob, view: CampaignView, slot: LocalSlot | None = None) -> None:
-        if slot is not None and asyncio.get_running_loop().time() - slot.at > SEND_TOLERANCE_SECS:
-            # Checked again as the send starts (the loop may have run other work since).
+    def _on_report(self, report: WireReport) -> None:
+        """What became of an armed dial (on the main loop)."""
+        job = report.dial.job
+        self.queue.settled(job)
+        self._armed -= 1
+        if not self._armed:
+            self._all_reported.set()
+        if report.kind == "missed":
             self.slots_missed += 1
             self.metrics.slots_missed.inc()
             self.queue.push([job], front=True)
-            return
-        self.book.started()
-        window = None
-        if job.resend and job.created_at is not None:
-            # Re-sends must reach Telnyx while it still remembers the first send's command_id.
-            window = RESEND_WINDOW_SECS - self.clock.to_wall(
-                (self.clock.now() - job.created_at).total_seconds())
-            if window <= 0:
-                self.queue.release(job)  # to reconciliation: its webhooks, if any, will settle it
-                return
-        self.stats.dials_sent += 1
-        self.metrics.dials_sent.inc()
-        self._record(await self._outcome(job, view, window))
+        elif report.kind in ("skipped", "expired"):
+            self.queue.release(job)
+        else:
+            self.stats.dials_sent += 1
+            self.metrics.dials_sent.inc()
+            self._record(self._outcome(job, report.result, report.error))
 
-    async def _outcome(self, job: DialJob, view: CampaignView,
-                       window: float | None) -> DialOutcome:
+    async def wait_for_sends(self, timeout: float) -> None:
+        """Until every dial given to the wire has been reported (sent, or given back)."""
+        if self._armed:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._all_reported.wait(), timeout)
+
+    def _outcome(self, job: DialJob, result: DialResult | None,
+                 error: BaseException | None) -> DialOutcome:
+        """A dial's result, or the error its send raised, as the outcome to record."""
         try:
-            request = dial_request(job, view, self._webhook_url())
-            res = await self.client.dial(request, resend_window_secs=window)
+            if error is not None:
+                raise error
+            assert result is not None
+            res = result
             self.metrics.dials_ok.inc()
             return DialOutcome(job.attempt_id, "ok", res.call_control_id, res.call_leg_id,
                                res.call_session_id, sends=res.sends)

@@ -15,7 +15,6 @@ Also here:
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from dataclasses import dataclass, field
@@ -81,7 +80,7 @@ class AdaptiveRate:
 
 @dataclass(frozen=True)
 class LocalSlot:
-    """A reserved dial instant in this process's loop time (`asyncio` loop.time())."""
+    """A reserved dial instant in this process's `time.monotonic()` seconds."""
 
     at: float
     campaign_id: int
@@ -142,16 +141,15 @@ class SlotBook:
     async def reserve(self, demand: dict[int, int], horizon: float) -> list[LocalSlot]:
         """Slots for up to `demand[c]` dials of each campaign within `horizon` seconds."""
         self.adaptive.tick(time.monotonic())
-        loop = asyncio.get_running_loop()
         planned, read_at = await self.tx.run(
-            lambda s: self._reserve(s, demand, horizon, loop), urgent=True)
+            lambda s: self._reserve(s, demand, horizon), urgent=True)
         # From the clock reading (locks held by then) to the commit: how far ahead of the
         # reading the first slot must be so that it is still ahead once the slots are ours.
-        self._latency = 0.8 * self._latency + 0.2 * (loop.time() - read_at)
+        self._latency = 0.8 * self._latency + 0.2 * (time.monotonic() - read_at)
         self.reservations += 1
-        # Each slot in this loop's time: now, plus how far the slot is from the database's now.
+        # Each slot in monotonic time: now, plus how far the slot is from the database's now.
         db_now = time.time() + self._offset
-        here = loop.time()
+        here = time.monotonic()
         return [LocalSlot(here + (p.at - db_now), p.campaign_id) for p in planned]
 
     def _observe(self, before: float, db_now: float, after: float) -> None:
@@ -162,8 +160,7 @@ class SlotBook:
             self._offset_rtt = rtt
             self._offset_at = after
 
-    async def _reserve(self, s: AsyncSession, demand: dict[int, int], horizon: float,
-                       loop: asyncio.AbstractEventLoop
+    async def _reserve(self, s: AsyncSession, demand: dict[int, int], horizon: float
                        ) -> tuple[list[sl.Slot], float]:
         keys = [sl.ACCOUNT, *(sl.campaign_key(cid) for cid in demand)]
         rows = await limit_store.lock(s, keys)
@@ -171,7 +168,7 @@ class SlotBook:
         now = await limit_store.db_now(s)
         after = time.time()
         self._observe(before, now, after)
-        read_at = loop.time()
+        read_at = time.monotonic()
         rates = await campaign_store.cps_of(s, set(demand))
         # The lowest --cps of the live engines, as committed now: an engine that joins with a
         # lower one is followed from the next reservation of every engine.

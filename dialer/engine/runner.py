@@ -180,6 +180,8 @@ class Engine:
         with contextlib.suppress(Exception):
             await self.store.stop()
         with contextlib.suppress(Exception):
+            await self.dispatcher.close()
+        with contextlib.suppress(Exception):
             await self.client.close()
         with contextlib.suppress(Exception):
             await self.db.dispose()
@@ -230,6 +232,7 @@ class Engine:
             await self.workers.stop()
         self.queue.release_all()
         await self.dispatcher.wait_for_sends(timeout=15)
+        await self.dispatcher.close()
         await self.results.drain()
         await self.actions.wait(timeout=5)
         self.state.closing = True

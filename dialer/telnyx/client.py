@@ -103,7 +103,11 @@ class TelnyxClient:
             total=None, connect=None, sock_connect=connect_timeout, sock_read=read_timeout
         )
         self._max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
+        #: aiohttp hooks for every session (a benchmark records when requests are written).
+        self.trace_configs: list[aiohttp.TraceConfig] = []
+        #: One session per event loop: the engine dials from its own thread's loop (see
+        #: `dialer.engine.wire`) and sends call actions from the main loop with this client.
+        self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
 
     def __repr__(self) -> str:
         return f"TelnyxClient(api_url={self.api_url!r})"
@@ -116,21 +120,24 @@ class TelnyxClient:
         await self.close()
 
     async def close(self) -> None:
-        if self._session is not None:
-            session, self._session = self._session, None
+        """Close the session of the running event loop (each loop closes its own)."""
+        session = self._sessions.pop(asyncio.get_running_loop(), None)
+        if session is not None:
             await session.close()
 
     def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
+        loop = asyncio.get_running_loop()
+        session = self._sessions.get(loop)
+        if session is None or session.closed:
             connector = aiohttp.TCPConnector(
                 limit=self._max_connections, limit_per_host=0, ttl_dns_cache=300,
                 keepalive_timeout=30,
             )
-            self._session = aiohttp.ClientSession(
+            session = self._sessions[loop] = aiohttp.ClientSession(
                 connector=connector, headers=self._headers, timeout=self._timeout,
-                raise_for_status=False,
+                raise_for_status=False, trace_configs=self.trace_configs or None,
             )
-        return self._session
+        return session
 
     # --- transport -----------------------------------------------------------------------------
 

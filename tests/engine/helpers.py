@@ -148,7 +148,9 @@ def check_one_call_per_attempt(sim: Simulator, attempts: Sequence[CallAttempt]) 
     doubles = {k: v for k, v in by_cmd.items() if v > 1}
     assert not doubles, f"attempts with two calls: {doubles}"
     placed = {a.command_id for a in attempts if a.state != "not_placed"}
-    assert set(by_cmd) == placed, (set(by_cmd) ^ placed)
+    odd = set(by_cmd) ^ placed
+    assert not odd, [(a.command_id, a.state, a.error_code, a.dial_sends,
+                      a.command_id in by_cmd) for a in attempts if a.command_id in odd]
 
 
 def max_in_window(times: Sequence[float], width: float = 1.0) -> int:
