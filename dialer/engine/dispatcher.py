@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import itertools
 import logging
 import time
 from collections import deque
@@ -18,9 +19,12 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from dialer.engine.attempts import DialOutcome
 from dialer.engine.claims import DialJob
 from dialer.engine.clock import Clock
+from dialer.engine.dnc_screen import SCAN_DIALS, DncScreen
 from dialer.engine.metrics import Metrics
 from dialer.engine.pacer import LocalSlot, SlotBook
 from dialer.engine.slots import SEND_TOLERANCE_SECS
@@ -112,9 +116,31 @@ class DialQueue:
         """Dials queued per campaign (campaigns with none left out)."""
         return {cid: len(q) for cid, q in self._queues.items() if q}
 
-    def pop(self, campaign_id: int) -> DialJob | None:
+    def pop(self, campaign_id: int, ready: Callable[[DialJob], bool] = lambda job: True,
+            within: int | None = None) -> DialJob | None:
+        """The campaign's first dial that is `ready` (normally the first of all) among its
+        first `within` (all: None), taken off."""
         q = self._queues.get(campaign_id)
-        return q.popleft() if q else None
+        if not q:
+            return None
+        for i, job in enumerate(itertools.islice(q, within)):
+            if ready(job):
+                del q[i]
+                return job
+        return None
+
+    def front(self, campaign_id: int, n: int) -> list[DialJob]:
+        """The campaign's next `n` dials, in the order the queue gives them slots."""
+        q = self._queues.get(campaign_id)
+        return list(itertools.islice(q, n)) if q else []
+
+    def remove(self, job: DialJob) -> bool:
+        """Take `job` off the queue; False if it is not there (being sent, or released)."""
+        q = self._queues.get(job.campaign_id)
+        if q is None or job not in q:
+            return False
+        q.remove(job)
+        return True
 
     def release_all(self, keep: Callable[[int], bool] = lambda cid: False) -> None:
         """Release the queued dials of every campaign for which `keep` is false."""
@@ -180,13 +206,17 @@ class Dispatcher:
         self._slots: list[LocalSlot] = []
         self._held: dict[int, int] = {}
         self._slots_ready = asyncio.Event()
+        #: The DNC list checked again for the dials about to be sent.
+        self.screen = DncScreen(queue=queue, tx=tx, state=state, slots=lambda: self._slots,
+                                record=record, metrics=metrics)
         #: Slots given up because their dial could not start in time (a busy loop).
         self.slots_missed = 0
 
     async def run(self) -> None:
         """Both loops until stopping; a crash of either is raised (the engine stops on it)."""
         loops = {asyncio.create_task(self._reserver(), name="slot-reserver"),
-                 asyncio.create_task(self._sender(), name="dial-sender")}
+                 asyncio.create_task(self._sender(), name="dial-sender"),
+                 asyncio.create_task(self.screen.run(), name="dnc-screen")}
         try:
             done, _ = await asyncio.wait(loops, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -204,6 +234,17 @@ class Dispatcher:
                 demand[cid] = want
         return demand
 
+    async def _screened_demand(self, s: AsyncSession) -> dict[int, int]:
+        """In the reservation's transaction: the numbers of the dials the new slots will go to
+        (those after the dials holding slots) checked against the DNC list; listed ones are
+        taken off the queue, and the demand left is what gets slots."""
+        jobs = []
+        for cid, want in self._demand().items():
+            held = self._held.get(cid, 0)
+            jobs.extend(self.queue.front(cid, held + want)[held:])
+        await self.screen.check(s, jobs)
+        return self._demand()
+
     async def _reserver(self) -> None:
         """Reserve slots for the dials that have none, a batch per transaction, whenever the
         slots held cover less than half the horizon ahead; new dials wake it."""
@@ -215,12 +256,14 @@ class Dispatcher:
             if demand and ahead < SLOT_HORIZON_SECS / 2:
                 started = loop.time()
                 slots = await self.tx.retrying(
-                    "reserving dial slots", partial(self.book.reserve, demand, SLOT_HORIZON_SECS))
+                    "reserving dial slots", partial(self.book.reserve, demand, SLOT_HORIZON_SECS,
+                                                    self._screened_demand))
                 for slot in slots:
                     heapq.heappush(self._slots, slot)
                     self._held[slot.campaign_id] = self._held.get(slot.campaign_id, 0) + 1
                 if slots:
                     self._slots_ready.set()
+                    self.screen.wakeup.set()
                     # Batch what comes in meanwhile rather than a transaction per dial.
                     await asyncio.sleep(max(0.0, MIN_RESERVE_GAP_SECS - (loop.time() - started)))
                     continue
@@ -259,9 +302,15 @@ class Dispatcher:
                 self.metrics.slots_missed.inc()
                 self.queue.wakeup.set()
                 continue
-            job = self.queue.pop(slot.campaign_id)
+            job = self.queue.pop(slot.campaign_id, self.screen.cleared, SCAN_DIALS)
             if job is None:
-                continue  # the campaign's dials were released meanwhile: the slot goes unused
+                if self.queue.queued(slot.campaign_id):
+                    # No queued dial of the campaign was checked against the DNC list lately
+                    # (a slow check): the slot goes unused, the dials wait for their check.
+                    self.metrics.dnc_unchecked_slots.inc()
+                    self.screen.wakeup.set()
+                    self.queue.wakeup.set()
+                continue  # or the campaign's dials were released meanwhile
             view = self._views(slot.campaign_id)
             if view is None or not self.state.claiming:
                 self.queue.release(job)

@@ -24,7 +24,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from campaigns.db import dialects
-from campaigns.db.engine import session_factory
+from campaigns.db.engine import SQLITE_BEGIN, session_factory
 
 log = logging.getLogger("dialer.engine")
 
@@ -129,6 +129,19 @@ class Transactions:
                 return await fn(session)
         finally:
             self.write_lock.release()
+
+    async def read(self, fn: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """`fn(session)` in a read-only transaction. On an SQLite file it takes no turn: a
+        deferred `BEGIN` reads a snapshot under WAL and never waits for the writer."""
+        if self.write_lock is None or self.db.url.database in (None, "", ":memory:"):
+            return await self.run(fn)
+        async with self.db.connect() as conn:
+            conn.info[SQLITE_BEGIN] = "BEGIN"
+            try:
+                async with AsyncSession(bind=conn) as session, session.begin():
+                    return await fn(session)
+            finally:
+                conn.info.pop(SQLITE_BEGIN, None)
 
     async def retrying(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
         """Run a database step, waiting out outages: log, back off, reconnect, retry."""
