@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns import outcomes as o
@@ -82,7 +82,8 @@ class DialOutcome:
 
     attempt_id: int
     #: ok | rate_limited (429) | released (never sent: paused, stopping) | not_sent (the
-    #: connection could not be made) | invalid | auth | failed (outcome unknown)
+    #: connection could not be made) | dnc (never sent: the number went on the DNC list after
+    #: the claim) | invalid | auth | failed (outcome unknown)
     kind: str
     call_control_id: str | None = None
     call_leg_id: str | None = None
@@ -112,94 +113,12 @@ def first_reconcile(campaign: Campaign, now: datetime, timing: Timing) -> dateti
     return now + timing.secs(ring) + timing.wait(timing.reconcile_grace_secs)
 
 
-async def _campaigns(session: AsyncSession, ids: Iterable[int]) -> dict[int, Campaign]:
+async def campaigns_by_id(session: AsyncSession, ids: Iterable[int]) -> dict[int, Campaign]:
     ids = set(ids)
     if not ids:
         return {}
     rows = await session.scalars(select(Campaign).where(Campaign.id.in_(ids)))
     return {c.id: c for c in rows}
-
-
-async def apply_dial_outcomes(session: AsyncSession, results: Sequence[DialOutcome],
-                              now: datetime, timing: Timing) -> list[int]:
-    """Record dial results; returns the ids of campaigns to pause (authentication failures)."""
-    if not results:
-        return []
-    by_id = {r.attempt_id: r for r in results}
-    attempts = {a.id: a for a in await session.scalars(
-        select(CallAttempt).where(CallAttempt.id.in_(by_id)).order_by(CallAttempt.id)
-        .with_for_update())}
-    # Only a failed dial changes its contact in Python; an accepted one (the common case) moves
-    # its contact from `dialing` to `in_call` in one statement below, without loading it.
-    failed = {a.contact_id for a in attempts.values()
-              if by_id[a.id].kind != "ok" and a.state == AttemptState.CREATED}
-    contacts = {c.id: c for c in await session.scalars(
-        select(Contact).where(Contact.id.in_(failed))
-        .order_by(Contact.id).with_for_update())} if failed else {}
-    campaigns = await _campaigns(session, {a.campaign_id for a in attempts.values()})
-    to_pause: set[int] = set()
-    in_call: list[tuple[int, int]] = []
-    for attempt_id, r in by_id.items():
-        attempt = attempts.get(attempt_id)
-        if attempt is None:
-            continue
-        campaign = campaigns[attempt.campaign_id]
-        attempt.dial_sends = max(attempt.dial_sends or 0, r.sends)
-        attempt.dial_sent_at = attempt.dial_sent_at or now
-        if r.kind == "ok":
-            if attempt.call_control_id is None:
-                attempt.call_control_id = r.call_control_id
-            attempt.call_leg_id = attempt.call_leg_id or r.call_leg_id
-            attempt.call_session_id = attempt.call_session_id or r.call_session_id
-            attempt.dialed_at = attempt.dialed_at or now
-            advance(attempt, AttemptState.DIALED)
-            if attempt.state != AttemptState.ENDED and attempt.reconcile_after is None:
-                attempt.reconcile_after = first_reconcile(campaign, now, timing)
-            in_call.append((attempt.contact_id, attempt.id))
-            continue
-        if attempt.state != AttemptState.CREATED:
-            # Webhooks already proved a call exists: the error response was for a placed call.
-            continue
-        contact = contacts[attempt.contact_id]
-        attempt.error_code = r.error_code
-        attempt.error_detail = (r.error_detail or "")[:2000] or None
-        if r.kind in ("rate_limited", "released", "auth", "not_sent"):
-            # Not an attempt: no call was placed. The contact goes back to the queue at once.
-            _not_placed(attempt, None, now)
-            if contact.last_attempt_id == attempt.id and contact.status == ContactStatus.DIALING:
-                contact.attempts = max(0, contact.attempts - 1)
-                if campaign.status == CampaignStatus.CANCELLED:
-                    # Stopped meanwhile: `stop` cancelled the queued contacts, not this one.
-                    finish_contact(contact, o.CANCELED, now)
-                else:
-                    contact.status = ContactStatus.QUEUED
-                    contact.next_attempt_at = now
-            if r.kind == "auth":
-                to_pause.add(campaign.id)
-        elif r.kind == "invalid":
-            outcome = o.dial_error_outcome(422, r.codes)
-            _not_placed(attempt, outcome, now)
-            if contact.last_attempt_id == attempt.id:
-                finish_contact(contact, outcome, now)
-        else:
-            # 5xx or network after the bounded re-sends: the call may or may not exist. Webhooks
-            # (client_state) will tell; if none come, reconciliation finalises it as failed.
-            attempt.reconcile_after = now + timing.wait(timing.lost_dial_secs)
-    if in_call:
-        await session.execute(
-            update(Contact)
-            .where(tuple_(Contact.id, Contact.last_attempt_id).in_(sorted(in_call)),
-                   Contact.status == ContactStatus.DIALING)
-            .values(status=ContactStatus.IN_CALL, updated_at=now)
-            .execution_options(synchronize_session=False))
-    return sorted(to_pause)
-
-
-def _not_placed(attempt: CallAttempt, outcome: str | None, now: datetime) -> None:
-    attempt.state = AttemptState.NOT_PLACED
-    attempt.outcome = outcome
-    attempt.settled_at = now
-    attempt.reconcile_after = None
 
 
 def finish_contact(contact: Contact, outcome: str, now: datetime) -> None:
@@ -363,7 +282,7 @@ async def settle(session: AsyncSession, attempts: Sequence[CallAttempt], now: da
     todo = [a for a in attempts if a.settled_at is None]
     if not todo:
         return
-    campaigns = await _campaigns(session, {a.campaign_id for a in todo})
+    campaigns = await campaigns_by_id(session, {a.campaign_id for a in todo})
     contacts = {c.id: c for c in await session.scalars(
         select(Contact).where(Contact.id.in_({a.contact_id for a in todo}))
         .order_by(Contact.id).with_for_update())}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections import deque
@@ -19,9 +20,12 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from dialer.engine.attempts import DialOutcome
 from dialer.engine.claims import DialJob
 from dialer.engine.clock import Clock
+from dialer.engine.dnc_screen import DncScreen
 from dialer.engine.metrics import Metrics
 from dialer.engine.pacer import LocalSlot, SlotBook
 from dialer.engine.state import RunState
@@ -120,6 +124,19 @@ class DialQueue:
         q = self._queues.get(campaign_id)
         return q.popleft() if q else None
 
+    def front(self, campaign_id: int, n: int) -> list[DialJob]:
+        """The campaign's next `n` dials, in the order the queue gives them slots."""
+        q = self._queues.get(campaign_id)
+        return list(itertools.islice(q, n)) if q else []
+
+    def remove(self, job: DialJob) -> bool:
+        """Take `job` off the queue; False if it is not there (being sent, or released)."""
+        q = self._queues.get(job.campaign_id)
+        if q is None or job not in q:
+            return False
+        q.remove(job)
+        return True
+
     def take(self, campaign_id: int) -> DialJob | None:
         """The next dial of the campaign, for a slot: still counted by `queued` until
         `settled` (so the scheduler does not claim its place again)."""
@@ -204,6 +221,8 @@ class Dispatcher:
         self._armed_until = 0.0
         self._all_reported = asyncio.Event()
         self._all_reported.set()
+        #: The DNC list checked again for the dials about to get slots.
+        self.screen = DncScreen(queue=queue, record=record, metrics=metrics)
         #: Slots given up because their dial could not start in time (a busy host).
         self.slots_missed = 0
 
@@ -219,18 +238,34 @@ class Dispatcher:
         """Whether a dial of this campaign may still start (read by the wire at its slot)."""
         return self.state.claiming and self._views(campaign_id) is not None
 
+    def _demand(self) -> dict[int, int]:
+        """Dials waiting for a slot, per running campaign, up to what one horizon can serve."""
+        most = int(self.book.rate * SLOT_HORIZON_SECS) + 1
+        return {cid: min(n, most) for cid, n in self.queue.waiting().items()
+                if self._views(cid) is not None}
+
+    async def _screened_demand(self, s: AsyncSession) -> dict[int, int]:
+        """In the reservation's transaction: the numbers of the dials the new slots will go to
+        (the first of each campaign's queue) checked against the DNC list; listed ones are
+        taken off the queue, and the demand left is the checked dials now first in line."""
+        demand = self._demand()
+        jobs = [job for cid, want in demand.items() for job in self.queue.front(cid, want)]
+        taken = await self.screen.check(s, jobs)
+        left = {cid: want - taken.get(cid, 0) for cid, want in demand.items()}
+        return {cid: n for cid, n in left.items() if n > 0}
+
     async def _reserver(self) -> None:
         """Reserve slots for the queued dials, a batch per transaction, whenever the slots
         armed cover less than half the horizon ahead; new dials wake it."""
         while not self.state.stopping.is_set():
             self.queue.wakeup.clear()
             ahead = self._armed_until - time.monotonic()
-            demand = {cid: n for cid, n in self.queue.waiting().items()
-                      if self._views(cid) is not None} if self.state.claiming else {}
+            demand = self._demand() if self.state.claiming else {}
             if demand and ahead < SLOT_HORIZON_SECS / 2:
                 started = time.monotonic()
                 slots = await self.tx.retrying(
-                    "reserving dial slots", partial(self.book.reserve, demand, SLOT_HORIZON_SECS))
+                    "reserving dial slots", partial(self.book.reserve, demand, SLOT_HORIZON_SECS,
+                                                    self._screened_demand))
                 if slots:
                     self._arm(slots)
                     # Batch what comes in meanwhile rather than a transaction per dial.

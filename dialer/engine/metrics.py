@@ -14,6 +14,12 @@ class Metrics:
         self.slots_missed = Counter("dialer_dial_slots_missed",
                                     "Dial slots given up because the dial could not start in "
                                     "time", registry=r)
+        self.dnc_rechecks = Counter("dialer_dnc_rechecks",
+                                    "Queries checking queued dials against the DNC list",
+                                    registry=r)
+        self.dnc_blocked = Counter("dialer_dials_dnc_blocked",
+                                   "Claimed dials not sent: the number went on the DNC list",
+                                   registry=r)
         self.rate_limited = Counter("dialer_dials_rate_limited", "Dials answered 429",
                                     registry=r)
         self.dial_errors = Counter("dialer_dial_errors", "Dials refused or failed", ["kind"],

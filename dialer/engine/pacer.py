@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from asyncio_throttle import Throttler
@@ -35,6 +36,10 @@ MIN_LEAD_SECS = 0.005
 OFFSET_MAX_AGE_SECS = 30.0
 #: The longest a 429's reset hint pushes the shared schedule.
 MAX_POSTPONE_SECS = 5.0
+
+
+#: A step run first in a reservation's transaction: the demand to serve (campaign -> dials).
+Screen = Callable[[AsyncSession], Awaitable[dict[int, int]]]
 
 
 class StartStampedThrottler(Throttler):
@@ -138,11 +143,16 @@ class SlotBook:
     def started(self) -> None:
         self._guard.started(time.monotonic())
 
-    async def reserve(self, demand: dict[int, int], horizon: float) -> list[LocalSlot]:
-        """Slots for up to `demand[c]` dials of each campaign within `horizon` seconds."""
+    async def reserve(self, demand: dict[int, int], horizon: float,
+                      first: Screen | None = None) -> list[LocalSlot]:
+        """Slots for up to `demand[c]` dials of each campaign within `horizon` seconds.
+        `first` runs at the start of the same transaction, before any row is locked, and gives
+        the demand to serve instead (the DNC re-check: `dnc_screen.py`)."""
         self.adaptive.tick(time.monotonic())
         planned, read_at = await self.tx.run(
-            lambda s: self._reserve(s, demand, horizon), urgent=True)
+            lambda s: self._reserve(s, demand, horizon, first), urgent=True)
+        if read_at is None:
+            return []
         # From the clock reading (locks held by then) to the commit: how far ahead of the
         # reading the first slot must be so that it is still ahead once the slots are ours.
         self._latency = 0.8 * self._latency + 0.2 * (time.monotonic() - read_at)
@@ -160,8 +170,12 @@ class SlotBook:
             self._offset_rtt = rtt
             self._offset_at = after
 
-    async def _reserve(self, s: AsyncSession, demand: dict[int, int], horizon: float
-                       ) -> tuple[list[sl.Slot], float]:
+    async def _reserve(self, s: AsyncSession, demand: dict[int, int], horizon: float,
+                       first: Screen | None) -> tuple[list[sl.Slot], float | None]:
+        if first is not None:
+            demand = await first(s)
+            if not demand:
+                return [], None
         keys = [sl.ACCOUNT, *(sl.campaign_key(cid) for cid in demand)]
         rows = await limit_store.lock(s, keys)
         before = time.time()
