@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from campaigns.compliance.decide import CampaignRules, ContactFacts, RecentCalls
 from campaigns.compliance.ruleset import Blackout, RuleSet, RulesFileError, load_rules
 from campaigns.compliance.states import candidate_states
+from campaigns.db.dialects import one_of
 from campaigns.db.models import (
     AttemptState,
     BlackoutDate,
@@ -135,9 +136,10 @@ async def listed(session: AsyncSession, phones: Sequence[str]) -> tuple[set[str]
     for i in range(0, len(phones), 5000):
         part = phones[i:i + 5000]
         dnc.update((await session.scalars(
-            select(DncNumber.phone_e164).where(DncNumber.phone_e164.in_(part)))).all())
+            select(DncNumber.phone_e164).where(one_of(session, DncNumber.phone_e164, part)))).all())
         registry.update((await session.scalars(
-            select(RegistryNumber.phone_e164).where(RegistryNumber.phone_e164.in_(part)))).all())
+            select(RegistryNumber.phone_e164)
+            .where(one_of(session, RegistryNumber.phone_e164, part)))).all())
     return dnc, registry
 
 
@@ -149,7 +151,7 @@ async def recent_calls(session: AsyncSession, phones: Sequence[str],
     for i in range(0, len(phones), 5000):
         rows = await session.execute(
             select(CallAttempt.phone_e164, func.count(), func.min(CallAttempt.created_at))
-            .where(CallAttempt.phone_e164.in_(phones[i:i + 5000]),
+            .where(one_of(session, CallAttempt.phone_e164, phones[i:i + 5000]),
                    CallAttempt.created_at > now - timedelta(hours=24),
                    CallAttempt.created_at <= now,
                    CallAttempt.state != AttemptState.NOT_PLACED)

@@ -4,9 +4,11 @@ which `dialer run` has no use for and would import at every start)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, any_, bindparam, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 
@@ -39,3 +41,18 @@ async def raw_connection(session: AsyncSession) -> Any:
     if not conn.is_in_transaction():  # pragma: no cover - SQLAlchemy always begins one
         raise RuntimeError("no open transaction on the database connection")
     return conn
+
+
+def one_of(target: AsyncSession | AsyncEngine | AsyncConnection, column: Any,
+           values: Iterable[Any]) -> ColumnElement[bool]:
+    """`column IN (values)` whose statement text does not depend on how many values there are.
+
+    On PostgreSQL `column = ANY($1)` with one array parameter: one prepared statement serves
+    every batch size (an IN list renders a new statement, and a PREPARE round trip, for each
+    length). Elsewhere a plain IN list.
+    """
+    values = list(values)
+    if is_postgres(target):
+        array = bindparam(None, values, type_=ARRAY(column.type))
+        return column == any_(array)
+    return column.in_(values)

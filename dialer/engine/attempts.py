@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns import outcomes as o
 from campaigns import retry
+from campaigns.db.dialects import one_of
 from campaigns.db.models import (
     AttemptState,
     CallAttempt,
@@ -117,7 +118,7 @@ async def campaigns_by_id(session: AsyncSession, ids: Iterable[int]) -> dict[int
     ids = set(ids)
     if not ids:
         return {}
-    rows = await session.scalars(select(Campaign).where(Campaign.id.in_(ids)))
+    rows = await session.scalars(select(Campaign).where(one_of(session, Campaign.id, ids)))
     return {c.id: c for c in rows}
 
 
@@ -164,7 +165,8 @@ async def find_attempts(session: AsyncSession, events: Sequence[EventLike]
     if missing:
         rows = await session.scalars(
             select(CallAttempt)
-            .where(CallAttempt.call_control_id.in_({ev.call_control_id for ev in missing}))
+            .where(one_of(session, CallAttempt.call_control_id,
+                          {ev.call_control_id for ev in missing}))
             .order_by(CallAttempt.id).with_for_update())
         by_cc = {a.call_control_id: a for a in rows}
         for ev in missing:
@@ -284,12 +286,12 @@ async def settle(session: AsyncSession, attempts: Sequence[CallAttempt], now: da
         return
     campaigns = await campaigns_by_id(session, {a.campaign_id for a in todo})
     contacts = {c.id: c for c in await session.scalars(
-        select(Contact).where(Contact.id.in_({a.contact_id for a in todo}))
+        select(Contact).where(one_of(session, Contact.id, {a.contact_id for a in todo}))
         .order_by(Contact.id).with_for_update())}
     history: dict[int, list[tuple[int, str]]] = {}
     rows = await session.execute(
         select(CallAttempt.contact_id, CallAttempt.id, CallAttempt.outcome)
-        .where(CallAttempt.contact_id.in_(list(contacts)), CallAttempt.outcome.is_not(None),
+        .where(one_of(session, CallAttempt.contact_id, contacts), CallAttempt.outcome.is_not(None),
                CallAttempt.state != AttemptState.NOT_PLACED))
     for cid, aid, outcome in rows:
         if outcome is not None:

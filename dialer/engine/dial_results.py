@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns import outcomes as o
 from campaigns.compliance.decide import DNC
+from campaigns.db.dialects import one_of
 from campaigns.db.models import AttemptState, CallAttempt, CampaignStatus, Contact, ContactStatus
 from campaigns.lifecycle import next_status
 from campaigns.names import display
@@ -115,14 +116,14 @@ async def apply_dial_outcomes(session: AsyncSession, results: Sequence[DialOutco
         return []
     by_id = {r.attempt_id: r for r in results}
     attempts = {a.id: a for a in await session.scalars(
-        select(CallAttempt).where(CallAttempt.id.in_(by_id)).order_by(CallAttempt.id)
+        select(CallAttempt).where(one_of(session, CallAttempt.id, by_id)).order_by(CallAttempt.id)
         .with_for_update())}
     # Only a failed dial changes its contact in Python; an accepted one (the common case) moves
     # its contact from `dialing` to `in_call` in one statement below, without loading it.
     failed = {a.contact_id for a in attempts.values()
               if by_id[a.id].kind != "ok" and a.state == AttemptState.CREATED}
     contacts = {c.id: c for c in await session.scalars(
-        select(Contact).where(Contact.id.in_(failed))
+        select(Contact).where(one_of(session, Contact.id, failed))
         .order_by(Contact.id).with_for_update())} if failed else {}
     campaigns = await campaigns_by_id(session, {a.campaign_id for a in attempts.values()})
     to_pause: set[int] = set()

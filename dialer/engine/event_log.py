@@ -25,6 +25,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from campaigns.db import dialects
+from campaigns.db.dialects import one_of
 from campaigns.db.models import WebhookEvent
 from campaigns.db.types import naive_utc, utcnow
 from dialer.engine.events import Envelope
@@ -242,7 +243,7 @@ async def take_pending(s: AsyncSession, limit: int, recent: RecentEvents | None,
     unknown = [i for i, doc in docs.items() if doc is None]
     if unknown:
         docs.update((await s.execute(select(WebhookEvent.id, WebhookEvent.payload)
-                                     .where(WebhookEvent.id.in_(unknown)))).all())
+                                     .where(one_of(s, WebhookEvent.id, unknown)))).all())
     return [EventRow(r.id, r.event_id, r.event_type, r.occurred_at,
                      _as_document(docs[r.id]), r.call_control_id) for r in rows]
 

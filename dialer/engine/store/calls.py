@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from campaigns.db.dialects import one_of
 from campaigns.db.models import AttemptState, CallAttempt
 
 #: Flow states whose entry actions are sent again after a restart (and every script step,
@@ -47,7 +48,7 @@ async def reconcile_due(s: AsyncSession, now: datetime, limit: int = 50
 
 
 async def lock_by_ids(s: AsyncSession, ids: Sequence[int]) -> Sequence[CallAttempt]:
-    return (await s.scalars(select(CallAttempt).where(CallAttempt.id.in_(list(ids)))
+    return (await s.scalars(select(CallAttempt).where(one_of(s, CallAttempt.id, ids))
                             .order_by(CallAttempt.id).with_for_update())).all()
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns import outcomes as o
+from campaigns.db.dialects import one_of
 from campaigns.db.models import (
     AttemptState,
     CallAttempt,
@@ -39,7 +40,7 @@ async def in_flight_by_campaign(s: AsyncSession) -> dict[int, int]:
 async def by_ids(s: AsyncSession, ids: set[int]) -> dict[int, Campaign]:
     if not ids:
         return {}
-    return {c.id: c for c in await s.scalars(select(Campaign).where(Campaign.id.in_(ids)))}
+    return {c.id: c for c in await s.scalars(select(Campaign).where(one_of(s, Campaign.id, ids)))}
 
 
 async def cancel_queued_of_stopped(s: AsyncSession) -> None:
@@ -105,5 +106,6 @@ async def cps_of(s: AsyncSession, ids: set[int]) -> dict[int, float | None]:
     """Each campaign's own `cps` as committed now (a `campaign set` is followed at once)."""
     if not ids:
         return {}
-    rows = await s.execute(select(Campaign.id, Campaign.settings).where(Campaign.id.in_(ids)))
+    rows = await s.execute(select(Campaign.id, Campaign.settings)
+                           .where(one_of(s, Campaign.id, ids)))
     return {cid: CampaignSettings(settings).cps for cid, settings in rows}
