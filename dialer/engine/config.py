@@ -68,7 +68,7 @@ def webhook_verifier(config: EngineConfig) -> WebhookVerifier | None:
         raise ConfigurationError("TELNYX_PUBLIC_KEY is not a base64 Ed25519 public key") from None
 
 
-def webhook_workers_for(config: EngineConfig, *, postgres: bool, on_stored: Callable[[], None],
+def webhook_workers_for(config: EngineConfig, *, postgres: bool, on_stored: Callable[[bool], None],
                         on_report: Callable[[dict[str, Any]], None],
                         on_lost: Callable[[], None]) -> WebhookWorkers | None:
     """The webhook worker processes `config` asks for (None for none), its settings checked."""

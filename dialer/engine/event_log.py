@@ -28,7 +28,7 @@ from campaigns.db import dialects
 from campaigns.db.dialects import one_of
 from campaigns.db.models import WebhookEvent
 from campaigns.db.types import naive_utc, utcnow
-from dialer.engine.events import Envelope
+from dialer.engine.events import URGENT_EVENTS, Envelope
 
 if TYPE_CHECKING:
     from dialer.engine.transactions import WriterTurns
@@ -44,7 +44,8 @@ RECENT_MAX_BYTES = 64 * 1024 * 1024
 class EventStore:
     """Group commit of incoming events: callers await `store`, one writer commits batches."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], on_stored: Callable[[], None],
+    def __init__(self, sessions: async_sessionmaker[AsyncSession],
+                 on_stored: Callable[[bool], None],
                  write_lock: WriterTurns | None = None, max_batch: int = 500, *,
                  keep_recent: bool = True, on_failure: Callable[[], None] | None = None) -> None:
         self._sessions = sessions
@@ -105,11 +106,13 @@ class EventStore:
                         fut.set_exception(exc)
                 await asyncio.sleep(0.05)
                 continue
+            urgent = any(env.event_type in URGENT_EVENTS and env.event_id in inserted
+                         for env, _ in batch)
             for env, fut in batch:
                 if not fut.done():  # the first of an id stored now is "stored", others repeats
                     fut.set_result(env.event_id in inserted)
                 inserted.discard(env.event_id)
-            self._on_stored()
+            self._on_stored(urgent)
 
     async def _insert(self, envs: list[Envelope]) -> set[str]:
         now = utcnow()

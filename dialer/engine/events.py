@@ -27,6 +27,13 @@ HANDLED_EVENTS = frozenset({
 })
 
 
+#: Events a call's flow waits on (its next command follows them): processed at once. The
+#: others (a call started, ended, a prompt began) wait up to `processor.LAZY_BATCH_SECS` to
+#: share a transaction with the events that come after them.
+URGENT_EVENTS = HANDLED_EVENTS - {"call.initiated", "call.hangup", "call.playback.started",
+                                  "call.speak.started"}
+
+
 class BadEnvelope(ValueError):
     """Not JSON, or not the shape of a Telnyx webhook."""
 

@@ -123,8 +123,8 @@ class Engine:
         self.bound_port: int | None = None
 
     # ------------------------------------------------------------------ wiring callbacks
-    def _events_stored(self) -> None:
-        self.processor.ready.set()
+    def _events_stored(self, urgent: bool) -> None:
+        self.processor.notify(urgent)
 
     def _channels_freed(self) -> None:
         self.scheduler.channels_freed()

@@ -61,7 +61,7 @@ class WebhookWorkers:
     """Starts, watches, restarts and stops the worker processes of one engine."""
 
     def __init__(self, count: int, settings: WorkerSettings, *,
-                 on_stored: Callable[[], None],
+                 on_stored: Callable[[bool], None],
                  on_report: Callable[[dict[str, Any]], None],
                  on_lost: Callable[[], None]) -> None:
         self.count = count
@@ -161,7 +161,7 @@ class WebhookWorkers:
         try:
             msg = json.loads(line)
             if "stored" in msg:
-                self._on_stored()
+                self._on_stored(True)  # of any type: processed at once
             elif "answers" in msg:
                 self._on_report(msg)
             elif "ready" in msg and not ready.done():
@@ -236,8 +236,8 @@ class _Outbox:
             self._pending += json.dumps(msg, separators=(",", ":")).encode() + b"\n"
         self.flush()
 
-    def wake(self) -> None:
-        """Tell the engine that events were stored."""
+    def wake(self, urgent: bool = True) -> None:
+        """Tell the engine that events were stored (it processes a worker's at once)."""
         if self._pending:
             self._wake_owed = True  # one wake-up after what is queued
         else:

@@ -582,7 +582,7 @@ class ReceiverRig:
     async def _start(self) -> None:
         self.db = create_engine(self.url)
         self.sessions = session_factory(self.db)
-        self.store = EventStore(self.sessions, lambda: None)
+        self.store = EventStore(self.sessions, lambda urgent: None)
         self.store.start()
         self.metrics = Metrics()
         receiver = Receiver(self.store, WebhookVerifier(self.public_key), self.metrics,

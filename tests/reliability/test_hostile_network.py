@@ -410,7 +410,7 @@ def test_list_escapes_names_stored_by_an_older_version(db_url: str) -> None:
 async def _serve_receiver(url: str, limits: HttpLimits
                           ) -> tuple[web.AppRunner, int, EventStore, AsyncEngine]:
     db = create_engine(url)
-    store = EventStore(session_factory(db), lambda: None)
+    store = EventStore(session_factory(db), lambda urgent: None)
     store.start()
     receiver = Receiver(store, WebhookVerifier(PUBLIC), Metrics(), dict)
     runner, port = await start_site(receiver.app(), "127.0.0.1", 0, limits=limits)
