@@ -476,9 +476,9 @@ class PhoneNormalizer:
             if not digits.endswith(nsn) or num.extension:
                 entry = None  # defensive: lemma 2 says this cannot happen
             else:
-                ntype = pnu.number_type(num)
+                ntype, valid = _type_and_validity(num, nsn)
                 cc = int(num.country_code or 0)
-                entry = _Entry(None, str(cc), len(nsn), phonenumbers.is_valid_number(num),
+                entry = _Entry(None, str(cc), len(nsn), valid,
                                pnu.is_number_type_geographical(ntype, cc))
         self._entries[key] = entry
         return entry
@@ -649,6 +649,22 @@ class PhoneNormalizer:
         if zid is None:
             zid = self._country_zones[cc] = self.zones.id(country_zones(cc))
         return zid
+
+
+def _type_and_validity(num: phonenumbers.PhoneNumber, nsn: str) -> tuple[int, bool]:
+    """`(number_type(num), is_valid_number(num))` as phonenumbers computes them, sharing the
+    region lookup and the pattern tests the two calls would each repeat (half the cost of a
+    cache miss in `PhoneNormalizer._entry`)."""
+    region: Any = pnu.region_code_for_number(num)
+    cc: Any = num.country_code
+    md = PhoneMetadata.metadata_for_region_or_calling_code(cc, region)
+    if md is None:
+        return pnu.PhoneNumberType.UNKNOWN, False
+    ntype = pnu._number_type_helper(nsn, md)
+    valid = (region is not None and ntype != pnu.PhoneNumberType.UNKNOWN
+             and (region == phonenumbers.REGION_CODE_FOR_NON_GEO_ENTITY
+                  or cc == pnu.country_code_for_valid_region(region)))
+    return ntype, valid
 
 
 def _numobj(cc: int, nsn: str) -> phonenumbers.PhoneNumber:
