@@ -375,6 +375,45 @@ class _Entry:
     geo: bool
 
 
+class _EntryArrays:
+    """The `_Entry` answers as rows of an int64 array (status, country code, national number
+    length, geographical, detail code), found by an integer key for (plus, length, the first k
+    digits, k): looked up for a whole batch at once with numpy. Status -1: not settled."""
+
+    STATUS, CC, NSN, GEO, DETAIL = range(5)
+    _EMPTY = (-1, 0, 0, 0, 0)
+
+    def __init__(self) -> None:
+        self.keys = np.zeros(0, np.int64)
+        self.values = np.zeros((0, 5), np.int64)
+
+    @staticmethod
+    def key(plus: np.ndarray, n: np.ndarray, k: np.ndarray, digits: np.ndarray) -> np.ndarray:
+        """Keys of (plus, n, k, first k of the n digits); -1 (not cached) beyond 15 digits."""
+        head = digits // _POW10[n - k]
+        key = ((head * 16 + k) * 16 + n) * 2 + plus  # < 10**15 * 512: fits in int64
+        return np.where(n <= 15, key, -1)
+
+    def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(values, found): a fresh (len(keys), 5) array, unsettled where not found."""
+        values = np.tile(np.array(self._EMPTY, np.int64), (len(keys), 1))
+        found = np.zeros(len(keys), bool)
+        if len(self.keys) and len(keys):
+            pos = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+            found = (self.keys[pos] == keys) & (keys >= 0)
+            values[found] = self.values[pos[found]]
+        return values, found
+
+    def add(self, keys: np.ndarray, values: np.ndarray) -> None:
+        keep = keys >= 0
+        if not keep.any():
+            return
+        all_keys = np.concatenate([self.keys, keys[keep]])
+        order = np.argsort(all_keys, kind="stable")
+        self.keys = all_keys[order]
+        self.values = np.concatenate([self.values, values[keep]])[order]
+
+
 class ZoneTable:
     """Interns zone tuples as small integers, so that arrays can carry them."""
 
@@ -426,6 +465,7 @@ class PhoneNormalizer:
         self.fast = fast and simple_shape_is_safe()
         self.prover = DepthProver(region)
         self._entries: dict[tuple[bool, int, str], _Entry | None] = {}
+        self._entry_arrays = _EntryArrays()
         self._geo_zones: dict[str, int] = {}
         self._tz_depths: dict[str, int] = {}
         self._country_zones: dict[int, int] = {}
@@ -476,9 +516,9 @@ class PhoneNormalizer:
             if not digits.endswith(nsn) or num.extension:
                 entry = None  # defensive: lemma 2 says this cannot happen
             else:
-                ntype = pnu.number_type(num)
+                ntype, valid = _type_and_validity(num, nsn)
                 cc = int(num.country_code or 0)
-                entry = _Entry(None, str(cc), len(nsn), phonenumbers.is_valid_number(num),
+                entry = _Entry(None, str(cc), len(nsn), valid,
                                pnu.is_number_type_geographical(ntype, cc))
         self._entries[key] = entry
         return entry
@@ -567,14 +607,14 @@ class PhoneNormalizer:
         tail = (dint // _POW10[n - kk]) % _POW10[tail_digits]
         ekey = cls_inv.astype(np.int64) * _POW10[13] + tail
         uent, first, ent_inv = np.unique(ekey, return_index=True, return_inverse=True)
-        status = np.full(len(uent), -1, np.int8)
-        e_cc = np.zeros(len(uent), np.int64)
-        e_nsn = np.zeros(len(uent), np.int64)
-        e_geo = np.zeros(len(uent), bool)
-        e_detail = np.zeros(len(uent), np.int32)
-        for j, r in enumerate(first.tolist()):
-            if not proven[r]:
-                continue
+        # Entries met in earlier batches come from the array cache; Python sees only new ones.
+        fk = first[proven[first]]
+        gkey = np.full(len(uent), -1, np.int64)
+        gkey[proven[first]] = _EntryArrays.key(plus_i[fk], n[fk], k[fk], dint[fk])
+        cols, known = self._entry_arrays.lookup(gkey)
+        new = np.nonzero(proven[first] & ~known)[0]
+        for j in new.tolist():
+            r = int(first[j])
             nn = int(n[r])
             digits = str(int(dint[r])).zfill(nn)
             kr = int(k[r])
@@ -584,13 +624,19 @@ class PhoneNormalizer:
             if entry is None:
                 continue
             if entry.detail is not None:
-                status[j] = R_UNPARSEABLE
-                e_detail[j] = self._detail_code(entry.detail)
+                cols[j, _EntryArrays.STATUS] = R_UNPARSEABLE
+                cols[j, _EntryArrays.DETAIL] = self._detail_code(entry.detail)
             else:
-                status[j] = OK if entry.valid else R_INVALID
-                e_cc[j] = int(entry.cc)
-                e_nsn[j] = entry.nsn_len
-                e_geo[j] = entry.geo
+                cols[j, _EntryArrays.STATUS] = OK if entry.valid else R_INVALID
+                cols[j, _EntryArrays.CC] = int(entry.cc)
+                cols[j, _EntryArrays.NSN] = entry.nsn_len
+                cols[j, _EntryArrays.GEO] = entry.geo
+        self._entry_arrays.add(gkey[new], cols[new])
+        status = cols[:, _EntryArrays.STATUS].astype(np.int8)
+        e_cc = cols[:, _EntryArrays.CC]
+        e_nsn = cols[:, _EntryArrays.NSN]
+        e_geo = cols[:, _EntryArrays.GEO].astype(bool)
+        e_detail = cols[:, _EntryArrays.DETAIL].astype(np.int32)
         st = status[ent_inv]
         settled = st >= 0
         reason[rows[settled]] = st[settled]
@@ -649,6 +695,22 @@ class PhoneNormalizer:
         if zid is None:
             zid = self._country_zones[cc] = self.zones.id(country_zones(cc))
         return zid
+
+
+def _type_and_validity(num: phonenumbers.PhoneNumber, nsn: str) -> tuple[int, bool]:
+    """`(number_type(num), is_valid_number(num))` as phonenumbers computes them, sharing the
+    region lookup and the pattern tests the two calls would each repeat (half the cost of a
+    cache miss in `PhoneNormalizer._entry`)."""
+    region: Any = pnu.region_code_for_number(num)
+    cc: Any = num.country_code
+    md = PhoneMetadata.metadata_for_region_or_calling_code(cc, region)
+    if md is None:
+        return pnu.PhoneNumberType.UNKNOWN, False
+    ntype = pnu._number_type_helper(nsn, md)
+    valid = (region is not None and ntype != pnu.PhoneNumberType.UNKNOWN
+             and (region == phonenumbers.REGION_CODE_FOR_NON_GEO_ENTITY
+                  or cc == pnu.country_code_for_valid_region(region)))
+    return ntype, valid
 
 
 def _numobj(cc: int, nsn: str) -> phonenumbers.PhoneNumber:

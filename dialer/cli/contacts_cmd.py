@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.db.engine import SQLITE_BEGIN, is_sqlite
 from campaigns.importing import ImportOptions, ImportSummary, import_contacts
+from campaigns.importing.arrowtext import skip_pandas_probe
 from campaigns.service import get_campaign
 from campaigns.template_check import check_campaign_templates
 from dialer.cli.common import app_context, database, err, print_json, run
@@ -82,6 +83,7 @@ def import_cmd(campaign: str, file: Path, phone_column: str | None, default_regi
                             encoding=encoding, dry_run=dry_run, rejects_path=rejects,
                             staged=sqlite)
     bar = _ProgressBar()
+    skip_pandas_probe()  # nothing here uses pandas
 
     async def _go() -> ImportSummary:
         async with database(url) as engine, engine.connect() as conn:

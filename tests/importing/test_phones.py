@@ -18,6 +18,7 @@ from campaigns.importing.phones import (
     SIMPLE_SHAPE,
     PhoneNormalizer,
     PhoneResult,
+    _type_and_validity,
     reference,
     simple_shape_is_safe,
 )
@@ -68,6 +69,33 @@ def test_equal_to_phonenumbers_per_number(region: str, n: int, seed: int) -> Non
     for value, mine in zip(values, got):
         assert mine == reference(value, region), value
     assert norm.stats["fast_values"] > n / 3  # the proven path really did the work
+
+
+def test_type_and_validity_equal_phonenumbers() -> None:
+    """The merged lookup of a cache miss gives number_type and is_valid_number exactly, for
+    example numbers of every region (valid ones and altered ones) and non-geographic codes."""
+    rnd = random.Random(5)
+    numbers = []
+    for region in sorted(SUPPORTED_REGIONS):
+        for kind in (phonenumbers.PhoneNumberType.FIXED_LINE, phonenumbers.PhoneNumberType.MOBILE,
+                     phonenumbers.PhoneNumberType.TOLL_FREE):
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is None:
+                continue
+            numbers.append(example)
+            nsn = str(example.national_number)
+            for _ in range(3):
+                at = rnd.randrange(len(nsn))
+                altered = nsn[:at] + rnd.choice(DIGITS) + nsn[at + 1:]
+                cut = altered[:rnd.randint(1, len(altered))] if rnd.random() < 0.3 else altered
+                numbers.append(phonenumbers.PhoneNumber(country_code=example.country_code,
+                                                        national_number=int(cut)))
+    for cc in (800, 808, 870, 878, 881, 882, 883, 888, 979, 999, 0):
+        numbers.append(phonenumbers.PhoneNumber(country_code=cc, national_number=12345678))
+    for num in numbers:
+        nsn = phonenumbers.national_significant_number(num)
+        assert _type_and_validity(num, nsn) == (phonenumbers.number_type(num),
+                                                phonenumbers.is_valid_number(num)), num
 
 
 def test_small_inputs_use_phonenumbers_directly() -> None:
