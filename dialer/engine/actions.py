@@ -26,13 +26,17 @@ log = logging.getLogger("dialer.engine")
 FIRST_WORDS_SECS: deque[float] = deque(maxlen=100_000)
 
 
-async def send_action(client: TelnyxClient, pa: PendingAction) -> None:
+async def send_action(client: TelnyxClient, pa: PendingAction,
+                      first_words: Callable[[float], None] | None = None) -> None:
     """Send `pa` with its own command_id. A call that ended first is normal (422 90018); other
     failures are logged: the flow's timers, the hangup and reconciliation finish the call."""
     act, cc, s = pa.action, pa.call_control_id, pa.settings
     voice, language = s.get("voice", "female"), s.get("language", "en-US")
     if act.verdict_at is not None:
-        FIRST_WORDS_SECS.append((datetime.now(UTC) - act.verdict_at).total_seconds())
+        secs = (datetime.now(UTC) - act.verdict_at).total_seconds()
+        FIRST_WORDS_SECS.append(secs)
+        if first_words is not None:
+            first_words(secs)
     try:
         if act.kind == "hangup":
             await client.hangup(cc, command_id=pa.command_id)
@@ -66,14 +70,17 @@ async def send_action(client: TelnyxClient, pa: PendingAction) -> None:
 class ActionRunner:
     """Sends decided actions as background tasks."""
 
-    def __init__(self, client: TelnyxClient) -> None:
+    def __init__(self, client: TelnyxClient,
+                 first_words: Callable[[float], None] | None = None) -> None:
         self._client = client
+        #: Told each first-words delay (seconds): the engine's metrics histogram.
+        self._first_words = first_words
         self._tasks: set[asyncio.Task[None]] = set()
         #: How one action is sent (replaceable, e.g. to simulate a crash before sending).
         self.send: Callable[[PendingAction], Coroutine[Any, Any, None]] = self._send
 
     async def _send(self, pa: PendingAction) -> None:
-        await send_action(self._client, pa)
+        await send_action(self._client, pa, self._first_words)
 
     def run(self, actions: Iterable[PendingAction]) -> None:
         for pa in actions:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, case, func, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -227,7 +227,13 @@ class EventRow:
 async def take_pending(s: AsyncSession, limit: int, recent: RecentEvents | None, *,
                        only_id: int | None = None) -> list[EventRow]:
     """The oldest pending events (or the one `only_id`), locked for this transaction, with their
-    documents: from `recent` when this process stored them, else read from the table."""
+    documents: from `recent` when this process stored them, else read from the table.
+
+    Events a call's flow waits on (`events.URGENT_EVENTS`: a person answered, a prompt ended)
+    are taken first: behind a backlog (more webhooks than the processor keeps up with), the
+    person waiting for the first words does not wait for every hangup that came before. The
+    batch is then applied in arrival order (facts are forward-only: a call's events may be
+    applied in any order)."""
     # Plain rows, not ORM objects: events are only read here and marked in one bulk UPDATE at
     # the end (the hot path under webhook load).
     columns = [WebhookEvent.id, WebhookEvent.event_id, WebhookEvent.event_type,
@@ -237,8 +243,10 @@ async def take_pending(s: AsyncSession, limit: int, recent: RecentEvents | None,
     query = select(*columns).where(WebhookEvent.status == "pending")
     if only_id is not None:
         query = query.where(WebhookEvent.id == only_id)
-    rows = (await s.execute(query.order_by(WebhookEvent.id).limit(limit)
-                            .with_for_update(skip_locked=True))).all()
+    urgent_first = case((WebhookEvent.event_type.in_(sorted(URGENT_EVENTS)), 0), else_=1)
+    rows = sorted((await s.execute(query.order_by(urgent_first, WebhookEvent.id).limit(limit)
+                                   .with_for_update(skip_locked=True))).all(),
+                  key=lambda r: r.id)
     if not rows:
         return []
     docs = ({r.id: recent.pop(r.id) for r in rows} if recent is not None

@@ -30,6 +30,11 @@ class Metrics:
                                 ["outcome"], registry=r)
         self.webhooks = Counter("dialer_webhooks_received", "Webhooks by result", ["result"],
                                 registry=r)
+        self.first_words = Histogram(
+            "dialer_first_words_seconds",
+            "From a person's verdict (AMD result, or the answer without AMD) to the first "
+            "command for them being sent",
+            buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0), registry=r)
         self.webhook_latency = Histogram(
             "dialer_webhook_ack_seconds", "Time from request to acknowledgement",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0), registry=r)

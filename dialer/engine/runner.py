@@ -71,7 +71,7 @@ class Engine:
         self.book = SlotBook(self.tx, config.cps, config.pacing_margin_secs)
         self.sessions = self.tx.sessions
         self.client = TelnyxClient(config.api_url, config.api_key)
-        self.actions = ActionRunner(self.client)
+        self.actions = ActionRunner(self.client, self.metrics.first_words.observe)
         settler = Settler(self.metrics, random.Random(config.seed))
 
         # Webhooks: receiver -> event log -> processor -> attempts.
