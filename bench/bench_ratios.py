@@ -20,7 +20,6 @@ import also runs at 1,000,000 rows (peak RSS flat in the number of rows).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import platform
