@@ -89,9 +89,11 @@ class Rig:
 async def rig(url: str, *, speed: float = 100.0, cps: float = 50, max_concurrent: int = 20,
               mix: dict[str, float] | None = None, pinned: dict[str, str] | None = None,
               faults: FaultConfig | None = None, sim_cps: int | None = None,
-              channels: int | None = None, seed: int = 1, **engine_kw: Any
-              ) -> AsyncIterator[Rig]:
+              sim_cps_window_secs: float | None = None, channels: int | None = None,
+              seed: int = 1, **engine_kw: Any) -> AsyncIterator[Rig]:
     sim_kw: dict[str, Any] = {}
+    if sim_cps_window_secs is not None:
+        sim_kw["cps_window_secs"] = sim_cps_window_secs
     if mix is not None:
         sim_kw["mix"] = mix
     sim = Simulator(SimulatorConfig(cps_limit=sim_cps or int(cps), channels=channels or 1000,

@@ -69,11 +69,19 @@ async def test_campaign_completes_with_one_call_per_attempt(db_url: str) -> None
 
 
 async def test_rate_limit_storm_causes_no_extra_attempts(db_url: str) -> None:
-    # The account allows 10 dials/s over 1 s; the engine is told 40: a storm of 429s.
+    # The account allows 10 dials/s over 1 s; the engine is told 40: a storm of 429s. (The
+    # window is the simulator's configuration at start: it builds its rolling window then.)
+    # The storm starts at one dial per second, until the first 429s: an engine slowed by a
+    # loaded machine may never reach 10 dials in a second on its own.
     cid = await seed(db_url, "storm", numbers(60), max_attempts=1)
-    async with rig(db_url, mix={"busy": 1}, cps=40, sim_cps=10, max_concurrent=200,
-                   speed=50) as r:
-        r.sim.config.cps_window_secs = 1.0
+    async with rig(db_url, mix={"busy": 1}, cps=40, sim_cps=10, sim_cps_window_secs=1.0,
+                   max_concurrent=200, speed=50) as r:
+        r.sim._window.limit = 1
+
+        async def stormed() -> bool:
+            return int(r.sim.stats()["rejected_429"]) >= 3
+        await wait_for(stormed, timeout=30, poll=0.02)
+        r.sim._window.limit = 10
         await wait_for(completed(db_url, cid), timeout=120)
         stats = r.sim.stats()
     attempts = await attempts_of(db_url)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from campaigns.db.engine import create_engine, session_factory
 from campaigns.service import update_settings
 from tests.engine.helpers import (
@@ -18,6 +20,9 @@ from tests.engine.helpers import (
     wait_for,
     windows_over,
 )
+
+#: Rates are measured by arrival time at the simulator: these run alone on the machine.
+pytestmark = pytest.mark.timing
 
 
 def _arrivals(sim: object, phones: set[str]) -> list[float]:

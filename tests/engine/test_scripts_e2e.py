@@ -65,7 +65,9 @@ async def test_script_answers_match_the_ledger_and_opt_outs_stick(db_url: str,
     phones = numbers(60)
     cid = await seed(db_url, "reminders", phones, **SETTINGS)
     faults = FaultConfig(duplicate=0.1, reorder=0.1)
-    async with rig(db_url, mix={"human": 8, "no_answer": 1, "busy": 1}, speed=50,
+    # 30x, not 50x: at 50x, runs on a loaded machine (tests in parallel) had too few prompts
+    # answered for the coverage check below (a 0.1 s stall is 5 s of a simulated call).
+    async with rig(db_url, mix={"human": 8, "no_answer": 1, "busy": 1}, speed=30,
                    faults=faults) as r:
         r.sim.config.keypad = {"valid": 6, "invalid": 1, "timeout": 1, "hangup": 1}
         await wait_for(_done(db_url, cid), timeout=150)

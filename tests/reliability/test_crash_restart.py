@@ -1,6 +1,6 @@
 """kill -9 at any moment, restart, and every contact still ends exactly once.
 
-A standalone simulator process (fixed key pair and seed) plays a few hundred calls of every
+A standalone simulator process (fixed key pair and seed) plays two hundred calls or so of every
 scenario; `dialer run` processes are killed with SIGKILL at seeded random moments, chosen to hit
 the dangerous windows (right after a claim commits, right after a dial is sent, right after a
 webhook is stored, right after webhooks are processed and before their actions go out, during
@@ -42,7 +42,8 @@ from tests.reliability.harness import (
 
 SEED = int(os.environ.get("RELIABILITY_SEED", "20240917"))
 SPEED = 30.0
-CONTACTS = 300
+#: The kills fall within the first few dozen calls; the rest of the campaign runs after them.
+CONTACTS = 150
 KILLS = 10
 MAX_ATTEMPTS = 3
 #: The campaign's own rate, below the engine's (account) 60.
@@ -203,6 +204,7 @@ def never_send_actions(engine: Engine) -> list[object]:
 
 
 @pytest.mark.slow
+@pytest.mark.timing
 async def test_kill_minus_9_and_restart(db_url: str, tmp_path: Path) -> None:
     amd = "premium" if db_url.startswith("sqlite") else "detect_beep"
     plan, _ = await run_with_kills(db_url, tmp_path, amd=amd, kills=KILLS, seed_=SEED)
@@ -212,6 +214,7 @@ async def test_kill_minus_9_and_restart(db_url: str, tmp_path: Path) -> None:
     assert set(modes) == set(MODES), modes
 
 
+@pytest.mark.timing
 async def test_kill_minus_9_with_webhook_workers(pg_url: str, tmp_path: Path) -> None:
     """The same with `--webhook-workers 2`: events stored by workers of a killed engine are
     processed after the restart, and the workers of a killed engine exit by themselves."""

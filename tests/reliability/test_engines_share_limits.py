@@ -19,6 +19,7 @@ CONTACTS = 240
 
 
 @pytest.mark.slow
+@pytest.mark.timing
 @pytest.mark.parametrize("shared_url", [True, False], ids=["one-public-url", "own-urls"])
 async def test_three_engines_one_killed_one_added(pg_url: str, tmp_path: Path,
                                                   shared_url: bool) -> None:

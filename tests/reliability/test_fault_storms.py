@@ -6,14 +6,19 @@ once Telnyx says it is over)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 
 import pytest
 
 from dialer.simulator.config import FaultConfig
 from tests.engine.helpers import FAST_RETRY, numbers, seed
-from tests.reliability.harness import audit, finish_inproc, ledger_dicts, start_inproc
+from tests.reliability.harness import (
+    audit,
+    finish_inproc,
+    ledger_dicts,
+    start_inproc,
+    wait_until,
+)
 
 MIX = {"human": 4, "machine_beep": 2, "machine_no_beep": 1, "fax": 1, "silence": 1, "busy": 1,
        "no_answer": 1, "rejected": 1, "not_found": 1}
@@ -37,8 +42,13 @@ async def test_all_faults_at_once(db_url: str) -> None:
     try:
         # A 429 storm first: the account briefly allows one dial per second (the simulator has
         # no run-time knob for its rate limit, so the test sets its window directly).
+        # Held until the storm has happened (a fixed sleep could end before a slowed engine
+        # dialed more than once).
         rig.sim._window.limit = 1
-        await asyncio.sleep(3.0)
+
+        async def stormed() -> bool:
+            return rig.sim.stats()["rejected_429"] >= 3
+        await wait_until(stormed, 30, poll=0.05, what="three 429s")
         rig.sim._window.limit = 12
         await finish_inproc(db_url, cid, rig, timeout=120)
     finally:
