@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import random
@@ -205,6 +206,12 @@ class Engine:
             ("sweeps", self.sweeps.run()),
         ]:
             self._tasks.append(asyncio.create_task(self.guard(name, coro), name=name))
+        # Everything allocated so far (modules, the app, caches) lives as long as the process:
+        # out of the collector's way, so that a full collection (which stops every thread,
+        # the dial wire's included: ~190 ms for the 310,000 objects of a test process here)
+        # has only the objects of the running work to walk. Garbage first, so none is kept.
+        gc.collect()
+        gc.freeze()
         log.info("engine %s listening on %s:%s, webhooks at %s", self.instance_id,
                  self.config.host, self.bound_port, self.webhook_url)
 
