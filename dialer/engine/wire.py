@@ -7,8 +7,8 @@ bunched). Measured at 300 dials/s on this project's 2-core benchmark machine, a 
 main loop woke more than 8 ms late 37% of the time, in a thread of the same process 6% of the
 time (docs/benchmarks.md, 2026-12-04): most slots were lost to the loop, not to the machine.
 The wire's loop does nothing but wait for slots and talk HTTP, and the interpreter switches
-threads every `SWITCH_INTERVAL_SECS`, so a slot's timer gets the interpreter within about a
-millisecond while the main loop is busy.
+threads every `SWITCH_INTERVAL_SECS` (2 ms), so a slot's timer gets the interpreter within
+about that while the main loop is busy.
 
 The main loop decides everything: which dial takes which slot (`arm`), whether a dial may still
 go (`allowed`, read at the slot: a paused campaign or a stopping engine sends nothing more), and
@@ -31,8 +31,11 @@ from dialer.telnyx.client import TelnyxClient
 from dialer.telnyx.dial import DialRequest, DialResult
 
 #: How often the interpreter lets another thread run (the default is 5 ms): the wire's timers
-#: wait at most about this long for a busy main thread.
-SWITCH_INTERVAL_SECS = 0.0005
+#: wait at most about this long for a busy main thread, well within `SEND_TOLERANCE_SECS`.
+#: Shorter costs the main loop: measured at 100 calls/s with a script, the first words' p99
+#: was 3.2 s at 0.5 ms, 2.2 s at 2 ms, 2.1 s at 5 ms; at 300 dials/s 267 and 460 slots missed
+#: at 0.5 and 2 ms (docs/benchmarks.md, 2026-12-04).
+SWITCH_INTERVAL_SECS = 0.002
 
 
 @dataclass(eq=False)
