@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from dialer.aio import loop_in_thread
 from dialer.engine.claims import DialJob
 from dialer.engine.slots import SEND_TOLERANCE_SECS
 from dialer.telnyx.client import TelnyxClient
@@ -83,23 +84,8 @@ class DialWire:
         """Start the thread (from the main loop) and wait until its loop runs."""
         self._main = asyncio.get_running_loop()
         sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_SECS))
-        ready = threading.Event()
-
-        def run() -> None:
-            # The standard loop: its time() is time.monotonic(), the slots' clock.
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            asyncio.set_event_loop(loop)
-            loop.call_soon(ready.set)
-            try:
-                loop.run_forever()
-            finally:
-                loop.run_until_complete(loop.shutdown_asyncgens())
-                loop.close()
-
-        self._thread = threading.Thread(target=run, name="dial-wire", daemon=True)
-        self._thread.start()
-        ready.wait()
+        # The standard loop: its time() is time.monotonic(), the slots' clock.
+        self._loop, self._thread = loop_in_thread("dial-wire")
 
     def arm(self, dials: list[ArmedDial]) -> None:
         """Send each dial in its slot (thread-safe)."""

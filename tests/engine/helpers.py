@@ -15,6 +15,7 @@ from campaigns.db.engine import create_engine, session_factory
 from campaigns.db.models import CallAttempt, Campaign, Contact, ContactStatus
 from campaigns.db.types import utcnow
 from campaigns.service import change_status, create_campaign
+from dialer.aio import loop_in_thread
 from dialer.engine.runner import Engine, EngineConfig
 from dialer.simulator.config import FaultConfig, SimulatorConfig
 from dialer.simulator.server import Simulator
@@ -107,19 +108,7 @@ class SimulatorThread:
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
     async def start(self) -> None:
-        ready = threading.Event()
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            asyncio.set_event_loop(loop)
-            loop.call_soon(ready.set)
-            loop.run_forever()
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="simulator", daemon=True)
-        self._thread.start()
-        ready.wait()
+        self._loop, self._thread = loop_in_thread("simulator")
         await asyncio.wrap_future(self._call(self._sim.start()))
 
     async def stop(self) -> None:
