@@ -39,6 +39,25 @@ from dialer import aio  # noqa: E402
 from dialer.engine.runner import Engine, EngineConfig  # noqa: E402
 from dialer.telnyx.signatures import generate_keypair, public_key_from_private  # noqa: E402
 
+#: Seconds after the engine's start before CPU per call is counted.
+WARMUP_SECS = 2.0
+
+
+def steady_cpu_per_call(before: tuple[float, float, float, float],
+                        after: tuple[float, float, float, float], arrivals: list[float],
+                        postgres: bool) -> dict[str, Any]:
+    """CPU microseconds per call of the engine (this process), the simulator and PostgreSQL
+    between two readings (cpu, simulator cpu, postgres cpu, wall time), per dial that arrived
+    at the simulator between them."""
+    calls = sum(1 for t in arrivals if before[3] <= t < after[3])
+    out: dict[str, Any] = {"steady_calls": calls, "steady_secs": round(after[3] - before[3], 2)}
+    for i, part in enumerate(("engine", "simulator", "postgres")):
+        if part == "postgres" and not postgres:
+            continue
+        out[f"{part}_cpu_us_per_call"] = (round(1e6 * (after[i] - before[i]) / calls, 1)
+                                          if calls else None)
+    return out
+
 
 def max_in_window(times: list[float], width: float) -> int:
     best = 0
@@ -107,7 +126,15 @@ async def run_rate(url: str, sim_url: str, sim_pid: int, public_key: str, rate: 
         await engine.start()
         workers = [p.pid for p in engine.workers._procs.values()] if engine.workers else []
         workers_cpu0 = sum(cpu_secs(pid) for pid in workers)  # their start-up not counted
-        await asyncio.sleep(secs)
+        # CPU per call in steady state: from WARMUP_SECS after the start to the end of the run,
+        # against the dials that arrived in that window (start-up and shutdown not counted).
+        warmup = min(WARMUP_SECS, secs / 2)
+        await asyncio.sleep(warmup)
+        steady0 = (time.process_time(), cpu_secs(sim_pid),
+                   postgres_cpu_secs(pg_dir) if pg_dir else 0.0, time.time())
+        await asyncio.sleep(secs - warmup)
+        steady1 = (time.process_time(), cpu_secs(sim_pid),
+                   postgres_cpu_secs(pg_dir) if pg_dir else 0.0, time.time())
         workers_cpu = sum(cpu_secs(pid) for pid in workers) - workers_cpu0
         pg_cpu = postgres_cpu_secs(pg_dir) - pg_cpu0 if pg_dir else None
         await engine.shutdown()
@@ -143,6 +170,7 @@ async def run_rate(url: str, sim_url: str, sim_pid: int, public_key: str, rate: 
         "webhook_workers_cpu_pct": round(100 * workers_cpu / secs, 1),
         "simulator_cpu_pct": round(100 * (sim_cpu1 - sim_cpu0) / (t1 - t0), 1),
         "postgres_cpu_pct": round(100 * pg_cpu / secs, 1) if pg_cpu is not None else None,
+        **steady_cpu_per_call(steady0, steady1, times, pg_dir is not None),
     }
 
 

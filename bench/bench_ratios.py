@@ -135,11 +135,7 @@ def dialing(pg: Any, private: str, rate: float, secs: float) -> dict[str, Any]:
     finally:
         sim.terminate()
         sim.wait(timeout=30)
-    calls = max(res["calls"], 1)
-    # run_rate reports CPU as % of one core over the run; per call = share * secs / calls.
-    per_call = {part: res[f"{part}_cpu_pct"] / 100 * secs / calls * 1e6
-                for part in ("engine", "simulator", "postgres")}
-    return {**res, **{f"{part}_cpu_us_per_call": round(v, 1) for part, v in per_call.items()}}
+    return res  # with the steady-state CPU per call of each part (bench_pacing.run_rate)
 
 
 def copy_same_rows(url: str, campaign: str) -> dict[str, float]:

@@ -1,8 +1,8 @@
 """The do-not-call list: numbers normalised exactly like contacts (E.164), in `dnc_numbers`.
 
-Imports suppress listed numbers; the engine checks again at dial time with `dnc_numbers_among`,
-in the transaction that claims the contact, and once more, in batches, right before the claimed
-dials are sent (`dialer/engine/dnc_screen.py`).
+Imports suppress listed numbers; the engine checks again at dial time
+(`campaigns.compliance.store.listed`), in the transaction that claims the contact, and once
+more, in batches, as the claimed dials get their slots (`dialer/engine/dnc_screen.py`).
 """
 
 from __future__ import annotations

@@ -131,16 +131,22 @@ def facts_for(contact: Contact, fallback_zone: str, dnc: set[str],
 
 async def listed(session: AsyncSession, phones: Sequence[str]) -> tuple[set[str], set[str]]:
     """(numbers on the internal DNC list, numbers on the registry) among `phones`."""
-    dnc: set[str] = set()
-    registry: set[str] = set()
+    return (await dnc_listed(session, phones),
+            await _among(session, RegistryNumber.phone_e164, phones))
+
+
+async def dnc_listed(session: AsyncSession, phones: Sequence[str]) -> set[str]:
+    """The numbers among `phones` on the internal DNC list (the engine's check at the claim and
+    again before dials get their slots; no bulk-storage imports)."""
+    return await _among(session, DncNumber.phone_e164, phones)
+
+
+async def _among(session: AsyncSession, column: Any, phones: Sequence[str]) -> set[str]:
+    found: set[str] = set()
     for i in range(0, len(phones), 5000):
-        part = phones[i:i + 5000]
-        dnc.update((await session.scalars(
-            select(DncNumber.phone_e164).where(one_of(session, DncNumber.phone_e164, part)))).all())
-        registry.update((await session.scalars(
-            select(RegistryNumber.phone_e164)
-            .where(one_of(session, RegistryNumber.phone_e164, part)))).all())
-    return dnc, registry
+        found.update((await session.scalars(
+            select(column).where(one_of(session, column, phones[i:i + 5000])))).all())
+    return found
 
 
 async def recent_calls(session: AsyncSession, phones: Sequence[str],

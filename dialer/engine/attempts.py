@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -31,9 +31,10 @@ from campaigns.db.models import (
 )
 from campaigns.settings import settings_of
 from campaigns.windows import CallingWindow
-from dialer.engine import flow, script_events  # h16
+from dialer.engine import flow, script_events
 from dialer.engine.events import parse_time
 from dialer.engine.identity import decode_client_state
+from dialer.engine.store import campaigns as campaign_store
 
 log = logging.getLogger("dialer.engine")
 
@@ -112,14 +113,6 @@ def first_reconcile(campaign: Campaign, now: datetime, timing: Timing) -> dateti
     ringing (timeout_secs) plus a grace; re-checked later while the call is alive."""
     ring = float((campaign.dial_settings or {}).get("timeout_secs", 30))
     return now + timing.secs(ring) + timing.wait(timing.reconcile_grace_secs)
-
-
-async def campaigns_by_id(session: AsyncSession, ids: Iterable[int]) -> dict[int, Campaign]:
-    ids = set(ids)
-    if not ids:
-        return {}
-    rows = await session.scalars(select(Campaign).where(one_of(session, Campaign.id, ids)))
-    return {c.id: c for c in rows}
 
 
 def finish_contact(contact: Contact, outcome: str, now: datetime) -> None:
@@ -225,7 +218,7 @@ def apply_event(attempt: CallAttempt, campaign: Campaign, event_type: str,
 
     step = flow.step(attempt.flow_state, event_type, payload, settings, mode,
                      greeting_seen=attempt.greeting_result == "beep_detected")
-    script_events.collect(attempt, campaign, step, at)  # h16: responses, opt-out, gather state
+    script_events.collect(attempt, campaign, step, at)  # responses, opt-out, gather state
     actions: list[flow.Action] = []
     if step is not None:
         attempt.flow_state = step.flow_state
@@ -284,7 +277,7 @@ async def settle(session: AsyncSession, attempts: Sequence[CallAttempt], now: da
     todo = [a for a in attempts if a.settled_at is None]
     if not todo:
         return
-    campaigns = await campaigns_by_id(session, {a.campaign_id for a in todo})
+    campaigns = await campaign_store.by_ids(session, {a.campaign_id for a in todo})
     contacts = {c.id: c for c in await session.scalars(
         select(Contact).where(one_of(session, Contact.id, {a.contact_id for a in todo}))
         .order_by(Contact.id).with_for_update())}
@@ -317,7 +310,7 @@ async def settle(session: AsyncSession, attempts: Sequence[CallAttempt], now: da
         decision = retry.decide(settings, attempt.outcome, voicemail_left=attempt.voicemail_left,
                                 attempts_made=contact.attempts, previous_outcomes=previous,
                                 now=now, rng=rng,
-                                script_incomplete=attempt.script_completed is False)  # h16
+                                script_incomplete=attempt.script_completed is False)
         if not decision.retry or decision.at is None:
             finish_contact(contact, attempt.outcome, now)
             continue

@@ -26,7 +26,6 @@ from dialer.engine.attempts import (
     DialOutcome,
     Timing,
     advance,
-    campaigns_by_id,
     finish_contact,
     first_reconcile,
 )
@@ -125,7 +124,7 @@ async def apply_dial_outcomes(session: AsyncSession, results: Sequence[DialOutco
     contacts = {c.id: c for c in await session.scalars(
         select(Contact).where(one_of(session, Contact.id, failed))
         .order_by(Contact.id).with_for_update())} if failed else {}
-    campaigns = await campaigns_by_id(session, {a.campaign_id for a in attempts.values()})
+    campaigns = await campaign_store.by_ids(session, {a.campaign_id for a in attempts.values()})
     to_pause: set[int] = set()
     in_call: list[tuple[int, int]] = []
     for attempt_id, r in by_id.items():

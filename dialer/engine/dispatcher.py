@@ -137,16 +137,13 @@ class DialQueue:
         q.remove(job)
         return True
 
-    def take(self, campaign_id: int) -> DialJob | None:
-        """The next dial of the campaign, for a slot: still counted by `queued` until
-        `settled` (so the scheduler does not claim its place again)."""
-        job = self.pop(campaign_id)
-        if job is not None:
-            self._in_slots[campaign_id] = self._in_slots.get(campaign_id, 0) + 1
-        return job
+    def hold(self, job: DialJob) -> None:
+        """`job` (popped) was given a slot: still counted by `queued` until `settled` (so the
+        scheduler does not claim its place again)."""
+        self._in_slots[job.campaign_id] = self._in_slots.get(job.campaign_id, 0) + 1
 
     def settled(self, job: DialJob) -> None:
-        """A dial taken for a slot was sent, given back or released."""
+        """A dial held for its slot was sent, given back or released."""
         left = self._in_slots.get(job.campaign_id, 0) - 1
         if left > 0:
             self._in_slots[job.campaign_id] = left
@@ -206,7 +203,6 @@ class Dispatcher:
         self.queue = queue
         self.book = book
         self.clock = clock
-        self.client = client
         self.tx = tx
         self.state = state
         self._views = views
@@ -288,12 +284,11 @@ class Dispatcher:
         """Each slot takes the next dial of its campaign; the wire sends it in the slot."""
         armed = []
         for slot in sorted(slots):
-            job = self.queue.take(slot.campaign_id)
+            job = self.queue.pop(slot.campaign_id)
             if job is None:
                 continue  # the campaign's dials were released meanwhile: the slot goes unused
             view = self._views(slot.campaign_id)
             if view is None or not self.state.claiming:
-                self.queue.settled(job)
                 self.queue.release(job)
                 continue
             deadline = None
@@ -303,10 +298,10 @@ class Dispatcher:
                 window = RESEND_WINDOW_SECS - self.clock.to_wall(
                     (self.clock.now() - job.created_at).total_seconds())
                 if window <= 0:
-                    self.queue.settled(job)
                     self.queue.release(job)  # to reconciliation: its webhooks will settle it
                     continue
                 deadline = time.monotonic() + window
+            self.queue.hold(job)
             armed.append(ArmedDial(job, partial(dial_request, job, view, self._webhook_url()),
                                    slot.at, deadline))
             self._armed_until = max(self._armed_until, slot.at)

@@ -26,7 +26,7 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns import outcomes as o
-from campaigns.dnc import dnc_numbers_among
+from campaigns.compliance.store import dnc_listed
 from dialer.engine.attempts import DialOutcome
 from dialer.engine.claims import DialJob
 from dialer.engine.metrics import Metrics
@@ -36,8 +36,6 @@ NOT_DIALED = "on the DNC list at dial time (listed after the claim)"
 
 class DialQueueLike(Protocol):
     """What the screen needs of `dispatcher.DialQueue` (which imports this module)."""
-
-    tracked: set[int]
 
     def front(self, campaign_id: int, n: int) -> list[DialJob]: ...
 
@@ -52,9 +50,8 @@ class DncScreen:
         self.queue = queue
         self._record = record
         self.metrics = metrics
-        #: Queries run, numbers checked, dials taken off the queue (for measurements and tests).
+        #: Queries run and dials taken off the queue (for measurements and tests).
         self.queries = 0
-        self.numbers_checked = 0
         self.blocked = 0
 
     async def check(self, s: AsyncSession, jobs: Sequence[DialJob]) -> dict[int, int]:
@@ -62,9 +59,8 @@ class DncScreen:
         and recorded as not dialed. Returns how many were taken off, per campaign."""
         if not jobs:
             return {}
-        listed = await dnc_numbers_among(s, {job.phone for job in jobs})
+        listed = await dnc_listed(s, sorted({job.phone for job in jobs}))
         self.queries += 1
-        self.numbers_checked += len(jobs)
         self.metrics.dnc_rechecks.inc()
         taken: dict[int, int] = {}
         for job in jobs:

@@ -29,9 +29,11 @@ def test_the_queue_shows_its_front_and_gives_up_a_dial() -> None:
     queue.push([a, b, c])
     assert queue.front(1, 2) == [a, b] and queue.front(9, 2) == []
     assert queue.remove(b) and not queue.remove(b)
-    assert queue.take(1) == a and queue.queued(1) == 2  # taken for a slot: still counted
+    assert queue.pop(1) == a
+    queue.hold(a)
+    assert queue.queued(1) == 2  # held for a slot: still counted
     queue.settled(a)
-    assert queue.queued(1) == 1 and queue.take(1) == c and queue.take(1) is None
+    assert queue.queued(1) == 1 and queue.pop(1) == c and queue.pop(1) is None
 
 
 async def test_a_listed_number_is_taken_off_the_queue_and_recorded_as_dnc(
@@ -40,7 +42,7 @@ async def test_a_listed_number_is_taken_off_the_queue_and_recorded_as_dnc(
 
     async def among(session: Any, numbers: Collection[str]) -> set[str]:
         return set(numbers) & listed
-    monkeypatch.setattr(dnc_screen, "dnc_numbers_among", among)
+    monkeypatch.setattr(dnc_screen, "dnc_listed", among)
     results: list[DialOutcome] = []
     queue = DialQueue(results.append)
     metrics = Metrics()
@@ -49,7 +51,7 @@ async def test_a_listed_number_is_taken_off_the_queue_and_recorded_as_dnc(
             _job(4, "+14155550104", resend=True), _job(5, "+14155550102", campaign_id=2)]
     queue.push(jobs)
     sent = jobs[4]
-    assert queue.take(2) == sent  # already given its slot: too late to take back
+    assert queue.pop(2) == sent  # already given its slot: too late to take back
     taken = await screen.check(None, jobs)  # type: ignore[arg-type]
     assert taken == {1: 2}
     assert queue.front(1, 10) == [jobs[0], jobs[2]]  # the next dials move up to the slots
