@@ -16,8 +16,10 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -31,8 +33,53 @@ from campaigns.db.migrate import upgrade  # noqa: E402
 from dialer.telnyx.signatures import generate_keypair, public_key_from_private  # noqa: E402
 
 
+def quantiles_ms(values: list[float], low: bool = False) -> dict[str, float | None]:
+    """p50, p99, p99.9 and max (and min if `low`) of seconds, in milliseconds."""
+    xs = sorted(values)
+
+    def at(q: float) -> float | None:
+        return round(1000 * xs[min(len(xs) - 1, int(q * len(xs)))], 2) if xs else None
+    out = {"p50": at(0.5), "p99": at(0.99), "p999": at(0.999), "max": at(1.0)}
+    return {**out, "min": at(0.0)} if low else out
+
+
+def sends_view(sends_dir: Path, db: str, calls: list[dict[str, Any]]) -> dict[str, object]:
+    """The engines' own view (`traced_engine`): when each dial's request was written, how long
+    after its slot its send began (`send_after_slot`) and was written (`write_after_slot`), and
+    how long from its write to its arrival at the simulator (ledger stamp)."""
+    def load(suffix: str) -> list[Any]:
+        return [x for f in sorted(sends_dir.glob(f"{db}-*.jsonl{suffix}"))
+                for x in json.loads(f.read_text())]
+    sends = [json.loads(line) for f in sorted(sends_dir.glob(f"{db}-*.jsonl"))
+             for line in f.read_text().splitlines()]
+    written = sorted(s["at"] for s in sends)
+    at_write = {s["command_id"]: s["at"] for s in sends}
+    late = load(".late")
+    return {"write_after_slot_ms": quantiles_ms(load(".spread")),
+            "send_after_slot_ms": {**quantiles_ms(late),
+                                   "over_8ms": sum(x > 0.008 for x in late)},
+            "written_max_in_any_1s": max_in_window(written, 1.0),
+            "written_max_in_any_100ms": max_in_window(written, 0.1),
+            "arrival_after_write_ms": quantiles_ms(
+                [float(c["dialed_at"]) - at_write[c["command_id"]] for c in calls
+                 if c.get("command_id") in at_write], low=True)}
+
+
+async def slots_missed(http: aiohttp.ClientSession, port: int) -> int | None:
+    """The engine's count of slots given up (its dial could not start in time)."""
+    try:
+        async with http.get(f"http://127.0.0.1:{port}/metrics") as r:
+            text = await r.text()
+    except aiohttp.ClientError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("dialer_dial_slots_missed_total"):
+            return int(float(line.split()[-1]))
+    return None
+
+
 async def run(pg: object, sim_url: str, sim_pid: int, public: str, engines: int, rate: float,
-              secs: float, db: str) -> dict[str, object]:
+              secs: float, db: str, sends_dir: Path) -> dict[str, object]:
     admin = await asyncpg.connect(pg.url())  # type: ignore[attr-defined]
     await admin.execute(f"CREATE DATABASE {db}")
     await admin.close()
@@ -43,12 +90,15 @@ async def run(pg: object, sim_url: str, sim_pid: int, public: str, engines: int,
         async with http.get(sim_url + "/_simulator/calls") as r:
             before = len((await r.json())["data"])
         procs = []
+        ports: list[int] = []
         pg_cpu0 = postgres_cpu_secs(pg.data_dir)  # type: ignore[attr-defined]
         sim_cpu0, t0 = cpu_secs(sim_pid), time.monotonic()
         for i in range(engines):
             port = free_port()
+            ports.append(port)
             procs.append(subprocess.Popen(
-                [sys.executable, "-m", "dialer.cli.main", "--database-url", url, "run",
+                [sys.executable, str(REPO / "bench" / "traced_engine.py"),
+                 str(sends_dir / f"{db}-{i}.jsonl"), "--database-url", url, "run",
                  "--port", str(port), "--api-url", sim_url + "/v2", "--api-key", "bench",
                  "--public-key", public, "--cps", str(rate), "--max-concurrent", "100000"],
                 env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL,
@@ -56,6 +106,7 @@ async def run(pg: object, sim_url: str, sim_pid: int, public: str, engines: int,
             await asyncio.sleep(1.0 if i else 0.0)  # engines join one after the other
         await asyncio.sleep(secs)
         cpu = [cpu_secs(p.pid) for p in procs]
+        missed = [await slots_missed(http, port) for port in ports]
         for p in procs:
             p.terminate()
         for p in procs:
@@ -66,6 +117,7 @@ async def run(pg: object, sim_url: str, sim_pid: int, public: str, engines: int,
         async with http.get(sim_url + "/_simulator/calls") as r:
             calls = (await r.json())["data"][before:]
     times = sorted(float(c["dialed_at"]) for c in calls)
+    written = sends_view(sends_dir, db, calls)
     steady = [t for t in times if times[0] + 3.0 <= t <= times[-1] - 1.0] if times else []
     achieved = (len(steady) - 1) / (steady[-1] - steady[0]) if len(steady) > 1 else 0.0
     return {
@@ -75,6 +127,8 @@ async def run(pg: object, sim_url: str, sim_pid: int, public: str, engines: int,
         "max_in_any_1s": max_in_window(times, 1.0), "limit_1s": math.floor(rate),
         "max_in_any_100ms": max_in_window(times, 0.1),
         "limit_100ms": math.ceil(rate / 10) + 1,
+        **written,
+        "slots_missed": missed,
         "engine_cpu_pct": [round(100 * c / elapsed, 1) for c in cpu],
         "simulator_cpu_pct": round(100 * sim_cpu / elapsed, 1),
         "postgres_cpu_pct": round(100 * pg_cpu / elapsed, 1),
@@ -93,12 +147,14 @@ async def main() -> None:
     from tests.pgserver import start_server
 
     pg = start_server()
+    sends_dir = Path(tempfile.mkdtemp(prefix="sends-"))
     try:
         n = 0
         for engines in (int(e) for e in args.engines.split(",")):
             for rate in (float(r) for r in args.rates.split(",")):
                 n += 1
-                res = await run(pg, sim_url, sim.pid, public, engines, rate, args.secs, f"l{n}")
+                res = await run(pg, sim_url, sim.pid, public, engines, rate, args.secs, f"l{n}",
+                                sends_dir)
                 print(json.dumps(res), flush=True)
     finally:
         sim.terminate()

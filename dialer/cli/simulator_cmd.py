@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from campaigns.output_paths import write_text_file
-from dialer import aio
+from dialer import aio, short_gc
 from dialer.simulator.config import (
     FaultConfig,
     SimulatorConfig,
@@ -157,7 +157,10 @@ async def _serve(config: SimulatorConfig, public_key_file: Path | None) -> None:
         echo(f"Speed x{config.speed:g}, {config.cps_limit} dials/s over "
              f"{config.cps_window_secs:g} s, {config.channels} channels, seed {config.seed}. "
              "Ctrl-C to stop.")
+        # Arrival stamps are the ledger's dial times: no long collector pauses to bunch them.
+        quiet_gc = asyncio.create_task(short_gc.keep_pauses_short())
         await _until_signalled()
+        quiet_gc.cancel()
     finally:
         await sim.stop()
     stats = sim.stats()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 import random
@@ -27,6 +26,7 @@ from aiohttp import web
 from campaigns.db import dialects
 from campaigns.db.engine import create_engine
 from campaigns.db.migrate import ensure_current
+from dialer import short_gc
 from dialer.engine.actions import ActionRunner
 from dialer.engine.attempts import DialOutcome, Timing
 from dialer.engine.config import EngineConfig, webhook_verifier, webhook_workers_for
@@ -120,6 +120,7 @@ class Engine:
                              clock=self.clock, on_skipped=self.scheduler.wakeup.set,
                              busy_in_memory=lambda: len(self.queue.tracked) + self.results.pending)
         self._tasks: list[asyncio.Task[None]] = []
+        self._gc: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
         self.bound_port: int | None = None
 
@@ -206,12 +207,9 @@ class Engine:
             ("sweeps", self.sweeps.run()),
         ]:
             self._tasks.append(asyncio.create_task(self.guard(name, coro), name=name))
-        # Everything allocated so far (modules, the app, caches) lives as long as the process:
-        # out of the collector's way, so that a full collection (which stops every thread,
-        # the dial wire's included: ~190 ms for the 310,000 objects of a test process here)
-        # has only the objects of the running work to walk. Garbage first, so none is kept.
-        gc.collect()
-        gc.freeze()
+        # Start-up's objects frozen, then no long collector pauses while dials are due in their
+        # slots (every thread stops for a collection, the dial wire's included): short_gc.
+        self._gc = asyncio.create_task(short_gc.keep_pauses_short(), name="short-gc")
         log.info("engine %s listening on %s:%s, webhooks at %s", self.instance_id,
                  self.config.host, self.bound_port, self.webhook_url)
 
@@ -245,6 +243,8 @@ class Engine:
         self.state.closing = True
         self.results.wake()
         self.processor.ready.set()
+        if self._gc is not None:
+            self._gc.cancel()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5)
         for task in self._tasks:

@@ -110,16 +110,18 @@ class DialWire:
             loop.call_at(dial.at, self._fire, dial)
 
     def _fire(self, dial: ArmedDial) -> None:
+        """At the slot (a timer callback): decided at once, not a loop turn later (each turn of
+        this loop may wait for the interpreter while the main thread is busy)."""
+        if not self._allowed(dial.job.campaign_id):
+            return self._report(WireReport(dial, "skipped"))
+        if asyncio.get_running_loop().time() - dial.at > SEND_TOLERANCE_SECS:
+            return self._report(WireReport(dial, "missed"))
         task = asyncio.get_running_loop().create_task(self._send(dial))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _send(self, dial: ArmedDial) -> None:
         loop = asyncio.get_running_loop()
-        if not self._allowed(dial.job.campaign_id):
-            return self._report(WireReport(dial, "skipped"))
-        if loop.time() - dial.at > SEND_TOLERANCE_SECS:
-            return self._report(WireReport(dial, "missed"))
         await self._guard()
         if loop.time() - dial.at > SEND_TOLERANCE_SECS:  # the guard held it back
             return self._report(WireReport(dial, "missed"))

@@ -1,0 +1,53 @@
+"""Short collector pauses (`dialer.short_gc`): survivors frozen each period, everything
+collected at the full rhythm, and garbage cycles still reclaimed."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import weakref
+
+import pytest
+
+from dialer import short_gc
+
+pytestmark = pytest.mark.fast
+
+
+class Node:
+    def __init__(self) -> None:
+        self.me = self  # a cycle: only the collector frees it
+
+
+async def test_survivors_frozen_and_full_collection_reclaims_frozen_cycles() -> None:
+    gc.unfreeze()
+    try:
+        task = asyncio.create_task(short_gc.keep_pauses_short(period=0.02, full_every=0.3))
+        await asyncio.sleep(0.05)
+        node = Node()
+        gone = weakref.ref(node)
+        await asyncio.sleep(0.06)
+        assert gc.get_freeze_count() > 0  # the start-up's objects and the survivors
+        del node  # a frozen cycle: no young collection frees it ...
+        await asyncio.sleep(0.06)
+        assert gone() is not None
+        await asyncio.sleep(0.4)  # ... the full one does
+        assert gone() is None
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        gc.unfreeze()
+
+
+async def test_young_cycles_are_collected_between_freezes() -> None:
+    gc.unfreeze()
+    try:
+        task = asyncio.create_task(short_gc.keep_pauses_short(period=0.02, full_every=60))
+        await asyncio.sleep(0.03)
+        gone = weakref.ref(Node())  # garbage at once: the next young collection frees it
+        await asyncio.sleep(0.06)
+        assert gone() is None
+        task.cancel()
+    finally:
+        gc.unfreeze()
