@@ -51,7 +51,7 @@ async def seed(url: str, n: int, rate: float, plain: bool) -> None:
         await create_campaign(s, "words", {
             "from": "+14155550100", "connection_id": "bench", "cps": rate,
             "max_concurrent": 10000, "max_attempts": 1, "calling_hours": "00:00-24:00",
-            "calling_days": "mon-sun",
+            "calling_days": "mon-sun", "compliance_rules": "off",  # any hour of the day
             **({"on_human": "speak", "message_text": "Hello, this is Acme Clinic."} if plain
                else {"on_human": "script", "script": SCRIPT, "opt_out_digit": "9"})})
         cid = (await s.scalars(select(Campaign.id).where(Campaign.name == "words"))).one()
@@ -68,6 +68,8 @@ async def main() -> None:
     ap.add_argument("--secs", type=float, default=20.0)
     ap.add_argument("--plain", action="store_true",
                     help="a plain spoken message instead of the script (for comparison)")
+    ap.add_argument("--webhook-workers", type=int, default=0,
+                    help="webhook worker processes (`dialer run --webhook-workers`)")
     args = ap.parse_args()
     private, _ = generate_keypair()
     tmp = Path(tempfile.mkdtemp(prefix="bench-words-"))
@@ -84,7 +86,7 @@ async def main() -> None:
         engine = Engine(EngineConfig(
             database_url=url, api_url=sim_url + "/v2", api_key="bench",
             public_key=public_key_from_private(private), port=0, cps=args.rate,
-            max_concurrent=100000, time_scale=SPEED))
+            max_concurrent=100000, time_scale=SPEED, webhook_workers=args.webhook_workers))
         await engine.start()
         started = time.monotonic()
         await asyncio.sleep(args.secs + 8)
@@ -101,7 +103,8 @@ async def main() -> None:
     def pct(p: float) -> float | None:
         return round(samples[min(n - 1, int(p * n))] * 1000, 1) if n else None
     print(json.dumps({
-        "rate": args.rate, "secs": args.secs, "plain": args.plain, "wall_secs": round(wall, 1),
+        "rate": args.rate, "secs": args.secs, "plain": args.plain,
+        "webhook_workers": args.webhook_workers, "wall_secs": round(wall, 1),
         "people": n,
         "ms_p50": pct(0.50), "ms_p90": pct(0.90), "ms_p99": pct(0.99),
         "ms_max": round(samples[-1] * 1000, 1) if n else None,
