@@ -4,9 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from alembic import command
 
-from campaigns.db.migrate import alembic_config, upgrade
+from campaigns.db.engine import create_engine
+from campaigns.db.migrate import (
+    HEAD_REVISION,
+    alembic_config,
+    current_revision,
+    ensure_current,
+    head_revision,
+    upgrade,
+    upgrade_async,
+)
+from campaigns.errors import DatabaseNotReady
 
 
 def _check(url: str) -> None:
@@ -22,3 +33,30 @@ def test_migrations_match_models_sqlite(tmp_path: Path) -> None:
 
 def test_migrations_match_models_postgres(pg_empty_url: str) -> None:
     _check(pg_empty_url)
+
+
+def test_head_revision_constant_is_the_scripts_head() -> None:
+    """`ensure_current` compares with the constant (no Alembic import on every command)."""
+    assert head_revision() == HEAD_REVISION
+
+
+async def _revisions(url: str) -> tuple[str | None, str | None]:
+    engine = create_engine(url)
+    try:
+        before = await current_revision(engine)
+        with pytest.raises(DatabaseNotReady, match="no schema yet"):
+            await ensure_current(engine)
+        await upgrade_async(url)
+        after = await current_revision(engine)
+        await ensure_current(engine)
+        return before, after
+    finally:
+        await engine.dispose()
+
+
+async def test_current_revision_read_without_alembic_sqlite(tmp_path: Path) -> None:
+    assert await _revisions(f"sqlite:///{tmp_path / 'rev.db'}") == (None, HEAD_REVISION)
+
+
+async def test_current_revision_read_without_alembic_postgres(pg_empty_url: str) -> None:
+    assert await _revisions(pg_empty_url) == (None, HEAD_REVISION)
