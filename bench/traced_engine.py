@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -77,5 +78,7 @@ if __name__ == "__main__":
     client_module.TelnyxClient.__init__ = _traced_init(  # type: ignore[method-assign]
         client_module.TelnyxClient.__init__)
     wire_module.DialWire._fire = _timed_fire(wire_module.DialWire._fire)  # type: ignore[method-assign]
+    if os.environ.get("BENCH_SWITCH_INTERVAL"):  # experiments: the wire's switch interval
+        wire_module.SWITCH_INTERVAL_SECS = float(os.environ["BENCH_SWITCH_INTERVAL"])
     atexit.register(_dump, out)
     sys.exit(main(sys.argv[2:]))
