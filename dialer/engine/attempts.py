@@ -98,10 +98,9 @@ class DialOutcome:
 
 def advance(attempt: CallAttempt, state: str) -> None:
     """Move the attempt forward to `state`; never back."""
-    if attempt.state == AttemptState.NOT_PLACED:
-        return
-    if _STATE_ORDER.get(state, 0) > _STATE_ORDER.get(attempt.state, 0):
-        attempt.state = state
+    new = advanced(attempt.state, state)
+    if new != attempt.state:
+        attempt.state = new
 
 
 def amd_mode(campaign: Campaign) -> str:
@@ -111,8 +110,21 @@ def amd_mode(campaign: Campaign) -> str:
 def first_reconcile(campaign: Campaign, now: datetime, timing: Timing) -> datetime:
     """When to ask Telnyx about a call whose hangup never came: after it must have stopped
     ringing (timeout_secs) plus a grace; re-checked later while the call is alive."""
-    ring = float((campaign.dial_settings or {}).get("timeout_secs", 30))
+    return reconcile_from(campaign.dial_settings, now, timing)
+
+
+def reconcile_from(dial_settings: dict[str, Any] | None, now: datetime,
+                   timing: Timing) -> datetime:
+    """`first_reconcile` from a campaign's dial settings alone."""
+    ring = float((dial_settings or {}).get("timeout_secs", 30))
     return now + timing.secs(ring) + timing.wait(timing.reconcile_grace_secs)
+
+
+def advanced(state: str, to: str) -> str:
+    """The state `advance` would leave: forward only, and never out of `not_placed`."""
+    if state == AttemptState.NOT_PLACED:
+        return state
+    return to if _STATE_ORDER.get(to, 0) > _STATE_ORDER.get(state, 0) else state
 
 
 def finish_contact(contact: Contact, outcome: str, now: datetime) -> None:
