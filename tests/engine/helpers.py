@@ -184,16 +184,24 @@ def expected_outcome(scenario: str, amd: str) -> str:
     return "silence"
 
 
-def check_one_call_per_attempt(sim: Simulator, attempts: Sequence[CallAttempt]) -> None:
+def check_one_call_per_attempt(sim: Simulator, attempts: Sequence[CallAttempt], *,
+                               unanswered_5xx_may_lack_a_call: bool = False) -> None:
     """The ledger and the attempts agree one to one: no attempt has two calls, no call is
-    without its attempt, and every placed attempt has its call."""
+    without its attempt, and every placed attempt has its call.
+
+    `unanswered_5xx_may_lack_a_call`: with a simulator that answers 500 without placing the
+    call, a dial whose every send (four) got that answer has no call, yet the engine cannot
+    know it was not placed: it ends `failed` with the 5xx as its error (at 15% per send, one
+    attempt in ~2,000; which attempt draws it depends on the order of the sends)."""
     by_cmd: dict[str, int] = {}
     for call in sim.ledger:
         assert call.command_id, "every dial carries a command_id"
         by_cmd[call.command_id] = by_cmd.get(call.command_id, 0) + 1
     doubles = {k: v for k, v in by_cmd.items() if v > 1}
     assert not doubles, f"attempts with two calls: {doubles}"
-    placed = {a.command_id for a in attempts if a.state != "not_placed"}
+    placed = {a.command_id for a in attempts if a.state != "not_placed"
+              and not (unanswered_5xx_may_lack_a_call and a.command_id not in by_cmd
+                       and (a.error_code or "").startswith("5") and a.outcome == "failed")}
     odd = set(by_cmd) ^ placed
     assert not odd, (sorted(odd), [(a.command_id, a.state, a.error_code, a.dial_sends,
                                     a.command_id in by_cmd) for a in attempts

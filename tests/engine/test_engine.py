@@ -101,7 +101,7 @@ async def test_5xx_and_slow_dials_never_double_dial(db_url: str) -> None:
         await wait_for(completed(db_url, cid), timeout=150)
         stats = r.sim.stats()
     attempts = await attempts_of(db_url)
-    check_one_call_per_attempt(r.sim, attempts)
+    check_one_call_per_attempt(r.sim, attempts, unanswered_5xx_may_lack_a_call=True)
     assert stats["dial_5xx_after_place_injected"] > 0
     assert stats["duplicate_command_ids"] > 0  # re-sends were deduplicated by command_id
     contacts = await contacts_of(db_url, cid)
