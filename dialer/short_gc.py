@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
+from collections.abc import Awaitable, Callable
 
 #: How often the young generations are collected and their survivors frozen.
 PERIOD_SECS = 1.0
@@ -27,19 +28,23 @@ FULL_EVERY_SECS = 600.0
 
 
 def settle() -> None:
-    """Collect everything now and freeze it: for the end of a start-up."""
+    """Collect everything now and freeze it: at the end of a start-up, before anything that
+    keeps time runs (the engine calls it before its dial wire starts)."""
     gc.collect()
     gc.freeze()
 
 
-async def keep_pauses_short(period: float = PERIOD_SECS,
-                            full_every: float = FULL_EVERY_SECS) -> None:
-    """Run for the life of the process (cancel to stop)."""
-    settle()
+async def keep_pauses_short(period: float = PERIOD_SECS, full_every: float = FULL_EVERY_SECS,
+                            before_full: Callable[[], Awaitable[None]] | None = None) -> None:
+    """Run for the life of the process (cancel to stop); `settle()` first. `before_full` is
+    awaited before each full collection (the engine holds its dial wire: no dial may be
+    between its slot's check and its write while every thread stops)."""
     last_full = time.monotonic()
     while True:
         await asyncio.sleep(period)
         if time.monotonic() - last_full >= full_every:
+            if before_full is not None:
+                await before_full()
             gc.unfreeze()
             settle()
             last_full = time.monotonic()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -79,6 +80,8 @@ class DialWire:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._main: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        #: No dial starts before this (time.monotonic()): see `hold`.
+        self._held_until = 0.0
 
     def start(self) -> None:
         """Start the thread (from the main loop) and wait until its loop runs."""
@@ -110,18 +113,17 @@ class DialWire:
             loop.call_at(dial.at, self._fire, dial)
 
     def _fire(self, dial: ArmedDial) -> None:
-        """At the slot (a timer callback): decided at once, not a loop turn later (each turn of
-        this loop may wait for the interpreter while the main thread is busy)."""
-        if not self._allowed(dial.job.campaign_id):
-            return self._report(WireReport(dial, "skipped"))
-        if asyncio.get_running_loop().time() - dial.at > SEND_TOLERANCE_SECS:
-            return self._report(WireReport(dial, "missed"))
         task = asyncio.get_running_loop().create_task(self._send(dial))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _send(self, dial: ArmedDial) -> None:
+        # The checks and the write in one step of this task (no loop turn between them).
         loop = asyncio.get_running_loop()
+        if not self._allowed(dial.job.campaign_id):
+            return self._report(WireReport(dial, "skipped"))
+        if loop.time() - dial.at > SEND_TOLERANCE_SECS or loop.time() < self._held_until:
+            return self._report(WireReport(dial, "missed"))
         await self._guard()
         if loop.time() - dial.at > SEND_TOLERANCE_SECS:  # the guard held it back
             return self._report(WireReport(dial, "missed"))
@@ -136,6 +138,12 @@ class DialWire:
         except Exception as exc:  # the main loop tells what it means
             return self._report(WireReport(dial, "sent", error=exc))
         self._report(WireReport(dial, "sent", result=result))
+
+    def hold(self, secs: float) -> None:
+        """Start no dial for `secs` (thread-safe): their slots are given up, as late ones are.
+        For a full garbage collection, which stops this thread too: a dial checked just before
+        it would be written after it, late, next to the dials after it."""
+        self._held_until = time.monotonic() + secs
 
     def _report(self, report: WireReport) -> None:
         assert self._main is not None
