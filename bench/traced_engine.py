@@ -55,12 +55,13 @@ def _traced_init(original: Any) -> Any:
     return init
 
 
-def _timed_fire(original: Any) -> Any:
-    def fire(self: Any, dial: Any) -> None:
+def _timed_send(original: Any) -> Any:
+    """Where the wire decides (its send task's first step): how late after the slot."""
+    async def send(self: Any, dial: Any) -> None:
         _lateness.append(time.monotonic() - dial.at)
         _slots[dial.job.command_id] = dial.at
-        original(self, dial)
-    return fire
+        await original(self, dial)
+    return send
 
 
 def _dump(path: str) -> None:
@@ -77,7 +78,7 @@ if __name__ == "__main__":
     out = sys.argv[1]
     client_module.TelnyxClient.__init__ = _traced_init(  # type: ignore[method-assign]
         client_module.TelnyxClient.__init__)
-    wire_module.DialWire._fire = _timed_fire(wire_module.DialWire._fire)  # type: ignore[method-assign]
+    wire_module.DialWire._send = _timed_send(wire_module.DialWire._send)  # type: ignore[method-assign]
     if os.environ.get("BENCH_SWITCH_INTERVAL"):  # experiments: the wire's switch interval
         wire_module.SWITCH_INTERVAL_SECS = float(os.environ["BENCH_SWITCH_INTERVAL"])
     atexit.register(_dump, out)

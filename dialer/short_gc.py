@@ -36,9 +36,10 @@ def settle() -> None:
 
 async def keep_pauses_short(period: float = PERIOD_SECS, full_every: float = FULL_EVERY_SECS,
                             before_full: Callable[[], Awaitable[None]] | None = None) -> None:
-    """Run for the life of the process (cancel to stop); `settle()` first. `before_full` is
-    awaited before each full collection (the engine holds its dial wire: no dial may be
-    between its slot's check and its write while every thread stops)."""
+    """Run for the life of the process (cancel to stop); call `settle()` first, where the
+    start-up ends. `before_full` is awaited before each full collection (the engine holds its
+    dial wire: no dial may be between its slot's check and its write while every thread
+    stops)."""
     last_full = time.monotonic()
     while True:
         await asyncio.sleep(period)

@@ -118,7 +118,8 @@ class DialWire:
         task.add_done_callback(self._tasks.discard)
 
     async def _send(self, dial: ArmedDial) -> None:
-        # The checks and the write in one step of this task (no loop turn between them).
+        # Checked in the task that writes the request, not a loop turn earlier: the less time
+        # between the check and the write, the less a late write can bunch.
         loop = asyncio.get_running_loop()
         if not self._allowed(dial.job.campaign_id):
             return self._report(WireReport(dial, "skipped"))

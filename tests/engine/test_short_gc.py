@@ -31,7 +31,7 @@ async def test_survivors_frozen_and_full_collection_reclaims_frozen_cycles() -> 
         node = Node()
         gone = weakref.ref(node)
         await asyncio.sleep(0.06)
-        assert gc.get_freeze_count() > 0  # the start-up's objects and the survivors
+        assert gc.get_freeze_count() > 0  # the survivors of the young collections
         del node  # a frozen cycle: no young collection frees it ...
         await asyncio.sleep(0.06)
         assert gone() is not None
