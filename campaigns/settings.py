@@ -171,7 +171,11 @@ class _HasSettings(Protocol):
 
 
 def settings_of(campaign: _HasSettings) -> CampaignSettings:
-    """The settings of a campaign row (with defaults)."""
+    """The settings of a campaign row (with defaults); parsed once for a row that keeps them
+    (`parsed_settings`, the engine's plain campaign rows)."""
+    parsed = getattr(campaign, "parsed_settings", None)
+    if isinstance(parsed, CampaignSettings):
+        return parsed
     return CampaignSettings(campaign.settings)
 
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,7 +24,6 @@ from campaigns.db.models import (
     AttemptState,
     BlackoutDate,
     CallAttempt,
-    Contact,
     DncNumber,
     RegistryCopy,
     RegistryNumber,
@@ -115,7 +114,17 @@ def consent_of(custom_fields: Mapping[str, Any] | None) -> str | None:
     return None
 
 
-def facts_for(contact: Contact, fallback_zone: str, dnc: set[str],
+class StoredContact(Protocol):
+    """What `facts_for` reads of a contact (an ORM row or the claim's plain row)."""
+
+    phone_e164: str
+    region: str | None
+    postal_code: str | None
+    timezones: list[str]
+    custom_fields: dict[str, Any]
+
+
+def facts_for(contact: StoredContact, fallback_zone: str, dnc: set[str],
               registry: set[str]) -> ContactFacts:
     states, sources = candidate_states(contact.region, contact.postal_code, contact.phone_e164)
     return ContactFacts(

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import ColumnElement, any_, bindparam, select
+from sqlalchemy import ColumnElement, any_, bindparam, func, select, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
@@ -56,3 +56,16 @@ def one_of(target: AsyncSession | AsyncEngine | AsyncConnection, column: Any,
         array = bindparam(None, values, type_=ARRAY(column.type))
         return column == any_(array)
     return column.in_(values)
+
+
+def pairs_in(target: AsyncSession | AsyncEngine | AsyncConnection, first: Any, second: Any,
+             pairs: Iterable[tuple[Any, Any]]) -> ColumnElement[bool]:
+    """`(first, second) IN (pairs)` whose statement text does not depend on how many pairs
+    there are: on PostgreSQL the pairs go as two arrays, unnested (see `one_of`)."""
+    pairs = list(pairs)
+    if not is_postgres(target):
+        return tuple_(first, second).in_(pairs)
+    firsts = bindparam(None, [p[0] for p in pairs], type_=ARRAY(first.type))
+    seconds = bindparam(None, [p[1] for p in pairs], type_=ARRAY(second.type))
+    both = func.unnest(firsts, seconds).table_valued("a", "b").render_derived()
+    return tuple_(first, second).in_(select(both.c.a, both.c.b))

@@ -15,26 +15,20 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns import outcomes as o
 from campaigns import retry
-from campaigns.db.dialects import one_of
-from campaigns.db.models import (
-    AttemptState,
-    CallAttempt,
-    Campaign,
-    CampaignStatus,
-    Contact,
-    ContactStatus,
-)
+from campaigns.db.dialects import one_of, pairs_in
+from campaigns.db.models import AttemptState, CallAttempt, CampaignStatus, ContactStatus
 from campaigns.settings import settings_of
 from campaigns.windows import CallingWindow
 from dialer.engine import flow, script_events
 from dialer.engine.events import parse_time
 from dialer.engine.identity import decode_client_state
-from dialer.engine.store import campaigns as campaign_store
+from dialer.engine.row_types import AttemptFields, CampaignFields, ContactFields
+from dialer.engine.store.plain_rows import AttemptRow, CampaignRow, ContactRow, write_changes
 
 log = logging.getLogger("dialer.engine")
 
@@ -96,18 +90,18 @@ class DialOutcome:
     codes: list[str] = field(default_factory=list)
 
 
-def advance(attempt: CallAttempt, state: str) -> None:
+def advance(attempt: AttemptFields, state: str) -> None:
     """Move the attempt forward to `state`; never back."""
     new = advanced(attempt.state, state)
     if new != attempt.state:
         attempt.state = new
 
 
-def amd_mode(campaign: Campaign) -> str:
+def amd_mode(campaign: CampaignFields) -> str:
     return str((campaign.dial_settings or {}).get("answering_machine_detection", "disabled"))
 
 
-def first_reconcile(campaign: Campaign, now: datetime, timing: Timing) -> datetime:
+def first_reconcile(campaign: CampaignFields, now: datetime, timing: Timing) -> datetime:
     """When to ask Telnyx about a call whose hangup never came: after it must have stopped
     ringing (timeout_secs) plus a grace; re-checked later while the call is alive."""
     return reconcile_from(campaign.dial_settings, now, timing)
@@ -127,7 +121,7 @@ def advanced(state: str, to: str) -> str:
     return to if _STATE_ORDER.get(to, 0) > _STATE_ORDER.get(state, 0) else state
 
 
-def finish_contact(contact: Contact, outcome: str, now: datetime) -> None:
+def finish_contact(contact: ContactFields, outcome: str, now: datetime) -> None:
     """The contact is done with `outcome`: nothing more will be dialed."""
     contact.status = ContactStatus.DONE
     contact.outcome = outcome
@@ -143,22 +137,22 @@ class EventLike(Protocol):
 
 
 async def find_attempts(session: AsyncSession, events: Sequence[EventLike]
-                        ) -> dict[int, CallAttempt]:
-    """Attempts named by the events (client_state first, call_control_id as fallback), locked;
-    sets `event.attempt_id` for each event that found one."""
+                        ) -> dict[int, AttemptRow]:
+    """Attempts named by the events (client_state first, call_control_id as fallback), locked,
+    as plain rows (`store.plain_rows`: the caller writes their changes); sets
+    `event.attempt_id` for each event that found one."""
     refs = {}
     for ev in events:
         ref = decode_client_state((ev.payload.get("data", {}).get("payload") or {})
                                   .get("client_state"))
         if ref is not None:
             refs[ev.id] = ref
-    attempts: dict[int, CallAttempt] = {}
+    attempts: dict[int, AttemptRow] = {}
+    t = CallAttempt.__table__.c
     if refs:
         pairs = {(r.contact_id, r.attempt_no) for r in refs.values()}
-        rows = await session.scalars(
-            select(CallAttempt)
-            .where(tuple_(CallAttempt.contact_id, CallAttempt.attempt_no).in_(list(pairs)))
-            .order_by(CallAttempt.id).with_for_update())
+        rows = await AttemptRow.load(session, pairs_in(session, t.contact_id, t.attempt_no,
+                                                       sorted(pairs)))
         by_pair = {(a.contact_id, a.attempt_no): a for a in rows}
         for ev in events:
             ref = refs.get(ev.id)
@@ -168,25 +162,22 @@ async def find_attempts(session: AsyncSession, events: Sequence[EventLike]
                 attempts[a.id] = a
     missing = [ev for ev in events if ev.attempt_id is None and ev.call_control_id]
     if missing:
-        rows = await session.scalars(
-            select(CallAttempt)
-            .where(one_of(session, CallAttempt.call_control_id,
-                          {ev.call_control_id for ev in missing}))
-            .order_by(CallAttempt.id).with_for_update())
+        rows = await AttemptRow.load(session, one_of(
+            session, t.call_control_id, {ev.call_control_id for ev in missing}))
         by_cc = {a.call_control_id: a for a in rows}
         for ev in missing:
             a = by_cc.get(ev.call_control_id)
             if a is not None:
-                ev.attempt_id = a.id
-                attempts[a.id] = a
+                ev.attempt_id = attempts.setdefault(a.id, a).id
     return attempts
 
 
-def apply_event(attempt: CallAttempt, campaign: Campaign, event_type: str,
+def apply_event(attempt: AttemptFields, campaign: CampaignFields, event_type: str,
                 payload: dict[str, Any], occurred_at: datetime | None,
-                now: datetime, timing: Timing) -> list[flow.Action]:
+                now: datetime, timing: Timing,
+                notes: script_events.Notes | None = None) -> list[flow.Action]:
     """Merge one event's facts into the attempt and advance its call flow. Returns the actions
-    to send (none once the call has ended)."""
+    to send (none once the call has ended). Script responses and opt-outs go in `notes`."""
     at = occurred_at or now
     # Ids longer than their columns are not Telnyx's: storing one would fail the whole batch
     # on PostgreSQL, and the processor would retry that batch forever.
@@ -230,7 +221,7 @@ def apply_event(attempt: CallAttempt, campaign: Campaign, event_type: str,
 
     step = flow.step(attempt.flow_state, event_type, payload, settings, mode,
                      greeting_seen=attempt.greeting_result == "beep_detected")
-    script_events.collect(attempt, campaign, step, at)  # responses, opt-out, gather state
+    script_events.collect(attempt, campaign, step, at, notes)  # responses, opt-out, gathers
     actions: list[flow.Action] = []
     if step is not None:
         attempt.flow_state = step.flow_state
@@ -260,12 +251,12 @@ def _fits(v: Any, size: int) -> bool:
     return isinstance(v, str) and 0 < len(v) <= size
 
 
-def answered(attempt: CallAttempt) -> bool:
+def answered(attempt: AttemptFields) -> bool:
     return o.was_answered(attempt.answered_at is not None, attempt.hangup_cause,
                           attempt.sip_hangup_cause, attempt.amd_result)
 
 
-def facts_pending(attempt: CallAttempt, mode: str) -> bool:
+def facts_pending(attempt: AttemptFields, mode: str) -> bool:
     """Facts that may still arrive after the hangup and would change the result."""
     if attempt.flow_state in ("message", "voicemail"):
         return True  # the media-ended event says whether the message/voicemail completed
@@ -275,7 +266,7 @@ def facts_pending(attempt: CallAttempt, mode: str) -> bool:
     return False
 
 
-def facts_of(attempt: CallAttempt, canceled: bool = False) -> o.CallFacts:
+def facts_of(attempt: AttemptFields, canceled: bool = False) -> o.CallFacts:
     return o.CallFacts(answered=answered(attempt), amd_result=attempt.amd_result,
                        greeting_result=attempt.greeting_result,
                        hangup_cause=attempt.hangup_cause,
@@ -283,16 +274,23 @@ def facts_of(attempt: CallAttempt, canceled: bool = False) -> o.CallFacts:
                        hangup_source=attempt.hangup_source, canceled=canceled)
 
 
-async def settle(session: AsyncSession, attempts: Sequence[CallAttempt], now: datetime,
-                 rng: random.Random | None = None) -> None:
-    """Give ended attempts their outcome and move their contacts on (retry or done)."""
+async def settle(session: AsyncSession, attempts: Sequence[AttemptFields], now: datetime,
+                 rng: random.Random | None = None,
+                 campaigns: Mapping[int, CampaignFields] | None = None) -> None:
+    """Give ended attempts their outcome and move their contacts on (retry or done).
+
+    The attempts' changes are the caller's to write (ORM instances are flushed with the
+    session, plain rows by `plain_rows.write_changes`); their contacts are written here.
+    `campaigns`: the campaigns already at hand (read if missing)."""
     todo = [a for a in attempts if a.settled_at is None]
     if not todo:
         return
-    campaigns = await campaign_store.by_ids(session, {a.campaign_id for a in todo})
-    contacts = {c.id: c for c in await session.scalars(
-        select(Contact).where(one_of(session, Contact.id, {a.contact_id for a in todo}))
-        .order_by(Contact.id).with_for_update())}
+    wanted = {a.campaign_id for a in todo}
+    known: Mapping[int, CampaignFields] = campaigns or {}
+    if not wanted <= known.keys():
+        known = {**known, **{c.id: c for c in await CampaignRow.by_ids(
+            session, wanted - known.keys(), lock=False)}}
+    contacts = {c.id: c for c in await ContactRow.by_ids(session, {a.contact_id for a in todo})}
     history: dict[int, list[tuple[int, str]]] = {}
     rows = await session.execute(
         select(CallAttempt.contact_id, CallAttempt.id, CallAttempt.outcome)
@@ -302,7 +300,7 @@ async def settle(session: AsyncSession, attempts: Sequence[CallAttempt], now: da
         if outcome is not None:
             history.setdefault(cid, []).append((aid, outcome))
     for attempt in todo:
-        campaign = campaigns[attempt.campaign_id]
+        campaign = known[attempt.campaign_id]
         contact = contacts[attempt.contact_id]
         if attempt.outcome is None:
             attempt.outcome = o.classify(facts_of(attempt))
@@ -333,3 +331,4 @@ async def settle(session: AsyncSession, attempts: Sequence[CallAttempt], now: da
             continue
         contact.status = ContactStatus.QUEUED
         contact.next_attempt_at = at
+    await write_changes(session, list(contacts.values()), now)

@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns import outcomes as o
@@ -33,6 +34,7 @@ from campaigns.db.models import AttemptState, CallAttempt, Campaign, Contact, Co
 from campaigns.settings import settings_of
 from dialer.engine.attempts import finish_contact
 from dialer.engine.identity import AttemptRef, command_id, encode_client_state
+from dialer.engine.store.plain_rows import ClaimedContactRow, write_changes
 
 log = logging.getLogger("dialer.engine.claims")
 
@@ -89,14 +91,14 @@ async def claim(session: AsyncSession, campaign: Campaign, limit: int, now: date
             log.warning("campaign %r is not dialed: %s", campaign.name, ctx.stopped)
         return result
     _stop_logged.pop(key, None)
-    contacts = list((await session.scalars(
-        select(Contact)
-        .where(Contact.campaign_id == campaign.id, Contact.status == ContactStatus.QUEUED,
-               Contact.next_attempt_at <= now)
-        .order_by(Contact.next_attempt_at, Contact.id)
+    t = Contact.__table__.c
+    contacts = [ClaimedContactRow(r._mapping) for r in await session.execute(
+        select(*(t[name] for name in ClaimedContactRow.columns))
+        .where(t.campaign_id == campaign.id, t.status == ContactStatus.QUEUED,
+               t.next_attempt_at <= now)
+        .order_by(t.next_attempt_at, t.id)
         .limit(limit)
-        .with_for_update(skip_locked=True)
-    )).all())
+        .with_for_update(skip_locked=True))]
     if not contacts:
         return result
 
@@ -104,7 +106,7 @@ async def claim(session: AsyncSession, campaign: Campaign, limit: int, now: date
     dnc, registry = await listed(session, phones)
     recent = await recent_calls(session, phones, now)
 
-    new_attempts: list[tuple[Contact, CallAttempt]] = []
+    new_attempts: list[tuple[ClaimedContactRow, dict[str, Any]]] = []
     for contact in contacts:
         facts = facts_for(contact, ctx.fallback_zone, dnc, registry)
         if contact.attempts >= settings["max_attempts"] and not (facts.on_dnc
@@ -130,7 +132,7 @@ async def claim(session: AsyncSession, campaign: Campaign, limit: int, now: date
         recent[contact.phone_e164] = RecentCalls(calls.count + 1, calls.oldest or now)
         attempt_no = (contact.attempt_seq or 0) + 1
         contact.attempt_seq = attempt_no
-        attempt = CallAttempt(
+        new_attempts.append((contact, dict(
             contact_id=contact.id,
             campaign_id=campaign.id,
             attempt_no=attempt_no,
@@ -139,11 +141,13 @@ async def claim(session: AsyncSession, campaign: Campaign, limit: int, now: date
             client_state=encode_client_state(AttemptRef(contact.id, attempt_no)),
             state=AttemptState.CREATED,
             created_at=now,
+            updated_at=now,
+            dial_sends=0,
+            voicemail_left=False,
+            message_played=False,
             claimed_by=instance_id,
             decision=decision.record,
-        )
-        session.add(attempt)
-        new_attempts.append((contact, attempt))
+        )))
         contact.status = ContactStatus.DIALING
         contact.attempts += 1
         contact.next_attempt_at = None
@@ -153,12 +157,18 @@ async def claim(session: AsyncSession, campaign: Campaign, limit: int, now: date
             contact.first_attempt_at = now
         contact.updated_at = now
 
-    await session.flush()
-    for contact, attempt in new_attempts:
-        contact.last_attempt_id = attempt.id
-        result.jobs.append(DialJob(attempt.id, campaign.id, contact.id, attempt.attempt_no,
-                                   contact.phone_e164, attempt.command_id, attempt.client_state))
-    await session.flush()
+    if new_attempts:
+        # One INSERT .. RETURNING for the batch, ids in the order of the rows given.
+        a = cast(Table, CallAttempt.__table__)
+        ids = (await session.scalars(
+            insert(a).returning(a.c.id, sort_by_parameter_order=True),
+            [row for _, row in new_attempts])).all()
+        for (contact, row), attempt_id in zip(new_attempts, ids, strict=True):
+            contact.last_attempt_id = attempt_id
+            result.jobs.append(DialJob(attempt_id, campaign.id, contact.id, row["attempt_no"],
+                                       contact.phone_e164, row["command_id"],
+                                       row["client_state"]))
+    await write_changes(session, contacts, now)
     return result
 
 

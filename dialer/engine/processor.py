@@ -16,7 +16,6 @@ import asyncio
 import logging
 from collections.abc import Callable
 from functools import partial
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,7 +28,8 @@ from dialer.engine.dispatcher import Stats
 from dialer.engine.identity import action_command_id
 from dialer.engine.settling import Settler
 from dialer.engine.state import RunState
-from dialer.engine.store import campaigns as campaign_store
+from dialer.engine.store.campaign_rows import CampaignRows
+from dialer.engine.store.plain_rows import write_changes
 from dialer.engine.transactions import Transactions, describe, is_outage
 
 log = logging.getLogger("dialer.engine")
@@ -64,6 +64,7 @@ class EventProcessor:
         #: Set when an event a call flow waits on was stored.
         self.urgent = asyncio.Event()
         self._busy = False
+        self._campaigns = CampaignRows()
 
     def notify(self, urgent: bool) -> None:
         """Events were stored; `urgent`: one a call's next command waits on."""
@@ -139,9 +140,9 @@ class EventProcessor:
         if not events:
             return 0, []
         attempts = await find_attempts(s, events)
-        campaigns = await campaign_store.by_ids(s, {a.campaign_id for a in attempts.values()})
+        campaigns = await self._campaigns.get(s, {a.campaign_id for a in attempts.values()})
+        notes = script_events.Notes()
         actions: list[PendingAction] = []
-        touched: dict[int, Any] = {}
         orphans = 0
         for ev in events:
             attempt = attempts.get(ev.attempt_id) if ev.attempt_id else None
@@ -158,19 +159,19 @@ class EventProcessor:
             if not isinstance(payload, dict):
                 payload = {}
             for act in apply_event(attempt, campaign, ev.event_type, payload, ev.occurred_at,
-                                   now, self.timing):
+                                   now, self.timing, notes):
                 if attempt.call_control_id:
                     actions.append(PendingAction(
                         attempt.id, attempt.call_control_id,
                         action_command_id(attempt.command_id, act.key + str(attempt.flow_state)),
                         act, settings_of(campaign)))
-            touched[attempt.id] = attempt
         # Script responses and keypress opt-outs (DNC) in this same transaction; templates.
-        actions = await script_events.flush(s, actions, now)
-        due = [a for a in touched.values()
+        actions = await script_events.flush(s, notes, actions, now)
+        due = [a for a in attempts.values()
                if a.state == AttemptState.ENDED and a.settled_at is None
                and a.settle_after is not None and a.settle_after <= now]
-        await self.settler.settle(s, due, now)
+        await self.settler.settle(s, due, now, campaigns)
+        await write_changes(s, list(attempts.values()), now)
         await event_log.mark_events(s, events, now)
         if orphans:
             log.info("%d webhook events for calls this database does not know were kept "

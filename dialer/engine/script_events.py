@@ -1,13 +1,14 @@
 """What keypad events do to attempts, contacts and the DNC list, inside the processor's transaction.
 
-Two calls from the event processor:
-- `collect(attempt, campaign, step, at)`, synchronous, from `attempts.apply_event` for every flow
-  step: stamps gather commands with their tagged client_state, adds the step's responses
-  (`attempt_responses` rows, flushed with the transaction) and notes opt-outs and final answers.
-- `await flush(session, actions, now)` once per batch, before the commit: the opt-outs go on the
-  DNC list (the same transaction as the events that caused them, so a crash loses neither or
-  both), contacts get their final response, and the actions to send get their templates
-  rendered with the contact's fields (`render_actions`, also used by the timers' sweep).
+Two calls from the event processor, which keeps one `Notes` per transaction:
+- `collect(attempt, campaign, step, at, notes)`, synchronous, from `attempts.apply_event` for
+  every flow step: stamps gather commands with their tagged client_state, notes the step's
+  responses (`attempt_responses` rows), opt-outs and final answers.
+- `await flush(session, notes, actions, now)` once per batch, before the commit: the responses
+  are stored and the opt-outs go on the DNC list (the same transaction as the events that caused
+  them, so a crash loses neither or both), contacts get their final response, and the actions to
+  send get their templates rendered with the contact's fields (`render_actions`, also used by
+  the timers' sweep).
 """
 
 from __future__ import annotations
@@ -19,27 +20,29 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import object_session
 
 from campaigns import templates
 from campaigns.db import dialects
-from campaigns.db.models import AttemptResponse, CallAttempt, Campaign, Contact, DncNumber
+from campaigns.db.models import AttemptResponse, CallAttempt, Contact, DncNumber
 from dialer.engine.flow import Action, FlowStep
 from dialer.engine.identity import decode_client_state, encode_client_state
+from dialer.engine.row_types import AttemptFields, CampaignFields
 from dialer.engine.script_flow import parse_state
 
 log = logging.getLogger("dialer.engine")
-_KEY = "script_events"
 #: Flow states entered on a person's verdict whose first action is what the person hears.
 FIRST_WORDS_STATES = ("message", "transfer")
 
 
 @dataclass
-class _Pending:
+class Notes:
+    """What one transaction's flow steps said about scripts, stored by `flush`."""
+
+    response_rows: list[dict[str, Any]] = field(default_factory=list)  # attempt_responses
     opt_outs: dict[str, str] = field(default_factory=dict)  # number -> source
     responses: dict[int, str] = field(default_factory=dict)  # contact id -> final answer
     completed: dict[int, bool] = field(default_factory=dict)  # contact id -> script_completed
@@ -50,9 +53,10 @@ def _tagged(client_state: str, tag: str | None) -> str | None:
     return encode_client_state(ref, tag) if ref is not None else None
 
 
-def collect(attempt: CallAttempt, campaign: Campaign, step: FlowStep | None,
-            at: datetime) -> None:
-    """Record what a flow step says about the script (see module doc). No I/O."""
+def collect(attempt: AttemptFields, campaign: CampaignFields, step: FlowStep | None,
+            at: datetime, notes: Notes | None) -> None:
+    """Record what a flow step says about the script (see module doc) in `notes` (None: the
+    step's actions are stamped, nothing is stored). No I/O."""
     if step is None:
         return
     if any(a.kind == "gather" for a in step.actions):
@@ -63,42 +67,40 @@ def collect(attempt: CallAttempt, campaign: Campaign, step: FlowStep | None,
         step.actions[:] = [dataclasses.replace(a, verdict_at=at) for a in step.actions]
     if step.script_completed is not None and attempt.script_completed is not True:
         attempt.script_completed = step.script_completed
-    if not step.responses and not step.opt_out:
+    if notes is None or (not step.responses and not step.opt_out):
         return
-    session = object_session(attempt)
-    if session is None:  # a detached attempt (pure tests of apply_event): nothing to store
-        return
-    pending: _Pending = session.info.setdefault(_KEY, _Pending())
     for r in step.responses:
-        session.add(AttemptResponse(
+        notes.response_rows.append(dict(
             attempt_id=attempt.id, contact_id=attempt.contact_id,
             campaign_id=attempt.campaign_id, step=r.step[:40], try_no=r.try_no,
             digits=(r.digits or None), status=r.status[:16],
             label=(r.label or None) and str(r.label)[:64], at=at))
         answer = r.label or (r.digits if r.status == "valid" else None)
         if answer:
-            pending.responses[attempt.contact_id] = str(answer)[:64]
+            notes.responses[attempt.contact_id] = str(answer)[:64]
     if attempt.script_completed is not None:
-        pending.completed[attempt.contact_id] = attempt.script_completed
+        notes.completed[attempt.contact_id] = attempt.script_completed
     if step.opt_out:
-        pending.opt_outs[attempt.phone_e164] = (
+        notes.opt_outs[attempt.phone_e164] = (
             f"keypress in campaign {campaign.name!r} at {at.isoformat(timespec='seconds')}")
 
 
-async def flush(session: AsyncSession, actions: list[Any], now: datetime) -> list[Any]:
+async def flush(session: AsyncSession, notes: Notes, actions: list[Any], now: datetime
+                ) -> list[Any]:
     """Store what `collect` noted in this transaction; returns `actions` with templates rendered.
     `actions` are PendingActions (attempt_id, action, ...)."""
-    pending: _Pending | None = session.info.pop(_KEY, None)
-    if pending is not None:
-        if pending.opt_outs:
-            await add_opt_outs(session, pending.opt_outs, now)
-        # One executemany per batch (contacts by primary key), not a statement per contact.
-        answers = [{"id": cid, "response": a} for cid, a in sorted(pending.responses.items())]
-        done = [{"id": cid, "script_completed": d} for cid, d in sorted(pending.completed.items())]
-        if answers:
-            await session.execute(update(Contact), answers)
-        if done:
-            await session.execute(update(Contact), done)
+    if notes.response_rows:
+        await session.execute(insert(AttemptResponse), notes.response_rows)
+        notes.response_rows = []
+    if notes.opt_outs:
+        await add_opt_outs(session, notes.opt_outs, now)
+    # One executemany per batch (contacts by primary key), not a statement per contact.
+    answers = [{"id": cid, "response": a} for cid, a in sorted(notes.responses.items())]
+    done = [{"id": cid, "script_completed": d} for cid, d in sorted(notes.completed.items())]
+    if answers:
+        await session.execute(update(Contact), answers)
+    if done:
+        await session.execute(update(Contact), done)
     return await render_actions(session, actions)
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from campaigns.db.models import CallAttempt
 from dialer.engine.attempts import settle
 from dialer.engine.metrics import Metrics
+from dialer.engine.row_types import AttemptFields, CampaignFields
 
 
 class Settler:
@@ -17,10 +18,11 @@ class Settler:
         self.metrics = metrics
         self.rng = rng
 
-    async def settle(self, s: AsyncSession, attempts: list[CallAttempt], now: datetime) -> None:
+    async def settle(self, s: AsyncSession, attempts: Sequence[AttemptFields], now: datetime,
+                     campaigns: Mapping[int, CampaignFields] | None = None) -> None:
         if not attempts:
             return
-        await settle(s, attempts, now, self.rng)
+        await settle(s, attempts, now, self.rng, campaigns)
         for a in attempts:
             if a.outcome:
                 self.metrics.outcomes.labels(a.outcome).inc()
