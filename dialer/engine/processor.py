@@ -81,7 +81,7 @@ class EventProcessor:
             self.ready.clear()
             # Under load, let events that arrive together share one transaction; when quiet,
             # process at once if a call's next command waits on them, else a little later.
-            if self._busy:
+            if self._busy and not self.urgent.is_set():
                 await asyncio.sleep(EVENT_BATCH_WAIT_SECS)
             elif not self.urgent.is_set() and not self.state.closing:
                 try:

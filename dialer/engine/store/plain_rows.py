@@ -1,5 +1,5 @@
 """Rows as plain objects on the event processor's hot path: loaded with one Core SELECT, changed
-in memory, written back with one executemany per set of changed columns.
+in memory, written back with one executemany per table.
 
 Why: an ORM object costs a unit of work: identity map, attribute instrumentation, a flush that
 diffs every object and builds its UPDATE. On the processor's path (an attempt per event, its
@@ -71,25 +71,30 @@ _UNSET = object()
 
 
 async def write_changes(s: AsyncSession, rows: Sequence[PlainRow], now: datetime) -> int:
-    """Write each row's changed columns (and `updated_at = now` where the table has one): one
-    executemany per set of changed columns. Returns how many rows were written."""
-    groups: dict[tuple[type[PlainRow], tuple[str, ...]], list[dict[str, Any]]] = {}
-    for row in sorted(rows, key=lambda r: r.id):  # type: ignore[attr-defined]
-        if not row.changed:
-            continue
-        names = tuple(sorted(row.changed))
-        params = {"v_" + name: getattr(row, name) for name in names}
-        params["row_id"] = row.id  # type: ignore[attr-defined]
-        groups.setdefault((type(row), names), []).append(params)
-        row.changed.clear()
-    for (kind, names), batch in groups.items():
+    """Write the changed rows (and `updated_at = now` where the table has one): one executemany
+    per table, setting every column any of them changed (a row writes back the value it holds
+    for a column it did not change: it is locked, so that value is current). One statement
+    rather than one per set of changed columns: round trips are what a batch waits on. Returns
+    how many rows were written."""
+    by_kind: dict[type[PlainRow], list[PlainRow]] = {}
+    for row in rows:
+        if row.changed:
+            by_kind.setdefault(type(row), []).append(row)
+    for kind, changed in by_kind.items():
+        names = sorted(set().union(*(row.changed for row in changed)))
+        batch = []
+        for row in sorted(changed, key=lambda r: r.id):  # type: ignore[attr-defined]
+            params = {"v_" + name: getattr(row, name) for name in names}
+            params["row_id"] = row.id  # type: ignore[attr-defined]
+            batch.append(params)
+            row.changed.clear()
         t = kind.table
         # (A bind parameter may not be named like a column the statement sets.)
         values: dict[str, Any] = {name: bindparam("v_" + name) for name in names}
         if "updated_at" in t.c and "updated_at" not in values:
             values["updated_at"] = now
         await s.execute(update(t).where(t.c.id == bindparam("row_id")).values(values), batch)
-    return sum(len(p) for p in groups.values())
+    return sum(len(rows) for rows in by_kind.values())
 
 
 class AttemptRow(PlainRow):
