@@ -79,7 +79,8 @@ async def slots_missed(http: aiohttp.ClientSession, port: int) -> int | None:
 
 
 async def run(pg: object, sim_url: str, sim_pid: int, public: str, engines: int, rate: float,
-              secs: float, db: str, sends_dir: Path) -> dict[str, object]:
+              secs: float, db: str, sends_dir: Path, webhook_workers: int = 0
+              ) -> dict[str, object]:
     admin = await asyncpg.connect(pg.url())  # type: ignore[attr-defined]
     await admin.execute(f"CREATE DATABASE {db}")
     await admin.close()
@@ -100,7 +101,8 @@ async def run(pg: object, sim_url: str, sim_pid: int, public: str, engines: int,
                 [sys.executable, str(REPO / "bench" / "traced_engine.py"),
                  str(sends_dir / f"{db}-{i}.jsonl"), "--database-url", url, "run",
                  "--port", str(port), "--api-url", sim_url + "/v2", "--api-key", "bench",
-                 "--public-key", public, "--cps", str(rate), "--max-concurrent", "100000"],
+                 "--public-key", public, "--cps", str(rate), "--max-concurrent", "100000",
+                 "--webhook-workers", str(webhook_workers)],
                 env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL))
             await asyncio.sleep(1.0 if i else 0.0)  # engines join one after the other
@@ -121,7 +123,8 @@ async def run(pg: object, sim_url: str, sim_pid: int, public: str, engines: int,
     steady = [t for t in times if times[0] + 3.0 <= t <= times[-1] - 1.0] if times else []
     achieved = (len(steady) - 1) / (steady[-1] - steady[0]) if len(steady) > 1 else 0.0
     return {
-        "engines": engines, "rate": rate, "calls": len(times),
+        "engines": engines, "rate": rate, "webhook_workers": webhook_workers,
+        "calls": len(times),
         "achieved_per_s": round(achieved, 2),
         "achieved_pct": round(100 * achieved / rate, 1),
         "max_in_any_1s": max_in_window(times, 1.0), "limit_1s": math.floor(rate),
@@ -140,6 +143,8 @@ async def main() -> None:
     ap.add_argument("--engines", default="1,2,3")
     ap.add_argument("--rates", default="30,100")
     ap.add_argument("--secs", type=float, default=15.0)
+    ap.add_argument("--webhook-workers", type=int, default=0,
+                    help="webhook worker processes per engine (`dialer run --webhook-workers`)")
     args = ap.parse_args()
     private, _ = generate_keypair()
     public = public_key_from_private(private)
@@ -154,7 +159,7 @@ async def main() -> None:
             for rate in (float(r) for r in args.rates.split(",")):
                 n += 1
                 res = await run(pg, sim_url, sim.pid, public, engines, rate, args.secs, f"l{n}",
-                                sends_dir)
+                                sends_dir, args.webhook_workers)
                 print(json.dumps(res), flush=True)
     finally:
         sim.terminate()

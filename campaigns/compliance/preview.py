@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.compliance.decide import ALLOWED, BLOCKED, DEFERRED, RecentCalls, decide
-from campaigns.compliance.store import campaign_context, facts_for, listed, recent_calls
+from campaigns.compliance.store import campaign_context, facts_for, screen
 from campaigns.db.models import Contact, ContactStatus
 from campaigns.service import get_campaign
 from campaigns.settings import settings_of
@@ -69,8 +69,8 @@ async def preview(session: AsyncSession, name: str, at: datetime, *, per_number_
             break
         last_id = contacts[-1].id
         phones = [c.phone_e164 for c in contacts]
-        dnc, registry = await listed(session, phones)
-        recent = await recent_calls(session, phones, at)
+        screening = await screen(session, phones, at)
+        dnc, registry, recent = screening.dnc, screening.registry, screening.recent
         for contact in contacts:
             facts = facts_for(contact, ctx.fallback_zone, dnc, registry)
             if contact.attempts >= settings["max_attempts"] and not (facts.on_dnc

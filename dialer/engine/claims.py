@@ -29,7 +29,7 @@ from campaigns.compliance.decide import (
     RecentCalls,
     decide,
 )
-from campaigns.compliance.store import campaign_context, facts_for, listed, recent_calls
+from campaigns.compliance.store import campaign_context, facts_for, screen
 from campaigns.db.models import AttemptState, CallAttempt, Campaign, Contact, ContactStatus
 from campaigns.settings import settings_of
 from dialer.engine.attempts import finish_contact
@@ -103,8 +103,8 @@ async def claim(session: AsyncSession, campaign: Campaign, limit: int, now: date
         return result
 
     phones = [c.phone_e164 for c in contacts]
-    dnc, registry = await listed(session, phones)
-    recent = await recent_calls(session, phones, now)
+    screening = await screen(session, phones, now)
+    dnc, registry, recent = screening.dnc, screening.registry, screening.recent
 
     new_attempts: list[tuple[ClaimedContactRow, dict[str, Any]]] = []
     for contact in contacts:
