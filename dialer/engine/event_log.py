@@ -41,6 +41,9 @@ RECENT_MAX_EVENTS = 20_000
 RECENT_MAX_BYTES = 64 * 1024 * 1024
 
 
+#: Times a batch of webhooks is stored when PostgreSQL rolls it back to break a deadlock.
+STORE_ATTEMPTS = 3
+
 class EventStore:
     """Group commit of incoming events: callers await `store`, one writer commits batches."""
 
@@ -127,7 +130,7 @@ class EventStore:
             async with bind.connect() as conn:
                 raw = await conn.get_raw_connection()
                 try:
-                    rows = await self._insert_pg(raw.driver_connection, unique, now)
+                    rows = await self._insert_pg_retrying(raw.driver_connection, unique, now)
                 except BaseException:
                     # The driver's error bypasses SQLAlchemy, which would otherwise put a dead
                     # connection (server restarted, backend killed) back into the pool, and a
@@ -150,6 +153,26 @@ class EventStore:
                 env = by_id[event_id]
                 self.recent.add(row_id, env.raw, len(env.text))
         return {event_id for _, event_id in rows}
+
+    @classmethod
+    async def _insert_pg_retrying(cls, conn: Any, envs: list[Envelope], now: datetime
+                                  ) -> list[Any]:
+        """`_insert_pg`, again when PostgreSQL broke a deadlock by rolling it back: two
+        receivers (webhook workers) storing the same events in different orders, e.g. Telnyx
+        repeating a webhook to another worker while the first still stores it, wait on each
+        other's rows, and one statement is rolled back. Stored again, in the same order of
+        arrival (the processing order), it waits for the other to commit, then skips the
+        events the other stored."""
+        for attempt in range(1, STORE_ATTEMPTS + 1):
+            try:
+                return await cls._insert_pg(conn, envs, now)
+            except Exception as exc:
+                if attempt == STORE_ATTEMPTS or getattr(exc, "sqlstate", None) not in (
+                        "40P01", "40001"):
+                    raise
+                log.info("storing %d webhook events met a deadlock with another receiver: "
+                         "storing them again", len(envs))
+        raise AssertionError("unreachable")
 
     @staticmethod
     async def _insert_pg(conn: Any, envs: list[Envelope], now: datetime) -> list[Any]:

@@ -34,7 +34,9 @@ from dialer.engine.transactions import Transactions, describe, is_outage
 
 log = logging.getLogger("dialer.engine")
 
-#: Under load, how long the processor lets webhooks gather into one transaction.
+#: Under load, how long the processor lets webhooks gather into one transaction (an event a
+#: call flow waits on ends the wait: measured at 100 calls/s with a script, first words p99
+#: 246-252 ms when every batch waited, 155-179 ms when urgent ones did not).
 EVENT_BATCH_WAIT_SECS = 0.025
 #: How long stored events that no call flow waits on (`events.URGENT_EVENTS`) may wait for
 #: company: at low rates each webhook would otherwise be its own transaction (at 30 calls/s,
@@ -79,13 +81,13 @@ class EventProcessor:
             except asyncio.TimeoutError:
                 pass
             self.ready.clear()
-            # Under load, let events that arrive together share one transaction; when quiet,
-            # process at once if a call's next command waits on them, else a little later.
-            if self._busy and not self.urgent.is_set():
-                await asyncio.sleep(EVENT_BATCH_WAIT_SECS)
-            elif not self.urgent.is_set() and not self.state.closing:
+            # Let events that arrive together share one transaction (under load a little, when
+            # quiet a little longer), but not once an event a call's next command waits on is
+            # stored: that ends the wait at once.
+            if not self.urgent.is_set() and not self.state.closing:
+                wait = EVENT_BATCH_WAIT_SECS if self._busy else LAZY_BATCH_SECS
                 try:
-                    await asyncio.wait_for(self.urgent.wait(), timeout=LAZY_BATCH_SECS)
+                    await asyncio.wait_for(self.urgent.wait(), timeout=wait)
                 except asyncio.TimeoutError:
                     pass
             self.urgent.clear()

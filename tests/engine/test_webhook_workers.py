@@ -13,10 +13,14 @@ from collections import Counter
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from campaigns.db.types import utcnow
 from dialer.aio import run as aio_run
+from dialer.engine.event_log import EventStore
+from dialer.engine.events import parse_envelope
 from dialer.engine.runner import Engine, EngineConfig
 from dialer.engine.webhook_workers import WorkerSettings, _Outbox
 from dialer.errors import ConfigurationError
@@ -50,6 +54,26 @@ async def _metric(engine: Engine, name: str, **labels: str) -> float:
                for sample in family.samples
                if sample.name == name and all(sample.labels.get(k) == v
                                               for k, v in labels.items()))
+
+
+async def test_receivers_storing_the_same_events_in_opposite_orders_never_refuse_them(
+        pg_url: str) -> None:
+    """Two receivers (workers) storing the same events at once, in opposite orders, wait on
+    each other's rows: PostgreSQL breaks the deadlock by rolling one statement back. That batch
+    is stored again, not refused: every event is stored once, by one of them."""
+    conns = [await asyncpg.connect(pg_url.replace("postgresql://", "postgres://"))
+             for _ in range(2)]
+    try:
+        for round_no in range(3):
+            envs = [parse_envelope(envelope(event_id=f"d{round_no}-{i}")) for i in range(300)]
+            rows = await asyncio.gather(
+                EventStore._insert_pg_retrying(conns[0], envs, utcnow()),
+                EventStore._insert_pg_retrying(conns[1], envs[::-1], utcnow()))
+            stored = [event_id for batch in rows for _, event_id in batch]
+            assert sorted(stored) == sorted(e.event_id for e in envs)  # each once
+    finally:
+        for conn in conns:
+            await conn.close()
 
 
 async def test_workers_store_acknowledge_and_the_engine_processes(pg_url: str) -> None:
