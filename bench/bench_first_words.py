@@ -6,6 +6,10 @@ The simulator runs as its own process (every call a person, speed 10: calls last
 the engine runs here with a script campaign.
 
     .venv/bin/python bench/bench_first_words.py [--rate 100] [--secs 20] [--plain]
+        [--webhook-workers N] [--no-baseline]
+
+The machine's speed moves by 2x within an hour: unless `--no-baseline`, a trivial aiohttp
+server's CPU per request is measured first (as in bench_ratios.py), in the same run.
 """
 
 from __future__ import annotations
@@ -68,10 +72,13 @@ async def main() -> None:
     ap.add_argument("--secs", type=float, default=20.0)
     ap.add_argument("--plain", action="store_true",
                     help="a plain spoken message instead of the script (for comparison)")
+    ap.add_argument("--no-baseline", action="store_true",
+                    help="skip the trivial server measured first (the machine's speed now)")
     ap.add_argument("--webhook-workers", type=int, default=0,
                     help="webhook worker processes (`dialer run --webhook-workers`)")
     args = ap.parse_args()
     private, _ = generate_keypair()
+    baseline = {} if args.no_baseline else await asyncio.to_thread(_trivial, private)
     tmp = Path(tempfile.mkdtemp(prefix="bench-words-"))
     (tmp / "mix.toml").write_text("[mix]\nhuman = 1\n")
     sim, sim_url = start_simulator(private, speed=SPEED, scenarios=tmp / "mix.toml",
@@ -109,8 +116,17 @@ async def main() -> None:
         "ms_p50": pct(0.50), "ms_p90": pct(0.90), "ms_p99": pct(0.99),
         "ms_max": round(samples[-1] * 1000, 1) if n else None,
         "ms_mean": round(statistics.fmean(samples) * 1000, 1) if n else None,
-        **split,
+        **split, **baseline,
     }))
+
+
+def _trivial(private: str) -> dict[str, float]:
+    """A trivial aiohttp server's CPU per request and p99 now (bench_ratios' baseline)."""
+    from bench.bench_ratios import signed_bodies, trivial_server
+
+    base = trivial_server(signed_bodies(private, 5000), 32)
+    return {"trivial_cpu_us_per_request": round(base["cpu_us_per_request"], 1),
+            "trivial_p99_ms": round(base["p99_ms"], 2)}
 
 
 async def _split(url: str) -> dict[str, float | None]:
