@@ -2,7 +2,8 @@
 
 The rules (`attempts.apply_event`, `settle`, the call flow, `script_events.collect`) take any
 object with these attributes: an ORM instance (the sweeps, recovery, the tests) or a plain row
-from `store.plain_rows` (the event processor's hot path).
+from `store.plain_rows` (the event processor's hot path), which loads exactly these attributes
+as its columns.
 """
 
 from __future__ import annotations

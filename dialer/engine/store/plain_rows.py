@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from campaigns.db.dialects import one_of
 from campaigns.db.models import CallAttempt, Campaign, Contact
 from campaigns.settings import CampaignSettings
+from dialer.engine.row_types import AttemptFields, ContactFields
 
 
 class PlainRow:
@@ -97,65 +98,20 @@ async def write_changes(s: AsyncSession, rows: Sequence[PlainRow], now: datetime
     return sum(len(rows) for rows in by_kind.values())
 
 
-class AttemptRow(PlainRow):
+class AttemptRow(PlainRow, AttemptFields):
     """The columns of a `call_attempts` row that the call flow and settling read and change:
     not the dial's own (its decision document, send count, errors, claim), whose decoding was
     work for every event."""
 
     table = CallAttempt.__table__  # type: ignore[assignment]
-    columns = (
-        "id", "contact_id", "campaign_id", "attempt_no", "phone_e164", "command_id",
-        "client_state", "call_control_id", "call_leg_id", "call_session_id", "state",
-        "flow_state", "dialed_at", "answered_at", "ended_at", "hangup_cause", "hangup_source",
-        "sip_hangup_cause", "amd_result", "greeting_result", "voicemail_left", "message_played",
-        "outcome", "reconcile_after", "flow_deadline", "settle_after", "settled_at",
-        "script_completed")
-
-    id: int
-    contact_id: int
-    campaign_id: int
-    attempt_no: int
-    phone_e164: str
-    command_id: str
-    client_state: str
-    call_control_id: str | None
-    call_leg_id: str | None
-    call_session_id: str | None
-    state: str
-    flow_state: str | None
-    dialed_at: datetime | None
-    answered_at: datetime | None
-    ended_at: datetime | None
-    hangup_cause: str | None
-    hangup_source: str | None
-    sip_hangup_cause: str | None
-    amd_result: str | None
-    greeting_result: str | None
-    voicemail_left: bool
-    message_played: bool
-    outcome: str | None
-    reconcile_after: datetime | None
-    flow_deadline: datetime | None
-    settle_after: datetime | None
-    settled_at: datetime | None
-    script_completed: bool | None
+    columns = tuple(AttemptFields.__annotations__)  # the attributes the rules use
 
 
-class ContactRow(PlainRow):
+class ContactRow(PlainRow, ContactFields):
     """The columns of a contact that settling reads and moves on."""
 
     table = Contact.__table__  # type: ignore[assignment]
-    columns = ("id", "status", "outcome", "attempts", "timezones", "next_attempt_at",
-               "last_attempt_id", "updated_at")
-
-    id: int
-    status: str
-    outcome: str | None
-    attempts: int
-    timezones: list[str]
-    next_attempt_at: datetime | None
-    last_attempt_id: int | None
-    updated_at: datetime
+    columns = tuple(ContactFields.__annotations__)
 
 
 class ClaimedContactRow(PlainRow):
