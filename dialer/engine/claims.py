@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns import outcomes as o
@@ -93,7 +93,7 @@ async def claim(session: AsyncSession, campaign: Campaign, limit: int, now: date
     _stop_logged.pop(key, None)
     t = Contact.__table__.c
     contacts = [ClaimedContactRow(r._mapping) for r in await session.execute(
-        select(*(t[name] for name in ClaimedContactRow.columns))
+        ClaimedContactRow.select_columns()
         .where(t.campaign_id == campaign.id, t.status == ContactStatus.QUEUED,
                t.next_attempt_at <= now)
         .order_by(t.next_attempt_at, t.id)

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, ClassVar
 
-from sqlalchemy import ColumnElement, Table, bindparam, select, update
+from sqlalchemy import ColumnElement, Select, Table, Update, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.db.dialects import one_of
@@ -32,8 +33,9 @@ class PlainRow:
     """A row's columns as attributes; which ones changed since it was loaded."""
 
     table: ClassVar[Table]
-    #: The columns loaded (all of the table's unless a subclass says fewer).
+    #: The columns loaded.
     columns: ClassVar[tuple[str, ...]]
+    _select_columns: ClassVar[Select[Any] | None] = None
 
     def __init__(self, values: Mapping[Any, Any]) -> None:
         self.__dict__.update(values)
@@ -49,11 +51,21 @@ class PlainRow:
     changed: set[str]
 
     @classmethod
+    def select_columns(cls) -> Select[Any]:
+        """`SELECT` of this row's columns, built once per class (building a statement's column
+        list is SQLAlchemy work for every column, every time)."""
+        query = cls.__dict__.get("_select_columns")
+        if query is None:
+            query = select(*(cls.table.c[name] for name in cls.columns))
+            cls._select_columns = query
+        return query
+
+    @classmethod
     async def load(cls, s: AsyncSession, *where: ColumnElement[bool], lock: bool = True,
                    order_by_id: bool = True) -> list[Any]:
         """The rows matching `where` (locked `FOR UPDATE` unless `lock` is False)."""
         t = cls.table
-        query = select(*(t.c[name] for name in cls.columns)).where(*where)
+        query = cls.select_columns().where(*where)
         if order_by_id:
             query = query.order_by(t.c.id)
         if lock:
@@ -84,18 +96,27 @@ async def write_changes(s: AsyncSession, rows: Sequence[PlainRow], now: datetime
     for kind, changed in by_kind.items():
         names = sorted(set().union(*(row.changed for row in changed)))
         batch = []
+        stamps = "updated_at" in kind.table.c and "updated_at" not in names
         for row in sorted(changed, key=lambda r: r.id):  # type: ignore[attr-defined]
             params = {"v_" + name: getattr(row, name) for name in names}
             params["row_id"] = row.id  # type: ignore[attr-defined]
+            if stamps:
+                params["v_updated_at"] = now
             batch.append(params)
             row.changed.clear()
-        t = kind.table
-        # (A bind parameter may not be named like a column the statement sets.)
-        values: dict[str, Any] = {name: bindparam("v_" + name) for name in names}
-        if "updated_at" in t.c and "updated_at" not in values:
-            values["updated_at"] = now
-        await s.execute(update(t).where(t.c.id == bindparam("row_id")).values(values), batch)
+        await s.execute(_update_of(kind.table, tuple(names)), batch)
     return sum(len(rows) for rows in by_kind.values())
+
+
+@lru_cache(maxsize=256)
+def _update_of(table: Table, names: tuple[str, ...]) -> Update:
+    """`UPDATE table SET name = :v_name, ... [, updated_at = :v_updated_at] WHERE id = :row_id`,
+    built once per set of columns. (A bind parameter may not be named like a column the
+    statement sets.)"""
+    values: dict[str, Any] = {name: bindparam("v_" + name) for name in names}
+    if "updated_at" in table.c and "updated_at" not in values:
+        values["updated_at"] = bindparam("v_updated_at")
+    return update(table).where(table.c.id == bindparam("row_id")).values(values)
 
 
 class AttemptRow(PlainRow, AttemptFields):
