@@ -1,16 +1,17 @@
-"""Rows as plain objects on the event processor's hot path: loaded with one Core SELECT, changed
-in memory, written back with one executemany per table.
+"""Rows as plain objects on the hot paths (the event processor, settling, the claim): loaded
+with one Core SELECT of the columns the rules use, changed in memory, written back with one
+executemany per table.
 
 Why: an ORM object costs a unit of work: identity map, attribute instrumentation, a flush that
 diffs every object and builds its UPDATE. On the processor's path (an attempt per event, its
 contact when it settles, the campaign) that was a third of its CPU per event. The rules
-(`attempts.apply_event`, `settle`, the call flow) take any object with the attributes they read
-(`attempts.AttemptFields`), so an ORM instance and a `PlainRow` serve alike; only the
-loading and the writing differ.
+(`attempts.apply_event`, `settle`, the call flow, the compliance facts) take any object with the
+attributes in `row_types`, so an ORM instance and a `PlainRow` serve alike; only the loading and
+the writing differ.
 
-A `PlainRow` records which attributes were set to a different value; `write_changes` sends
-those, with `updated_at` set to the caller's `now` where the table has it (what the ORM's
-`onupdate` did). Rows are written in id order under the locks their SELECT took.
+A `PlainRow` records which attributes were set to a different value; `write_changes` writes the
+changed rows, with `updated_at` set to the caller's `now` where the table has it (what the
+ORM's `onupdate` did), in id order under the locks their SELECT took.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class PlainRow:
     def __setattr__(self, name: str, value: Any) -> None:
         if name not in self.__dict__:  # every loaded column is there
             raise AttributeError(f"{type(self).__name__} has no column {name!r}")
-        if self.__dict__.get(name, _UNSET) != value:
+        if self.__dict__[name] != value:
             self.changed.add(name)
         self.__dict__[name] = value
 
@@ -79,8 +80,6 @@ class PlainRow:
             return []
         return await cls.load(s, one_of(s, cls.table.c.id, ids), lock=lock)
 
-
-_UNSET = object()
 
 
 async def write_changes(s: AsyncSession, rows: Sequence[PlainRow], now: datetime) -> int:
