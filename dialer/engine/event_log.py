@@ -29,6 +29,7 @@ from campaigns.db.dialects import one_of
 from campaigns.db.models import WebhookEvent
 from campaigns.db.types import naive_utc, utcnow
 from dialer.engine.events import URGENT_EVENTS, Envelope
+from dialer.engine.transactions import is_conflict
 
 if TYPE_CHECKING:
     from dialer.engine.transactions import WriterTurns
@@ -43,6 +44,7 @@ RECENT_MAX_BYTES = 64 * 1024 * 1024
 
 #: Times a batch of webhooks is stored when PostgreSQL rolls it back to break a deadlock.
 STORE_ATTEMPTS = 3
+
 
 class EventStore:
     """Group commit of incoming events: callers await `store`, one writer commits batches."""
@@ -167,8 +169,7 @@ class EventStore:
             try:
                 return await cls._insert_pg(conn, envs, now)
             except Exception as exc:
-                if attempt == STORE_ATTEMPTS or getattr(exc, "sqlstate", None) not in (
-                        "40P01", "40001"):
+                if attempt == STORE_ATTEMPTS or not is_conflict(exc):
                     raise
                 log.info("storing %d webhook events met a deadlock with another receiver: "
                          "storing them again", len(envs))

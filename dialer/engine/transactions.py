@@ -48,6 +48,12 @@ def _sqlstate(exc: BaseException) -> str | None:
     return None
 
 
+def is_conflict(exc: BaseException) -> bool:
+    """Whether the database rolled the work back to break a deadlock or a serialization
+    conflict with another transaction: run again, it succeeds."""
+    return _sqlstate(exc) in ("40P01", "40001")
+
+
 def is_outage(exc: BaseException) -> bool:
     """Whether `exc` says the database is (for now) unreachable or busy, so the same work can
     succeed later; False for data the database refuses and for bugs."""
