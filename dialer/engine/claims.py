@@ -141,10 +141,6 @@ async def claim(session: AsyncSession, campaign: Campaign, limit: int, now: date
             client_state=encode_client_state(AttemptRef(contact.id, attempt_no)),
             state=AttemptState.CREATED,
             created_at=now,
-            updated_at=now,
-            dial_sends=0,
-            voicemail_left=False,
-            message_played=False,
             claimed_by=instance_id,
             decision=decision.record,
         )))
@@ -158,7 +154,8 @@ async def claim(session: AsyncSession, campaign: Campaign, limit: int, now: date
         contact.updated_at = now
 
     if new_attempts:
-        # One INSERT .. RETURNING for the batch, ids in the order of the rows given.
+        # One INSERT .. RETURNING for the batch, ids in the order of the rows given (the
+        # columns' defaults fill the rest, as they did for ORM objects).
         a = cast(Table, CallAttempt.__table__)
         ids = (await session.scalars(
             insert(a).returning(a.c.id, sort_by_parameter_order=True),
