@@ -28,7 +28,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.bench_pacing import max_in_window, seed  # noqa: E402
-from bench.common import cpu_secs, free_port, postgres_cpu_secs, start_simulator  # noqa: E402
+from bench.common import (  # noqa: E402
+    cpu_secs,
+    free_port,
+    postgres_cpu_secs,
+    start_simulator,
+    tree_cpu_secs,
+)
 from campaigns.db.migrate import upgrade  # noqa: E402
 from dialer.telnyx.signatures import generate_keypair, public_key_from_private  # noqa: E402
 
@@ -107,7 +113,7 @@ async def run(pg: object, sim_url: str, sim_pid: int, public: str, engines: int,
                 stderr=subprocess.DEVNULL))
             await asyncio.sleep(1.0 if i else 0.0)  # engines join one after the other
         await asyncio.sleep(secs)
-        cpu = [cpu_secs(p.pid) for p in procs]
+        cpu = [tree_cpu_secs(p.pid) for p in procs]  # with its dial wire (and workers)
         missed = [await slots_missed(http, port) for port in ports]
         for p in procs:
             p.terminate()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
+import contextlib
 import json
 import math
 import os
@@ -30,6 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.common import cpu_secs, postgres_cpu_secs, queued_contacts, start_simulator  # noqa: E402
+from bench.traced_engine import load_trace, trace_wire  # noqa: E402
 from campaigns.db.engine import create_engine, session_factory  # noqa: E402
 from campaigns.db.migrate import upgrade  # noqa: E402
 from campaigns.db.models import Contact  # noqa: E402
@@ -101,26 +103,22 @@ async def run_rate(url: str, sim_url: str, sim_pid: int, public_key: str, rate: 
         async with http.get(sim_url + "/_simulator/stats") as r:
             stats0 = (await r.json())["data"]  # cumulative over the runs: report differences
         # When each dial leaves the engine (its send task starts the request), to tell the
-        # engine's spacing from the simulator's: a busy simulator stamps late requests together.
-        sent: list[float] = []
-        dial = engine.client.dial
+        # engine's spacing from the simulator's (a busy simulator stamps late requests
+        # together), and when its request was written to the socket: the wire's trace.
+        trace_file = str(Path(tempfile.mkdtemp(prefix="wire-")) / "sends.jsonl")
+        trace_wire(trace_file)
+        wire_cpu = 0.0
 
-        async def timed_dial(*a: Any, **kw: Any) -> Any:
-            sent.append(time.time())
-            return await dial(*a, **kw)
+        def engine_cpu() -> float:
+            """The engine's process and its dial wire's (while it runs)."""
+            nonlocal wire_cpu
+            pid = engine.dispatcher.wire.pid
+            if pid is not None:
+                with contextlib.suppress(OSError):
+                    wire_cpu = cpu_secs(pid)
+            return time.process_time() + wire_cpu
 
-        engine.client.dial = timed_dial  # type: ignore[method-assign]
-        # ... and when its request was written to the socket.
-        written: list[float] = []
-        trace = aiohttp.TraceConfig()
-
-        async def on_headers_sent(_s: Any, _c: Any, params: Any) -> None:
-            if params.method == "POST" and params.url.path.endswith("/calls"):
-                written.append(time.time())
-
-        trace.on_request_headers_sent.append(on_headers_sent)
-        engine.client.trace_configs = [trace]
-        cpu0, sim_cpu0, t0 = time.process_time(), cpu_secs(sim_pid), time.monotonic()
+        cpu0, sim_cpu0, t0 = engine_cpu(), cpu_secs(sim_pid), time.monotonic()
         pg_cpu0 = postgres_cpu_secs(pg_dir) if pg_dir else 0.0
         started_at = time.time()
         await engine.start()
@@ -130,15 +128,18 @@ async def run_rate(url: str, sim_url: str, sim_pid: int, public_key: str, rate: 
         # against the dials that arrived in that window (start-up and shutdown not counted).
         warmup = min(WARMUP_SECS, secs / 2)
         await asyncio.sleep(warmup)
-        steady0 = (time.process_time(), cpu_secs(sim_pid),
+        steady0 = (engine_cpu(), cpu_secs(sim_pid),
                    postgres_cpu_secs(pg_dir) if pg_dir else 0.0, time.time())
         await asyncio.sleep(secs - warmup)
-        steady1 = (time.process_time(), cpu_secs(sim_pid),
+        steady1 = (engine_cpu(), cpu_secs(sim_pid),
                    postgres_cpu_secs(pg_dir) if pg_dir else 0.0, time.time())
         workers_cpu = sum(cpu_secs(pid) for pid in workers) - workers_cpu0
         pg_cpu = postgres_cpu_secs(pg_dir) - pg_cpu0 if pg_dir else None
+        engine_cpu()  # the wire's CPU, read while it still runs
         await engine.shutdown()
-        cpu1, sim_cpu1, t1 = time.process_time(), cpu_secs(sim_pid), time.monotonic()
+        cpu1, sim_cpu1, t1 = engine_cpu(), cpu_secs(sim_pid), time.monotonic()
+        trace = load_trace(trace_file)
+        sent, written = trace["begun"], [at for at, _ in trace["written"]]
         async with http.get(sim_url + "/_simulator/calls") as r:
             calls = (await r.json())["data"][before:]
         async with http.get(sim_url + "/_simulator/stats") as r:

@@ -3,7 +3,7 @@
 The scheduler puts claimed attempts on the queue (per campaign); the dispatcher reserves slots
 for them from the schedules in the database (`pacer.SlotBook`: the account's and each
 campaign's, shared by every engine), pairs each slot with a dial, and the wire
-(`wire.DialWire`, a thread of its own) sends it in its slot. What came back goes to
+(`wire.DialWire`, a process of its own) sends it in its slot. What came back goes to
 `DialResults`, which records it.
 """
 
@@ -28,10 +28,10 @@ from dialer.engine.clock import Clock
 from dialer.engine.dnc_screen import DncScreen
 from dialer.engine.metrics import Metrics
 from dialer.engine.pacer import LocalSlot, SlotBook
+from dialer.engine.slots import burst_limit
 from dialer.engine.state import RunState
 from dialer.engine.transactions import Transactions
-from dialer.engine.wire import ArmedDial, DialWire, WireReport
-from dialer.telnyx.client import TelnyxClient
+from dialer.engine.wire import ArmedDial, DialWire, WireLost, WireReport, WireSettings
 from dialer.telnyx.dial import DialRequest, DialResult
 from dialer.telnyx.errors import (
     AuthenticationError,
@@ -191,13 +191,14 @@ def dial_request(job: DialJob, view: CampaignView, webhook_url: str) -> DialRequ
 class Dispatcher:
     """The reserver takes slots for the queued dials from the shared schedules (`SlotBook`, a
     transaction per batch, `SLOT_HORIZON_SECS` ahead) and gives each slot its dial at once; the
-    wire (`wire.DialWire`, its own thread) starts each dial in its slot. A dial that cannot start
+    wire (`wire.DialWire`, its own process) starts each dial in its slot. A dial that cannot start
     within `slots.SEND_TOLERANCE_SECS` of its slot gives the slot up and goes back to the queue;
     one whose campaign stopped running meanwhile is released."""
 
-    def __init__(self, *, queue: DialQueue, book: SlotBook, client: TelnyxClient,
+    def __init__(self, *, queue: DialQueue, book: SlotBook, wire: WireSettings,
                  tx: Transactions, state: RunState,
                  views: Callable[[int], CampaignView | None],
+                 running: Callable[[], Iterable[int]],
                  webhook_url: Callable[[], str], record: Callable[[DialOutcome], None],
                  metrics: Metrics, stats: Stats, clock: Clock) -> None:
         self.queue = queue
@@ -206,12 +207,12 @@ class Dispatcher:
         self.tx = tx
         self.state = state
         self._views = views
+        self._running = running
         self._webhook_url = webhook_url
         self._record = record
         self.metrics = metrics
         self.stats = stats
-        self.wire = DialWire(client, allowed=self._allowed, report=self._on_report,
-                             guard=book.guard, started=book.started)
+        self.wire = DialWire(wire, report=self._on_report)
         #: Dials given to the wire whose report has not come back, and the latest slot armed.
         self._armed = 0
         self._armed_until = 0.0
@@ -222,17 +223,30 @@ class Dispatcher:
         #: Slots given up because their dial could not start in time (a busy host).
         self.slots_missed = 0
 
+    async def start(self) -> None:
+        """Start the wire's process (before `run`)."""
+        await self.wire.start()
+        self.sync_allowed()
+
     async def run(self) -> None:
-        """The reserver until stopping (the wire runs on until `close`)."""
-        self.wire.start()
-        await self._reserver()
+        """The reserver until stopping, and the wire's reports until `close`."""
+        await asyncio.gather(self._reserver(), self._watch_wire())
+
+    async def _watch_wire(self) -> None:
+        try:
+            await self.wire.watch()
+        except WireLost:
+            # What it had armed may have been sent: left to recovery after the restart.
+            self._all_reported.set()
+            raise
 
     async def close(self) -> None:
         await self.wire.close()
 
-    def _allowed(self, campaign_id: int) -> bool:
-        """Whether a dial of this campaign may still start (read by the wire at its slot)."""
-        return self.state.claiming and self._views(campaign_id) is not None
+    def sync_allowed(self) -> None:
+        """Tell the wire which campaigns may still dial at their slots: the running ones, while
+        the engine claims (after each refresh of the campaigns and when claiming stops)."""
+        self.wire.allow(self.state.claiming, frozenset(self._running()))
 
     def _demand(self) -> dict[int, int]:
         """Dials waiting for a slot, per running campaign, up to what one horizon can serve."""
@@ -308,7 +322,8 @@ class Dispatcher:
         if armed:
             self._armed += len(armed)
             self._all_reported.clear()
-            self.wire.arm(armed)
+            self.sync_allowed()
+            self.wire.arm(armed, burst_limit(self.book.account_cps))
 
     def _on_report(self, report: WireReport) -> None:
         """What became of an armed dial (on the main loop)."""

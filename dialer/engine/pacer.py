@@ -1,16 +1,14 @@
-"""Dial pacing: slots reserved from the schedules in the database, and a local guard.
+"""Dial pacing: slots reserved from the schedules in the database.
 
 `SlotBook.reserve` takes, in one transaction, the slots that the queued dials need from the
 account's schedule and their campaigns' (`slots.plan`), on the database's clock, and turns them
 into this process's loop time. Every engine on the database, and every restart, continues the
 same schedules: no limit is kept only in one process's memory.
 
-Also here:
-- `AdaptiveRate`: after a 429 this engine asks for slots at a lower rate (and pushes the shared
-  schedule past the reset hint), then recovers 10% of the configured rate every 2 s;
-- the local guard: an asyncio-throttle `Throttler` of `slots.burst_limit(rate)` per 100 ms whose log
-  holds when each dial *started*. The schedule already spaces dials; the guard is the last line
-  should anything ever start dials closer together than their slots.
+Also here, `AdaptiveRate`: after a 429 this engine asks for slots at a lower rate (and pushes the
+shared schedule past the reset hint), then recovers 10% of the configured rate every 2 s. (The
+local guard, the last line should anything ever start dials closer together than their slots,
+is in the dial wire: `wire_child.StartStampedThrottler`.)
 """
 
 from __future__ import annotations
@@ -20,7 +18,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from asyncio_throttle import Throttler
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dialer.engine import slots as sl
@@ -40,16 +37,6 @@ MAX_POSTPONE_SECS = 5.0
 
 #: A step run first in a reservation's transaction: the demand to serve (campaign -> dials).
 Screen = Callable[[AsyncSession], Awaitable[dict[int, int]]]
-
-
-class StartStampedThrottler(Throttler):
-    """An asyncio-throttle `Throttler` whose log holds when each dial *started*, not when its
-    slot was granted: every later grant is checked against when dials really began."""
-
-    def started(self, at: float) -> None:
-        """The dial granted last started at `at` (time.monotonic())."""
-        if self._task_logs:
-            self._task_logs[-1] = max(self._task_logs[-1], at)
 
 
 @dataclass
@@ -115,8 +102,6 @@ class SlotBook:
         self._offset_rtt = math.inf
         self._offset_at = -math.inf
         self.reservations = 0
-        self._guard = StartStampedThrottler(rate_limit=sl.burst_limit(cps), period=0.1,
-                                            retry_interval=0.002)
 
     @property
     def rate(self) -> float:
@@ -126,22 +111,12 @@ class SlotBook:
     def follow_account(self, cps: float) -> None:
         """The lowest `--cps` of the live engines (heartbeats)."""
         cps = min(cps, self.own_cps)
-        if cps != self.account_cps:
-            self.account_cps = cps
-            self._guard = StartStampedThrottler(rate_limit=sl.burst_limit(cps), period=0.1,
-                                                retry_interval=0.002)
+        self.account_cps = cps
 
     def on_rate_limited(self, reset_secs: float | None) -> None:
         self.adaptive.on_rate_limited(time.monotonic(), reset_secs)
         self._postpone = max(self._postpone or 0.0,
                              min(reset_secs or 0.0, MAX_POSTPONE_SECS))
-
-    async def guard(self) -> None:
-        """The local last line: wait if dials would start too close together (normally not)."""
-        await self._guard.acquire()
-
-    def started(self) -> None:
-        self._guard.started(time.monotonic())
 
     async def reserve(self, demand: dict[int, int], horizon: float,
                       first: Screen | None = None) -> list[LocalSlot]:

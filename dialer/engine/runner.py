@@ -46,15 +46,12 @@ from dialer.engine.state import RunState
 from dialer.engine.store.instances import AccountLimits
 from dialer.engine.sweeps import Sweeps
 from dialer.engine.transactions import Transactions, describe
+from dialer.engine.wire import WireSettings
 from dialer.telnyx.client import TelnyxClient
 
 __all__ = ["PROCESS_SPACE", "CampaignView", "Engine", "EngineConfig", "run_engine"]
 
 log = logging.getLogger("dialer.engine")
-
-#: How long the dial wire starts nothing around a full garbage collection (every 10 minutes;
-#: ~0.1 s for an engine's heap here): those slots are given up rather than bunched after it.
-FULL_COLLECTION_HOLD_SECS = 0.5
 
 
 class Engine:
@@ -103,9 +100,11 @@ class Engine:
             max_concurrent=config.max_concurrent, per_number_cap=config.per_number_cap,
             clock=self.clock)
         self.dispatcher = Dispatcher(
-            queue=self.queue, book=self.book, client=self.client, tx=self.tx, state=self.state,
-            views=self.scheduler.view, webhook_url=lambda: self.webhook_url,
+            queue=self.queue, book=self.book, wire=WireSettings(config.api_url, config.api_key),
+            tx=self.tx, state=self.state, views=self.scheduler.view,
+            running=lambda: self.scheduler.campaigns.keys(), webhook_url=lambda: self.webhook_url,
             record=self.results.add, metrics=self.metrics, stats=self.stats, clock=self.clock)
+        self.scheduler.on_refreshed = self.dispatcher.sync_allowed
 
         # Periodic work and recovery.
         self.instances = Instances(self.tx, self.instance_id, config.cps, config.max_concurrent,
@@ -125,6 +124,7 @@ class Engine:
                              busy_in_memory=lambda: len(self.queue.tracked) + self.results.pending)
         self._tasks: list[asyncio.Task[None]] = []
         self._gc: asyncio.Task[None] | None = None
+        self._wire_started: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
         self.bound_port: int | None = None
 
@@ -153,12 +153,6 @@ class Engine:
             self.metrics.webhook_latency.observe(seconds)
         if report.get("store_failed"):
             self.store.store_failed()
-
-    async def _hold_dials(self) -> None:
-        """Before a full collection: no dial starts for a while (their slots are given up),
-        and those already starting get their requests written first."""
-        self.dispatcher.wire.hold(FULL_COLLECTION_HOLD_SECS)
-        await asyncio.sleep(0.05)
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -192,6 +186,9 @@ class Engine:
         with contextlib.suppress(Exception):
             await self.store.stop()
         with contextlib.suppress(Exception):
+            if self._wire_started is not None:
+                await self._wire_started
+        with contextlib.suppress(Exception):
             await self.dispatcher.close()
         with contextlib.suppress(Exception):
             await self.client.close()
@@ -200,6 +197,8 @@ class Engine:
 
     async def _start(self) -> None:
         await ensure_current(self.db)
+        # The dial wire's process starts (~0.4 s, mostly imports) while the rest starts.
+        self._wire_started = asyncio.create_task(self.dispatcher.start())
         if self.workers is not None:  # first: healthy means webhooks can reach where dials say
             await self.workers.start()
         # http_limits: header/body timeouts, connection cap, one-line logs of bad requests.
@@ -209,6 +208,7 @@ class Engine:
         await self.tx.retrying("heartbeat", self.instances.heartbeat)
         await self.recovery.recover()
         await self.recovery.resume_flows()
+        await self._wire_started
         for name, coro in [
             ("scheduler", self.scheduler.run()),
             ("dispatcher", self.dispatcher.run()),
@@ -217,12 +217,10 @@ class Engine:
             ("sweeps", self.sweeps.run()),
         ]:
             self._tasks.append(asyncio.create_task(self.guard(name, coro), name=name))
-        # Start-up's objects collected and frozen now, before the tasks (and the dial wire)
-        # run; then no long collector pauses while dials are due in their slots (every thread
-        # stops for a collection, the wire's included): short_gc.
+        # Start-up's objects collected and frozen now, before the tasks run; then no long
+        # collector pauses in the main loop (webhooks answered, call flows): short_gc.
         short_gc.settle()
-        self._gc = asyncio.create_task(
-            short_gc.keep_pauses_short(before_full=self._hold_dials), name="short-gc")
+        self._gc = asyncio.create_task(short_gc.keep_pauses_short(), name="short-gc")
         log.info("engine %s listening on %s:%s, webhooks at %s", self.instance_id,
                  self.config.host, self.bound_port, self.webhook_url)
 
@@ -238,6 +236,7 @@ class Engine:
     def stop_claiming(self) -> None:
         """No new claims from now on; a start-up waiting for the database gives up."""
         self.state.claiming = False
+        self.dispatcher.sync_allowed()
         self.request_stop()
 
     async def shutdown(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -54,6 +55,8 @@ class Scheduler:
         self.wakeup = asyncio.Event()
         self._short_of_channels = False
         self._tick_latency = 0.0
+        #: Called after each refresh of the running campaigns (the dial wire follows them).
+        self.on_refreshed: Callable[[], None] = lambda: None
 
     def follow_account(self, max_concurrent: int) -> None:
         """The lowest `--max-concurrent` of the live engines (heartbeats)."""
@@ -106,6 +109,7 @@ class Scheduler:
             self.queue.serve(c.id)
         self.campaigns = current
         self.queue.release_all(keep=lambda cid: cid in current)
+        self.on_refreshed()
         return {c.id: c for c in rows}
 
     async def _claim_tx(self, s: AsyncSession) -> list[DialJob]:

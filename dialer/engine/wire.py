@@ -1,43 +1,57 @@
-"""The dial wire: a thread with its own event loop that starts each dial in its slot.
+"""The dial wire: a process of its own (`wire_child`) that starts each dial in its slot.
 
-Why a thread: the engine's main loop also verifies webhooks, runs transactions and the call flow.
-A stretch of that work holds the loop for 5-30 ms at a time under load, and a dial that cannot
-start within `SEND_TOLERANCE_SECS` of its slot must give the slot up (late dials are never
-bunched). Measured at 300 dials/s on this project's 2-core benchmark machine, a 2 ms timer in the
-main loop woke more than 8 ms late 37% of the time, in a thread of the same process 6% of the
-time (docs/benchmarks.md, 2026-12-04): most slots were lost to the loop, not to the machine.
-The wire's loop does nothing but wait for slots and talk HTTP, and the interpreter switches
-threads every `SWITCH_INTERVAL_SECS` (2 ms), so a slot's timer gets the interpreter within
-about that while the main loop is busy.
+Why a process, not the engine's main loop or a thread of it: the main loop also verifies
+webhooks, runs transactions and the call flow, and a stretch of that work holds it (and the
+interpreter) for 5-30 ms at a time under load, while a dial that cannot start within
+`SEND_TOLERANCE_SECS` of its slot must give the slot up (late dials are never bunched).
+Measured on this project's 2-core benchmark machine (docs/benchmarks.md, 2026-12-04): at 300
+dials/s a 2 ms timer in the main loop woke more than 8 ms late 37% of the time, in a thread 6%;
+at 100 dials/s the wire's thread started 2.0% of the dials more than 8 ms late, a separate
+process 0.07%.
 
-The main loop decides everything: which dial takes which slot (`arm`), whether a dial may still
-go (`allowed`, read at the slot: a paused campaign or a stopping engine sends nothing more), and
-what a result means (`report`, called back on the main loop). The wire only keeps time and
-sends: it touches no database and no engine state.
+The main loop decides everything: which dial takes which slot (`arm`, the request built here),
+which campaigns may still dial (`allow`: the wire checks it at the slot, so a paused campaign or
+a stopping engine sends nothing more), and what a result means (`report`, called on the main
+loop). The wire only keeps time and sends: it touches no database and no engine state. If it
+dies while the engine runs, the engine stops (`WireLost`): what it had armed may or may not have
+been sent, and recovery settles that after the restart, as after a crash.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
+import logging
+import os
 import sys
-import threading
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
-from dialer.aio import loop_in_thread
 from dialer.engine.claims import DialJob
-from dialer.engine.slots import SEND_TOLERANCE_SECS
-from dialer.telnyx.client import TelnyxClient
+from dialer.engine.wire_child import (
+    ReportKind,
+    WireDial,
+    WireSettings,
+    frame,
+    read_frame,
+)
+from dialer.errors import DialerError
 from dialer.telnyx.dial import DialRequest, DialResult
 
-#: How often the interpreter lets another thread run (the default is 5 ms): the wire's timers
-#: wait at most about this long for a busy main thread, well within `SEND_TOLERANCE_SECS`.
-#: Shorter costs the main loop: measured at 100 calls/s with a script, the first words' p99
-#: was 3.2 s at 0.5 ms, 2.2 s at 2 ms, 2.1 s at 5 ms; at 300 dials/s 267 and 460 slots missed
-#: at 0.5 and 2 ms (docs/benchmarks.md, 2026-12-04).
-SWITCH_INTERVAL_SECS = 0.002
+__all__ = ["ArmedDial", "DialWire", "ReportKind", "WireLost", "WireReport", "WireSettings"]
+
+log = logging.getLogger("dialer.wire")
+
+#: The wire's process (a benchmark puts its own tracing one here).
+WIRE_COMMAND = [sys.executable, "-m", "dialer.engine.wire_child"]
+#: How long the wire's process may take to start, and to finish what it sends when closed.
+START_TIMEOUT_SECS = 30.0
+CLOSE_TIMEOUT_SECS = 20.0
+
+
+class WireLost(DialerError):
+    """The dial wire's process ended while the engine ran."""
 
 
 @dataclass(eq=False)
@@ -53,9 +67,6 @@ class ArmedDial:
     resend_deadline: float | None = None
 
 
-ReportKind = Literal["missed", "skipped", "expired", "sent"]
-
-
 @dataclass
 class WireReport:
     dial: ArmedDial
@@ -67,88 +78,103 @@ class WireReport:
 
 
 class DialWire:
-    def __init__(self, client: TelnyxClient, *, allowed: Callable[[int], bool],
-                 report: Callable[[WireReport], None], guard: Callable[[], Awaitable[None]],
-                 started: Callable[[], None]) -> None:
-        self._client = client
-        self._allowed = allowed
+    def __init__(self, settings: WireSettings, *,
+                 report: Callable[[WireReport], None]) -> None:
+        self._settings = settings
         self._report_main = report
-        #: The local burst guard (awaited in this loop) and its "a dial started now".
-        self._guard = guard
-        self._started = started
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._main: asyncio.AbstractEventLoop | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        #: No dial starts before this (time.monotonic()): see `hold`.
-        self._held_until = 0.0
+        self._proc: asyncio.subprocess.Process | None = None
+        self._tokens = itertools.count(1)
+        #: What was armed and not reported yet, by token.
+        self._armed: dict[int, ArmedDial] = {}
+        self._allowed: tuple[bool, frozenset[int]] | None = None
+        self._closing = False
+        self._closed = asyncio.Event()
 
-    def start(self) -> None:
-        """Start the thread (from the main loop) and wait until its loop runs."""
-        self._main = asyncio.get_running_loop()
-        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_SECS))
-        # The standard loop: its time() is time.monotonic(), the slots' clock.
-        self._loop, self._thread = loop_in_thread("dial-wire")
+    @property
+    def pid(self) -> int | None:
+        """The wire's process, while it runs."""
+        return self._proc.pid if self._proc is not None and self._proc.returncode is None else None
 
-    def arm(self, dials: list[ArmedDial]) -> None:
-        """Send each dial in its slot (thread-safe)."""
-        if dials and self._loop is not None:
-            self._loop.call_soon_threadsafe(self._arm, dials)
+    async def start(self) -> None:
+        """Start the wire's process and wait until it is ready to send."""
+        self._proc = proc = await asyncio.create_subprocess_exec(
+            *WIRE_COMMAND, str(os.getpid()),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=2**26)
+        assert proc.stdout is not None
+        self._write(self._settings)
+        try:
+            ready = await asyncio.wait_for(read_frame(proc.stdout), START_TIMEOUT_SECS)
+        except (asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            raise WireLost("the dial wire's process did not start") from exc
+        if ready != ("ready",):
+            raise WireLost(f"the dial wire's process said {ready!r} at start")
+
+    async def watch(self) -> None:
+        """Take the reports until the wire is closed; `WireLost` if its process ends before."""
+        proc = self._proc
+        assert proc is not None and proc.stdout is not None
+        try:
+            while True:
+                try:
+                    message = await read_frame(proc.stdout)
+                except asyncio.IncompleteReadError:
+                    break
+                if message[0] == "report":
+                    _, token, kind, result, error = message
+                    dial = self._armed.pop(token)
+                    self._report_main(WireReport(dial, kind, result, error))
+                elif message[0] == "closed":
+                    break
+        finally:
+            self._closed.set()
+        if not self._closing:
+            code = await proc.wait()
+            raise WireLost(f"the dial wire's process ended (exit code {code}) with "
+                           f"{len(self._armed)} dial(s) armed")
+
+    def allow(self, claiming: bool, running: frozenset[int]) -> None:
+        """Which campaigns may dial at their slots (sent only when it changed)."""
+        if (claiming, running) != self._allowed:
+            self._allowed = (claiming, running)
+            self._write(("allow", claiming, running))
+
+    def arm(self, dials: list[ArmedDial], burst_limit: int) -> None:
+        """Send each dial in its slot; no more than `burst_limit` start in any 100 ms."""
+        loop = asyncio.get_running_loop()
+        armed = []
+        for dial in dials:
+            try:
+                request = dial.request()
+            except Exception as exc:  # the main loop tells what it means, as for a send's
+                loop.call_soon(self._report_main, WireReport(dial, "sent", error=exc))
+                continue
+            token = next(self._tokens)
+            self._armed[token] = dial
+            armed.append(WireDial(token, dial.job.campaign_id, request, dial.at,
+                                  dial.resend_deadline))
+        if armed:
+            self._write(("arm", burst_limit, armed))
 
     async def close(self) -> None:
-        """Stop the thread once what it sends has finished (callers wait for that first)."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None or not thread.is_alive():
+        """Stop the process once what it sends has finished (callers wait for that first)."""
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
             return
-        done = asyncio.run_coroutine_threadsafe(self._client.close(), loop)
-        await asyncio.wrap_future(done)
-        loop.call_soon_threadsafe(loop.stop)
-        await asyncio.to_thread(thread.join, 10)
-        self._loop = None
-
-    # ---------------------------------------------------------------- in the wire's thread
-    def _arm(self, dials: list[ArmedDial]) -> None:
-        loop = asyncio.get_running_loop()
-        for dial in dials:
-            loop.call_at(dial.at, self._fire, dial)
-
-    def _fire(self, dial: ArmedDial) -> None:
-        task = asyncio.get_running_loop().create_task(self._send(dial))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _send(self, dial: ArmedDial) -> None:
-        # Checked in the task that writes the request, not a loop turn earlier: the less time
-        # between the check and the write, the less a late write can bunch.
-        loop = asyncio.get_running_loop()
-        if not self._allowed(dial.job.campaign_id):
-            return self._report(WireReport(dial, "skipped"))
-        if loop.time() - dial.at > SEND_TOLERANCE_SECS or loop.time() < self._held_until:
-            return self._report(WireReport(dial, "missed"))
-        await self._guard()
-        if loop.time() - dial.at > SEND_TOLERANCE_SECS:  # the guard held it back
-            return self._report(WireReport(dial, "missed"))
-        window = None
-        if dial.resend_deadline is not None:
-            window = dial.resend_deadline - loop.time()
-            if window <= 0:
-                return self._report(WireReport(dial, "expired"))
-        self._started()
+        self._closing = True
+        with contextlib.suppress(ConnectionError):
+            self._write(("close",))
+            assert proc.stdin is not None
+            await proc.stdin.drain()
         try:
-            result = await self._client.dial(dial.request(), resend_window_secs=window)
-        except Exception as exc:  # the main loop tells what it means
-            return self._report(WireReport(dial, "sent", error=exc))
-        self._report(WireReport(dial, "sent", result=result))
+            await asyncio.wait_for(proc.wait(), CLOSE_TIMEOUT_SECS)
+        except asyncio.TimeoutError:
+            log.error("the dial wire's process did not stop: killing it")
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
 
-    def hold(self, secs: float) -> None:
-        """Start no dial for `secs` (thread-safe): their slots are given up, as late ones are.
-        For a full garbage collection, which stops this thread too: a dial checked just before
-        it would be written after it, late, next to the dials after it."""
-        self._held_until = time.monotonic() + secs
-
-    def _report(self, report: WireReport) -> None:
-        assert self._main is not None
-        try:
-            self._main.call_soon_threadsafe(self._report_main, report)
-        except RuntimeError:  # the main loop is closed: the engine is gone
-            pass
+    def _write(self, message: object) -> None:
+        assert self._proc is not None and self._proc.stdin is not None
+        self._proc.stdin.write(frame(message))

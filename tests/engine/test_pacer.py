@@ -16,7 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dialer.engine import slots as sl
-from dialer.engine.pacer import AdaptiveRate, StartStampedThrottler
+from dialer.engine.pacer import AdaptiveRate
+from dialer.engine.wire_child import StartStampedThrottler
 
 pytestmark = pytest.mark.fast
 

@@ -1,6 +1,5 @@
 """Short collector pauses (`dialer.short_gc`): survivors frozen each period, everything
-collected at the full rhythm, garbage cycles still reclaimed; the dial wire held around a full
-collection."""
+collected at the full rhythm, garbage cycles still reclaimed."""
 
 from __future__ import annotations
 
@@ -12,8 +11,6 @@ import weakref
 import pytest
 
 from dialer import short_gc
-from dialer.engine.claims import DialJob
-from dialer.engine.wire import ArmedDial, DialWire, WireReport
 
 pytestmark = pytest.mark.fast
 
@@ -72,50 +69,3 @@ async def test_before_full_is_awaited_before_each_full_collection() -> None:
         assert 1 <= len(held) <= 4
     finally:
         gc.unfreeze()
-
-
-class _Client:
-    def __init__(self) -> None:
-        self.sent: list[str] = []
-
-    async def dial(self, request: object, *, resend_window_secs: float | None = None) -> str:
-        self.sent.append(str(request))
-        return "ok"
-
-    async def close(self) -> None:
-        pass
-
-
-async def test_a_held_wire_gives_its_slots_up_and_sends_after() -> None:
-    """Around a full collection the dial wire starts nothing: a dial checked just before the
-    pause would be written after it, next to the dials after it."""
-    reports: list[WireReport] = []
-    got = asyncio.Event()
-
-    def report(r: WireReport) -> None:
-        reports.append(r)
-        got.set()
-
-    async def guard() -> None:
-        return None
-
-    client = _Client()
-    wire = DialWire(client, allowed=lambda cid: True, report=report,  # type: ignore[arg-type]
-                    guard=guard, started=lambda: None)
-    wire.start()
-    try:
-        def armed(n: int) -> ArmedDial:
-            job = DialJob(n, 1, n, 1, "+14155550100", f"cmd-{n}", "state")
-            return ArmedDial(job, lambda: f"dial-{n}", time.monotonic() + 0.01)  # type: ignore[arg-type,return-value]
-
-        wire.hold(0.2)
-        wire.arm([armed(1)])
-        await asyncio.wait_for(got.wait(), 2)
-        assert [r.kind for r in reports] == ["missed"] and client.sent == []
-        await asyncio.sleep(0.25)
-        got.clear()
-        wire.arm([armed(2)])
-        await asyncio.wait_for(got.wait(), 2)
-        assert [r.kind for r in reports] == ["missed", "sent"] and client.sent == ["dial-2"]
-    finally:
-        await wire.close()

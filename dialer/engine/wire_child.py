@@ -1,0 +1,238 @@
+"""The dial wire's own process: it starts each dial in its slot, and does nothing else.
+
+    python -m dialer.engine.wire_child PARENT_PID
+
+Why a process: a dial that cannot start within `SEND_TOLERANCE_SECS` (8 ms) of its slot gives
+the slot up, and in the engine's process the wire waited for the interpreter. The engine's main
+thread verifies webhooks, runs transactions and the call flow; a thread of the same process gets
+the interpreter only when that work lets go of it. Measured at 100 dials/s on this project's
+2-core benchmark machine (docs/benchmarks.md, 2026-12-04): the wire's thread started 2.0% of the
+dials more than 8 ms after their slots (given up: 95.8% of the rate), while a separate process
+timing the same slots in the same run woke more than 8 ms late 0.07% of the time. The engine's
+full garbage collections no longer stop the wire either.
+
+Protocol (pickled frames, each a 4-byte length and the pickle, on stdin and stdout; only between
+the engine and the child it started): the engine sends `WireSettings`, the child answers
+`("ready",)`; then the engine sends `("arm", burst_limit, [WireDial, ...])`,
+`("allow", claiming, running_campaign_ids)` and `("close",)`, and the child answers
+`("report", token, kind, result, error)` for every dial armed. When its stdin closes without
+`close` (the engine was killed), the child exits at once and starts nothing more; it is also
+killed with its parent (Linux: `PR_SET_PDEATHSIG`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import gc
+import logging
+import os
+import pickle
+import signal
+import struct
+import sys
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from asyncio_throttle import Throttler
+
+from dialer.engine.slots import SEND_TOLERANCE_SECS
+from dialer.telnyx.client import TelnyxClient
+from dialer.telnyx.dial import DialRequest
+
+log = logging.getLogger("dialer.wire")
+
+_HEADER = struct.Struct("!I")
+#: Linux's prctl option: the signal the child gets when its parent dies.
+_PR_SET_PDEATHSIG = 1
+
+ReportKind = Literal["missed", "skipped", "expired", "sent"]
+
+
+@dataclass(frozen=True)
+class WireSettings:
+    api_url: str
+    api_key: str
+
+
+@dataclass(frozen=True)
+class WireDial:
+    """A dial given its slot, as the child needs it."""
+
+    token: int
+    campaign_id: int
+    request: DialRequest
+    #: The slot, in `time.monotonic()` seconds (one clock for every process of the host).
+    at: float
+    #: A re-sent dial (after a crash) must reach Telnyx before this monotonic time.
+    resend_deadline: float | None = None
+
+
+def frame(message: Any) -> bytes:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return _HEADER.pack(len(data)) + data
+
+
+async def read_frame(reader: asyncio.StreamReader) -> Any:
+    """The next message; `asyncio.IncompleteReadError` when the other side has gone."""
+    (size,) = _HEADER.unpack(await reader.readexactly(_HEADER.size))
+    return pickle.loads(await reader.readexactly(size))
+
+
+class StartStampedThrottler(Throttler):
+    """An asyncio-throttle `Throttler` whose log holds when each dial *started*, not when its
+    slot was granted: every later grant is checked against when dials really began."""
+
+    def started(self, at: float) -> None:
+        """The dial granted last started at `at` (time.monotonic())."""
+        if self._task_logs:
+            self._task_logs[-1] = max(self._task_logs[-1], at)
+
+
+def _portable(error: BaseException) -> BaseException:
+    """The error as the engine can receive it (the client's errors pickle; anything else is
+    described)."""
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:
+        return RuntimeError(f"{type(error).__name__}: {error}")
+    return error
+
+
+class Sender:
+    """Keeps each armed dial's time and sends it: the checks at its slot (still allowed, not too
+    late, the local burst guard) and the request. The engine decides everything else."""
+
+    def __init__(self, client: TelnyxClient, write: Any) -> None:
+        self._client = client
+        self._write = write
+        self._burst_limit = 0
+        #: The local last line: no more than `burst_limit` dials start in any 100 ms.
+        self._guard = StartStampedThrottler(rate_limit=1, period=0.1, retry_interval=0.002)
+        self._claiming = True
+        self._running: frozenset[int] = frozenset()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def allow(self, claiming: bool, running: frozenset[int]) -> None:
+        self._claiming, self._running = claiming, running
+
+    def arm(self, burst_limit: int, dials: list[WireDial]) -> None:
+        if burst_limit != self._burst_limit:
+            self._burst_limit = burst_limit
+            self._guard = StartStampedThrottler(rate_limit=burst_limit, period=0.1,
+                                                retry_interval=0.002)
+        loop = asyncio.get_running_loop()
+        for dial in dials:
+            loop.call_at(dial.at, self._fire, dial)
+
+    async def wait_sent(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _fire(self, dial: WireDial) -> None:
+        task = asyncio.get_running_loop().create_task(self._send(dial))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _report(self, dial: WireDial, kind: ReportKind, result: Any = None,
+                error: BaseException | None = None) -> None:
+        self._write(("report", dial.token, kind, result, error))
+
+    async def _send(self, dial: WireDial) -> None:
+        # Checked in the task that writes the request, not a loop turn earlier: the less time
+        # between the check and the write, the less a late write can bunch.
+        loop = asyncio.get_running_loop()
+        if not (self._claiming and dial.campaign_id in self._running):
+            return self._report(dial, "skipped")
+        if loop.time() - dial.at > SEND_TOLERANCE_SECS:
+            return self._report(dial, "missed")
+        guard = self._guard
+        await guard.acquire()
+        if loop.time() - dial.at > SEND_TOLERANCE_SECS:  # the guard held it back
+            return self._report(dial, "missed")
+        window = None
+        if dial.resend_deadline is not None:
+            window = dial.resend_deadline - loop.time()
+            if window <= 0:
+                return self._report(dial, "expired")
+        guard.started(loop.time())
+        try:
+            result = await self._client.dial(dial.request, resend_window_secs=window)
+        except Exception as exc:  # the engine tells what it means
+            return self._report(dial, "sent", error=_portable(exc))
+        self._report(dial, "sent", result=result)
+
+
+async def serve(parent_pid: int, out_fd: int) -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=2**26)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
+                                 os.fdopen(0, "rb", buffering=0))
+    transport, protocol = await loop.connect_write_pipe(
+        asyncio.streams.FlowControlMixin, os.fdopen(out_fd, "wb", buffering=0))
+    writer = asyncio.StreamWriter(transport, protocol, None, loop)
+
+    def write(message: Any) -> None:
+        writer.write(frame(message))
+
+    try:
+        settings: WireSettings = await read_frame(reader)
+    except asyncio.IncompleteReadError:
+        return
+    client = TelnyxClient(settings.api_url, settings.api_key)
+    sender = Sender(client, write)
+    # What start-up allocated is never collected again: the collections while dials are due
+    # walk only what is new (short pauses).
+    gc.collect()
+    gc.freeze()
+    write(("ready",))
+    while True:
+        try:
+            message = await read_frame(reader)
+        except asyncio.IncompleteReadError:
+            # The engine is gone (killed): start nothing more, whatever is armed.
+            os._exit(0)
+        kind = message[0]
+        if kind == "arm":
+            sender.arm(message[1], message[2])
+        elif kind == "allow":
+            sender.allow(message[1], message[2])
+        elif kind == "close":
+            await sender.wait_sent()
+            await client.close()
+            write(("closed",))
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+            return
+        else:  # pragma: no cover - the engine sends only the above
+            log.error("dial wire: unknown message %r", kind)
+
+
+def _die_with(parent_pid: int) -> None:
+    """Killed when the engine dies, even before its pipe's end is noticed (Linux)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:  # it died before the line above
+        os._exit(0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    parent_pid = int(args[-1])
+    _die_with(parent_pid)
+    # Frames go out on a copy of stdout; stdout itself goes to stderr, so a stray print can
+    # never break a frame.
+    out_fd = os.dup(1)
+    os.dup2(2, 1)
+    # The engine stops the wire with `close`; a Ctrl-C at the terminal reaches the whole
+    # process group, and the engine decides.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(serve(parent_pid, out_fd))
+
+
+if __name__ == "__main__":
+    main()
