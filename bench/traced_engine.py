@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 _sends: list[tuple[float, str]] = []
-#: When each armed dial's send task began (wall clock).
+#: When each dial's request was handed to the client (wall clock): sent, not given up.
 _begun: list[float] = []
 #: How late each armed dial's send began after its slot (seconds), missed ones included.
 _lateness: list[float] = []
@@ -61,11 +61,17 @@ def _traced_init(original: Any) -> Any:
 def _timed_send(original: Any) -> Any:
     """Where the wire decides (its send task's first step): how late after the slot."""
     async def send(self: Any, dial: Any) -> None:
-        _begun.append(time.time())
         _lateness.append(time.monotonic() - dial.at)
         _slots[dial.request.command_id] = dial.at
         await original(self, dial)
     return send
+
+
+def _stamped_dial(original: Any) -> Any:
+    async def dial(self: Any, *a: Any, **kw: Any) -> Any:
+        _begun.append(time.time())
+        return await original(self, *a, **kw)
+    return dial
 
 
 def _dump(path: str) -> None:
@@ -89,7 +95,8 @@ def trace_wire(out: str) -> None:
 
 def load_trace(out: str) -> dict[str, Any]:
     """What a traced wire wrote when it closed: `written` (socket writes, wall clock, with
-    their command_ids), `begun` (send tasks' starts), `late` and `spread` (seconds)."""
+    their command_ids), `begun` (requests handed to the client), `late` (each armed dial's
+    check after its slot) and `spread` (slot to write), in seconds."""
     sends = [json.loads(line) for line in Path(out).read_text().splitlines()]
     return {"written": [(s["at"], s["command_id"]) for s in sends],
             **{k: json.loads(Path(out + "." + k).read_text())
@@ -102,6 +109,8 @@ def _run_wire(out: str, parent_pid: str) -> None:
 
     client_module.TelnyxClient.__init__ = _traced_init(  # type: ignore[method-assign]
         client_module.TelnyxClient.__init__)
+    client_module.TelnyxClient.dial = _stamped_dial(  # type: ignore[method-assign]
+        client_module.TelnyxClient.dial)
     wire_child.Sender._send = _timed_send(wire_child.Sender._send)  # type: ignore[method-assign]
     atexit.register(_dump, out)
     wire_child.main([parent_pid])
