@@ -11,12 +11,15 @@ import signal
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from campaigns.db.migrate import upgrade
 from dialer.engine.claims import DialJob
+from dialer.engine.runner import Engine, EngineConfig
 from dialer.engine.wire import ArmedDial, DialWire, WireLost, WireReport, WireSettings
 from dialer.telnyx.dial import DialRequest
 from dialer.telnyx.errors import InvalidRequest
@@ -194,3 +197,23 @@ async def test_an_engine_whose_wire_died_learns_it(telnyx: Telnyx) -> None:
     os.kill(w._proc.pid, signal.SIGKILL)
     with pytest.raises(WireLost, match="exit code -9"):
         await asyncio.wait_for(watching, 10)
+
+
+async def test_an_engine_stops_as_crashed_when_its_wire_dies(tmp_path: Path) -> None:
+    """Dials it had armed may have been sent: the engine does not run on without knowing; it
+    stops (exit 1, a supervisor restarts it) and recovery settles them after the restart."""
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    upgrade(url)
+    engine = Engine(EngineConfig(database_url=url,
+                                 api_url="http://127.0.0.1:9/v2", api_key="k", public_key=None,
+                                 insecure_webhooks=True, port=0))
+    await engine.start()
+    try:
+        pid = engine.dispatcher.wire.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        await asyncio.wait_for(engine.state.stopping.wait(), 10)
+        assert engine.crashed is not None and "dial wire" in engine.crashed
+        assert engine.health()["status"] == "stopping"
+    finally:
+        await engine.shutdown()
