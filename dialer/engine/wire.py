@@ -86,9 +86,10 @@ class DialWire:
         self._tokens = itertools.count(1)
         #: What was armed and not reported yet, by token.
         self._armed: dict[int, ArmedDial] = {}
-        self._allowed: tuple[bool, frozenset[int]] | None = None
+        #: Which campaigns may dial (claiming, running ids): as last set, and as last sent.
+        self._allowed: tuple[bool, frozenset[int]] = (True, frozenset())
+        self._allowed_sent: tuple[bool, frozenset[int]] | None = None
         self._closing = False
-        self._closed = asyncio.Event()
 
     @property
     def pid(self) -> int | None:
@@ -110,35 +111,39 @@ class DialWire:
             raise WireLost("the dial wire's process did not start") from exc
         if ready != ("ready",):
             raise WireLost(f"the dial wire's process said {ready!r} at start")
+        self._send_allowed()
 
     async def watch(self) -> None:
         """Take the reports until the wire is closed; `WireLost` if its process ends before."""
         proc = self._proc
         assert proc is not None and proc.stdout is not None
-        try:
-            while True:
-                try:
-                    message = await read_frame(proc.stdout)
-                except asyncio.IncompleteReadError:
-                    break
-                if message[0] == "report":
-                    _, token, kind, result, error = message
-                    dial = self._armed.pop(token)
-                    self._report_main(WireReport(dial, kind, result, error))
-                elif message[0] == "closed":
-                    break
-        finally:
-            self._closed.set()
+        while True:
+            try:
+                message = await read_frame(proc.stdout)
+            except asyncio.IncompleteReadError:
+                break
+            if message[0] == "report":
+                _, token, kind, result, error = message
+                dial = self._armed.pop(token)
+                self._report_main(WireReport(dial, kind, result, error))
+            elif message[0] == "closed":
+                break
         if not self._closing:
             code = await proc.wait()
             raise WireLost(f"the dial wire's process ended (exit code {code}) with "
                            f"{len(self._armed)} dial(s) armed")
 
     def allow(self, claiming: bool, running: frozenset[int]) -> None:
-        """Which campaigns may dial at their slots (sent only when it changed)."""
-        if (claiming, running) != self._allowed:
-            self._allowed = (claiming, running)
-            self._write(("allow", claiming, running))
+        """Which campaigns may dial at their slots (sent when it changed; kept until the
+        process runs if it does not yet)."""
+        self._allowed = (claiming, running)
+        if self.pid is not None:
+            self._send_allowed()
+
+    def _send_allowed(self) -> None:
+        if self._allowed != self._allowed_sent:
+            self._allowed_sent = self._allowed
+            self._write(("allow", *self._allowed))
 
     def arm(self, dials: list[ArmedDial], burst_limit: int) -> None:
         """Send each dial in its slot; no more than `burst_limit` start in any 100 ms."""

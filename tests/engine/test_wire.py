@@ -217,3 +217,20 @@ async def test_an_engine_stops_as_crashed_when_its_wire_dies(tmp_path: Path) -> 
         assert engine.health()["status"] == "stopping"
     finally:
         await engine.shutdown()
+
+
+async def test_what_may_dial_can_be_set_before_the_wire_runs(telnyx: Telnyx) -> None:
+    """An engine told to stop while it starts (or a refresh before the wire is up) sets it
+    early; the wire's process gets it when it is ready."""
+    reports = Reports()
+    w = DialWire(WireSettings(telnyx.url, "key"), report=reports)
+    w.allow(True, frozenset({1}))
+    await w.start()
+    watching = asyncio.create_task(w.watch())
+    try:
+        w.arm([armed(1, time.monotonic() + 0.05)], burst_limit=5)
+        await reports.wait_for(1)
+        assert reports.kinds() == {"cmd-1": "sent"}
+    finally:
+        await w.close()
+        await watching
