@@ -109,7 +109,11 @@ class Receiver:
         return result, web.Response(body=body, status=status, content_type="application/json")
 
     async def healthz(self, request: web.Request) -> web.Response:
-        return web.json_response(self.health())
+        """200 with the engine's status; 503 while it is still starting (webhooks are already
+        received then, but nothing is dialed yet)."""
+        health = self.health()
+        return web.json_response(health, status=503 if health.get("status") == "starting"
+                                 else 200)
 
     async def metrics_view(self, request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(self.metrics.registry),

@@ -125,6 +125,8 @@ class Engine:
         self._tasks: list[asyncio.Task[None]] = []
         self._gc: asyncio.Task[None] | None = None
         self._wire_started: asyncio.Task[None] | None = None
+        #: Every task runs (dialing included): `/healthz` says "starting" until then.
+        self._running = False
         self._runner: web.AppRunner | None = None
         self.bound_port: int | None = None
 
@@ -196,9 +198,9 @@ class Engine:
             await self.db.dispose()
 
     async def _start(self) -> None:
-        await ensure_current(self.db)
         # The dial wire's process starts (~0.4 s, mostly imports) while the rest starts.
         self._wire_started = asyncio.create_task(self.dispatcher.start())
+        await ensure_current(self.db)
         if self.workers is not None:  # first: healthy means webhooks can reach where dials say
             await self.workers.start()
         # http_limits: header/body timeouts, connection cap, one-line logs of bad requests.
@@ -221,6 +223,7 @@ class Engine:
         # collector pauses in the main loop (webhooks answered, call flows): short_gc.
         short_gc.settle()
         self._gc = asyncio.create_task(short_gc.keep_pauses_short(), name="short-gc")
+        self._running = True
         log.info("engine %s listening on %s:%s, webhooks at %s", self.instance_id,
                  self.config.host, self.bound_port, self.webhook_url)
 
@@ -283,7 +286,7 @@ class Engine:
             self.request_stop()
 
     def health(self) -> dict[str, Any]:
-        status = "ok"
+        status = "ok" if self._running else "starting"
         if self.workers is not None and self.workers.alive < self.workers.count:
             status = "degraded"  # a webhook worker is down (being started again)
         if self.state.crashed:
