@@ -32,7 +32,7 @@ import pickle
 import signal
 import struct
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from asyncio_throttle import Throttler
@@ -53,7 +53,7 @@ ReportKind = Literal["missed", "skipped", "expired", "sent"]
 @dataclass(frozen=True)
 class WireSettings:
     api_url: str
-    api_key: str
+    api_key: str = field(repr=False)  # never in a log line
 
 
 @dataclass(frozen=True)
