@@ -62,7 +62,7 @@ def _timed_send(original: Any) -> Any:
     """Where the wire decides (its send task's first step): how late after the slot."""
     async def send(self: Any, dial: Any) -> None:
         _lateness.append(time.monotonic() - dial.at)
-        _slots[dial.request.command_id] = dial.at
+        _slots[dial.command_id] = dial.at
         await original(self, dial)
     return send
 
@@ -109,8 +109,8 @@ def _run_wire(out: str, parent_pid: str) -> None:
 
     client_module.TelnyxClient.__init__ = _traced_init(  # type: ignore[method-assign]
         client_module.TelnyxClient.__init__)
-    client_module.TelnyxClient.dial = _stamped_dial(  # type: ignore[method-assign]
-        client_module.TelnyxClient.dial)
+    client_module.TelnyxClient.dial_encoded = _stamped_dial(  # type: ignore[method-assign]
+        client_module.TelnyxClient.dial_encoded)
     wire_child.Sender._send = _timed_send(wire_child.Sender._send)  # type: ignore[method-assign]
     atexit.register(_dump, out)
     wire_child.main([parent_pid])

@@ -37,6 +37,7 @@ from dialer.engine.wire_child import (
     read_frame,
 )
 from dialer.errors import DialerError
+from dialer.telnyx.client import encode_dial
 from dialer.telnyx.dial import DialRequest, DialResult
 
 __all__ = ["ArmedDial", "DialWire", "ReportKind", "WireLost", "WireReport", "WireSettings"]
@@ -123,8 +124,12 @@ class DialWire:
             except asyncio.IncompleteReadError:
                 break
             if message[0] == "report":
-                _, token, kind, result, error = message
+                _, token, kind, sent, error = message
                 dial = self._armed.pop(token)
+                result = None
+                if sent is not None:
+                    cc, leg, session, client_state, sends = sent
+                    result = DialResult(cc, leg, session, client_state, raw={}, sends=sends)
                 self._report_main(WireReport(dial, kind, result, error))
             elif message[0] == "closed":
                 break
@@ -152,13 +157,14 @@ class DialWire:
         for dial in dials:
             try:
                 request = dial.request()
+                body = encode_dial(request)
             except Exception as exc:  # the main loop tells what it means, as for a send's
                 loop.call_soon(self._report_main, WireReport(dial, "sent", error=exc))
                 continue
             token = next(self._tokens)
             self._armed[token] = dial
-            armed.append(WireDial(token, dial.job.campaign_id, request, dial.at,
-                                  dial.resend_deadline))
+            armed.append(WireDial(token, dial.job.campaign_id, body, request.command_id,
+                                  dial.at, dial.resend_deadline))
         if armed:
             self._write(("arm", burst_limit, armed))
 

@@ -41,6 +41,12 @@ log = logging.getLogger(__name__)
 _USER_AGENT = "campaign-dialer/0.1 (+aiohttp)"
 
 
+def encode_dial(req: DialRequest) -> bytes:
+    """The body `TelnyxClient.dial` sends for `req` (validated first: raises as `dial` would)."""
+    req.validate()
+    return _dumps(req.to_body())
+
+
 def _dumps(body: Mapping[str, Any]) -> bytes:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
@@ -200,9 +206,14 @@ class TelnyxClient:
         """Place a call. Re-sends (same bytes) only when `req.command_id` is set; see module doc.
         `resend_window_secs` shortens the re-send window for this dial (a dial re-sent after a
         crash: Telnyx's 60 s command_id memory started with the first send, long ago)."""
-        req.validate()
-        data = _dumps(req.to_body())
-        resendable = req.command_id is not None
+        return await self.dial_encoded(encode_dial(req), req.command_id,
+                                       resend_window_secs=resend_window_secs)
+
+    async def dial_encoded(self, data: bytes, command_id: str | None, *,
+                           resend_window_secs: float | None = None) -> DialResult:
+        """`dial` of a request already validated and encoded (`encode_dial`): the dial wire
+        gets its requests ready-made from the engine."""
+        resendable = command_id is not None
         window = self.resend_window_secs
         if resend_window_secs is not None:
             window = min(window, resend_window_secs)
@@ -226,7 +237,7 @@ class TelnyxClient:
                     raise
                 maybe_delivered = maybe_delivered or not isinstance(exc, NotSent)
                 log.warning("dial %s: %s; re-sending (send %d of at most %d)",
-                            req.command_id, exc, sends + 1, self.max_dial_sends)
+                            command_id, exc, sends + 1, self.max_dial_sends)
                 await asyncio.sleep(delay)
                 continue
             if "call_control_id" not in result:
