@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -103,7 +104,8 @@ async def main() -> None:
     finally:
         sim.terminate()
         sim.wait(timeout=10)
-        pg.stop()
+        pg.cleanup()  # its data directory too (~115 MB a run)
+        shutil.rmtree(tmp, ignore_errors=True)
     samples = sorted(actions.FIRST_WORDS_SECS)
     n = len(samples)
 
