@@ -147,6 +147,7 @@ class SlotBook:
 
     async def _reserve(self, s: AsyncSession, demand: dict[int, int], horizon: float,
                        first: Screen | None) -> tuple[list[sl.Slot], float | None]:
+        screened_at = time.monotonic()
         if first is not None:
             demand = await first(s)
             if not demand:
@@ -174,6 +175,9 @@ class SlotBook:
             own[cid] = (sl.Schedule(rows[sl.campaign_key(cid)].tat, cps, self.spread)
                         if cps and math.isfinite(cps) and cps > 0 else None)
         lead = max(MIN_LEAD_SECS, 1.5 * self._latency)
+        # No slot later than `horizon` after the DNC check above: a number listed more than that
+        # (plus the send tolerance) before a dial starts is never dialed (docs/engine.md).
+        horizon = max(0.0, horizon - lead - (read_at - screened_at))
         planned = sl.plan(now + lead, account, own, demand, horizon)
         if planned:
             rows[sl.ACCOUNT].tat = account.tat
