@@ -1,5 +1,6 @@
 """Garbage collection without long pauses, for the processes that keep time: the engine (its
-dial wire starts each dial in its slot) and the simulator (it stamps each dial on arrival).
+main loop answers webhooks and drives call flows) and the simulator (it stamps each dial on
+arrival). The dial wire is a process of its own and freezes its start-up once.
 
 A full CPython collection walks every tracked object with every thread stopped. Measured at
 100 dials/s with two engines (docs/benchmarks.md): 12-18 ms pauses in an engine, 50-60 ms in
@@ -19,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
-from collections.abc import Awaitable, Callable
 
 #: How often the young generations are collected and their survivors frozen.
 PERIOD_SECS = 1.0
@@ -29,23 +29,19 @@ FULL_EVERY_SECS = 600.0
 
 def settle() -> None:
     """Collect everything now and freeze it: at the end of a start-up, before anything that
-    keeps time runs (the engine calls it before its dial wire starts)."""
+    keeps time runs (the engine calls it before its tasks start)."""
     gc.collect()
     gc.freeze()
 
 
-async def keep_pauses_short(period: float = PERIOD_SECS, full_every: float = FULL_EVERY_SECS,
-                            before_full: Callable[[], Awaitable[None]] | None = None) -> None:
+async def keep_pauses_short(period: float = PERIOD_SECS,
+                            full_every: float = FULL_EVERY_SECS) -> None:
     """Run for the life of the process (cancel to stop); call `settle()` first, where the
-    start-up ends. `before_full` is awaited before each full collection (the engine holds its
-    dial wire: no dial may be between its slot's check and its write while every thread
-    stops)."""
+    start-up ends."""
     last_full = time.monotonic()
     while True:
         await asyncio.sleep(period)
         if time.monotonic() - last_full >= full_every:
-            if before_full is not None:
-                await before_full()
             gc.unfreeze()
             settle()
             last_full = time.monotonic()

@@ -57,20 +57,3 @@ async def test_young_cycles_are_collected_between_freezes() -> None:
         task.cancel()
     finally:
         gc.unfreeze()
-
-
-async def test_before_full_is_awaited_before_each_full_collection() -> None:
-    held: list[float] = []
-
-    async def hold() -> None:
-        held.append(time.monotonic())
-
-    gc.unfreeze()
-    try:
-        task = asyncio.create_task(short_gc.keep_pauses_short(
-            period=0.02, full_every=0.1, before_full=hold))
-        await asyncio.sleep(0.35)
-        task.cancel()
-        assert 1 <= len(held) <= 4
-    finally:
-        gc.unfreeze()
