@@ -87,7 +87,9 @@ async def test_three_engines_one_killed_one_added(pg_url: str, tmp_path: Path,
     assert "Traceback" not in logs, logs[-5000:]
     # With each engine its own URL the killed engine's last webhooks are lost: reconciliation
     # finishes those calls (as failed: lost_webhook) instead of the ledger's outcome.
-    await audit(pg_url, cid, calls, amd="disabled", max_attempts=2, allow_losses=not shared_url)
+    figures = await audit(pg_url, cid, calls, amd="disabled", max_attempts=2,
+                          allow_losses=not shared_url)
+    print(f"  {figures.line()}")
     ordered = sorted(calls, key=lambda c: c["dialed_at"])
     close = [(round(b["dialed_at"] - a["dialed_at"], 4), a["webhook_url"][-30:],
               b["webhook_url"][-30:], a["to"], b["to"])
