@@ -40,6 +40,7 @@ from asyncio_throttle import Throttler
 from dialer.engine.slots import SEND_TOLERANCE_SECS
 from dialer.telnyx.client import TelnyxClient
 from dialer.telnyx.dial import DialResult
+from dialer.telnyx.errors import SlotMissed
 
 log = logging.getLogger("dialer.wire")
 
@@ -167,8 +168,11 @@ class Sender:
                 return self._report(dial, "expired")
         guard.started(loop.time())
         try:
-            result = await self._client.dial_encoded(dial.body, dial.command_id,
-                                                     resend_window_secs=window)
+            result = await self._client.dial_encoded(
+                dial.body, dial.command_id, resend_window_secs=window,
+                write_by=dial.at + SEND_TOLERANCE_SECS)
+        except SlotMissed:  # checked again at the socket write: this core was taken meanwhile
+            return self._report(dial, "missed")
         except Exception as exc:  # the engine tells what it means
             return self._report(dial, "sent", error=_portable(exc))
         self._report(dial, "sent", result=result)

@@ -20,6 +20,8 @@ from typing import Any, Self
 from urllib.parse import quote
 
 import aiohttp
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.payload import BytesPayload
 from yarl import URL
 
 from dialer.telnyx.dial import CallStatus, DialRequest, DialResult
@@ -30,6 +32,7 @@ from dialer.telnyx.errors import (
     NotSent,
     OutcomeUnknown,
     ServerError,
+    SlotMissed,
     TelnyxError,
     error_from_response,
 )
@@ -70,6 +73,38 @@ def _check_client_state(client_state: str | None) -> None:
             errors=[ApiError("10002", "Invalid parameter", "must be valid Base-64",
                              "/client_state")],
         ) from None
+
+
+class _TooLate(Exception):
+    """Raised inside aiohttp by `_WrittenBy`: the body was not written."""
+
+
+class _WrittenBy(BytesPayload):
+    """A request body written only while the event loop's clock is at most `deadline`.
+
+    The check runs in the same step as the socket write (aiohttp hands the body and the
+    buffered headers to the transport right after it, with no await between), so a process
+    that loses its core between the dial wire's check at the slot and the write cannot send
+    late: the bytes go out within the tolerance or not at all (`SlotMissed`)."""
+
+    def __init__(self, value: bytes, deadline: float) -> None:
+        super().__init__(value, content_type="application/json")
+        self.deadline = deadline
+        self.too_late = False
+
+    def _check(self) -> None:
+        if asyncio.get_running_loop().time() > self.deadline:
+            self.too_late = True
+            raise _TooLate
+
+    async def write(self, writer: AbstractStreamWriter) -> None:
+        self._check()
+        await super().write(writer)
+
+    async def write_with_length(self, writer: AbstractStreamWriter,
+                                content_length: int | None) -> None:
+        self._check()
+        await super().write_with_length(writer, content_length)
 
 
 def _set(**fields: Any) -> dict[str, Any]:
@@ -148,10 +183,11 @@ class TelnyxClient:
     # --- transport -----------------------------------------------------------------------------
 
     async def _send(
-        self, method: str, path: str, data: bytes | None
+        self, method: str, path: str, data: bytes | _WrittenBy | None
     ) -> tuple[int, Mapping[str, str], bytes]:
         """One HTTP exchange; a connection that could not be made becomes `NotSent`, a timeout or
-        a connection lost once the request may have been written `OutcomeUnknown`."""
+        a connection lost once the request may have been written `OutcomeUnknown`, a body
+        past its deadline (`_WrittenBy`) `SlotMissed`."""
         what = f"{method} {path}"
         url = URL(self.api_url + path, encoded=True)
         started = time.monotonic()
@@ -166,6 +202,9 @@ class TelnyxClient:
         except TimeoutError:
             raise OutcomeUnknown(f"Telnyx {what} timed out", status=None) from None
         except aiohttp.ClientError as exc:
+            if isinstance(data, _WrittenBy) and data.too_late:
+                raise SlotMissed(f"Telnyx {what} not sent: past its deadline when due to be "
+                                 "written", status=None) from None
             detail = str(exc) or type(exc).__name__
             raise OutcomeUnknown(f"Telnyx {what} failed: {detail}", status=None) from None
         log.debug("%s -> %d in %.0f ms", what, status, (time.monotonic() - started) * 1000)
@@ -210,9 +249,11 @@ class TelnyxClient:
                                        resend_window_secs=resend_window_secs)
 
     async def dial_encoded(self, data: bytes, command_id: str | None, *,
-                           resend_window_secs: float | None = None) -> DialResult:
+                           resend_window_secs: float | None = None,
+                           write_by: float | None = None) -> DialResult:
         """`dial` of a request already validated and encoded (`encode_dial`): the dial wire
-        gets its requests ready-made from the engine."""
+        gets its requests ready-made from the engine. `write_by` (the event loop's clock): the
+        first send's bytes are written by then or not at all (`SlotMissed`, nothing sent)."""
         resendable = command_id is not None
         window = self.resend_window_secs
         if resend_window_secs is not None:
@@ -224,8 +265,13 @@ class TelnyxClient:
         while True:
             sends += 1
             try:
-                status, headers, raw = await self._send("POST", "/calls", data)
+                body: bytes | _WrittenBy = data
+                if write_by is not None and sends == 1:
+                    body = _WrittenBy(data, write_by)
+                status, headers, raw = await self._send("POST", "/calls", body)
                 result = self._parse("POST", "/calls", status, headers, raw)
+            except SlotMissed:
+                raise  # nothing sent: the caller takes a new slot, no re-send here
             except (ServerError, NetworkError) as exc:
                 delay = self.resend_backoff_secs * 2 ** (sends - 1)
                 elapsed = time.monotonic() - first_sent

@@ -23,6 +23,7 @@ __all__ = [
     "NetworkError",
     "RateLimited",
     "ServerError",
+    "SlotMissed",
     "TelnyxError",
     "error_from_response",
     "parse_errors",
@@ -113,6 +114,12 @@ class NetworkError(TelnyxError):
 class NotSent(NetworkError):
     """The request never left: the connection could not be made (refused, DNS, TLS, connect
     timeout). Nothing happened at Telnyx, so it is safe to send again (or give up) at once."""
+
+
+class SlotMissed(NotSent):
+    """A dial's slot had passed by more than its tolerance when its bytes were about to be
+    written (`dial_encoded(write_by=...)`): nothing was written, nothing reached Telnyx; the
+    caller takes a new slot instead of sending late (a late dial would bunch with the next)."""
 
 
 class OutcomeUnknown(NetworkError):

@@ -26,8 +26,10 @@ from dialer.telnyx.errors import (
     OutcomeUnknown,
     RateLimited,
     ServerError,
+    SlotMissed,
     TelnyxError,
 )
+from dialer.telnyx.client import encode_dial
 from tests.openapi import schema_errors
 from tests.telnyx.test_dial_fields import FULL
 
@@ -396,6 +398,76 @@ async def test_refused_after_a_timeout_is_an_unknown_outcome(fake: FakeTelnyx) -
         c._send = send  # type: ignore[method-assign]
         with pytest.raises(OutcomeUnknown):
             await c.dial(req(command_id="c"))
+
+
+# --- a dial written by its deadline or not at all ---------------------------------------------
+
+async def test_dial_written_by_its_deadline_is_sent_as_usual(
+    fake: FakeTelnyx, client: TelnyxClient
+) -> None:
+    loop = asyncio.get_running_loop()
+    body = encode_dial(req(command_id="on-time"))
+    result = await client.dial_encoded(body, "on-time", write_by=loop.time() + 5)
+    assert result.call_control_id == CCID and result.sends == 1
+    assert [s.body for s in fake.seen] == [body]
+    assert fake.seen[0].headers["Content-Type"] == "application/json"
+
+
+async def test_dial_past_its_deadline_at_the_write_sends_no_byte() -> None:
+    """The deadline is checked when the bytes are due on the socket, not when the dial
+    starts: a dial that waited for the only pooled connection past it is never written (the
+    server sees the first request only), and the connection still serves the next dial."""
+    received: list[bytes] = []
+    first_done = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionError) as exc:
+                partial = getattr(exc, "partial", b"")
+                if partial:  # a request cut short: bytes were written
+                    received.append(b"partial:" + partial)
+                return
+            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length")))
+            body = await reader.readexactly(length)
+            received.append(body)
+            if len(received) == 1:
+                await asyncio.sleep(0.3)  # holds the client's only connection
+                first_done.set()
+            answer = json.dumps({"data": {"call_control_id": CCID}}).encode()
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(answer), answer))
+            await writer.drain()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    loop = asyncio.get_running_loop()
+    try:
+        async with TelnyxClient(f"http://127.0.0.1:{port}/v2", API_KEY,
+                                max_connections=1) as c:
+            first = asyncio.create_task(c.dial_encoded(b'{"n":1}', "one"))
+            await asyncio.sleep(0.05)
+            with pytest.raises(SlotMissed) as info:
+                await c.dial_encoded(b'{"n":2}', "two", write_by=loop.time() + 0.1)
+            assert isinstance(info.value, NotSent)
+            assert (await first).sends == 1
+            await asyncio.sleep(0.1)
+            assert received == [b'{"n":1}']
+            third = await c.dial_encoded(b'{"n":3}', "three", write_by=loop.time() + 5)
+            assert third.sends == 1 and received == [b'{"n":1}', b'{"n":3}']
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_missed_deadline_is_never_resent(fake: FakeTelnyx, client: TelnyxClient) -> None:
+    loop = asyncio.get_running_loop()
+    with pytest.raises(SlotMissed):
+        await client.dial_encoded(b"{}", "late", write_by=loop.time() - 0.001)
+    await asyncio.sleep(0.05)
+    assert fake.seen == []
 
 
 # --- re-sends ----------------------------------------------------------------------------------
