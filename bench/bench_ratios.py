@@ -3,7 +3,9 @@
 Each measurement is taken beside a baseline of the same kind, one after the other:
 
 - a trivial aiohttp server (reads the body, answers 200) under the same raw HTTP client: its CPU
-  per request and its requests/s;
+  per request and its requests/s as fast as it answers, and its CPU per request when the
+  requests come paced at 30 and at 300 per second like the dials (reported beside, as
+  `..._paced_...`: a paced request cannot share its wake-up with others);
 - the engine dialing busy calls (dial + ~3.5 webhooks each) at 30 and at 300 calls/s on
   PostgreSQL against the simulator: engine, simulator and PostgreSQL CPU per call, the achieved
   rate and the worst 1 s / 100 ms windows at the simulator;
@@ -20,6 +22,7 @@ import also runs at 1,000,000 rows (peak RSS flat in the number of rows).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
@@ -77,6 +80,62 @@ def trivial_server(bodies: list[tuple[bytes, dict[str, str]]], concurrency: int
         return {"requests_per_s": len(bodies) / elapsed,
                 "cpu_us_per_request": 1e6 * (cpu_secs(server.pid) - cpu0) / len(bodies),
                 "p99_ms": 1000 * lat[int(0.99 * len(lat)) - 1]}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+async def drive_paced(port: int, bodies: list[tuple[bytes, dict[str, str]]], rate: float,
+                      secs: float) -> int:
+    """Post one body every 1/`rate` s for `secs` over 8 keep-alive connections (the dials'
+    own cadence); returns how many were answered."""
+    requests = [
+        b"".join([f"POST /webhooks/telnyx HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                  f"Content-Length: {len(body)}\r\n".encode(),
+                  *(f"{k}: {v}\r\n".encode() for k, v in headers.items()), b"\r\n", body])
+        for body, headers in bodies]
+    pool: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+    for _ in range(8):
+        pool.put_nowait(await asyncio.open_connection("127.0.0.1", port))
+    loop = asyncio.get_running_loop()
+    done = 0
+
+    async def one(request: bytes) -> None:
+        nonlocal done
+        reader, writer = await pool.get()
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(int(line[15:]) for line in head.split(b"\r\n")
+                      if line[:15].lower() == b"content-length:")
+        await reader.readexactly(length)
+        pool.put_nowait((reader, writer))
+        done += 1
+
+    t0, tasks = loop.time(), []
+    for i in range(int(rate * secs)):
+        await asyncio.sleep(max(0.0, t0 + i / rate - loop.time()))
+        tasks.append(asyncio.create_task(one(requests[i % len(requests)])))
+    await asyncio.gather(*tasks)
+    while not pool.empty():
+        pool.get_nowait()[1].close()
+    return done
+
+
+def trivial_paced(bodies: list[tuple[bytes, dict[str, str]]], rate: float, secs: float
+                  ) -> dict[str, float]:
+    """The trivial server's CPU per request when requests come at a paced rate, as the dials
+    do, instead of as fast as it answers: the fixed cost of waking up for each one is then not
+    shared by a batch (a fairer baseline for a paced engine; reported beside the other)."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-c", TRIVIAL_SERVER, str(port)],
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        wait_for_port(port)
+        aio.run(drive(port, bodies[:500], 8))  # warm up
+        cpu0 = cpu_secs(server.pid)
+        n = aio.run(drive_paced(port, bodies, rate, secs))
+        return {"rate": rate, "requests": n,
+                "cpu_us_per_request": 1e6 * (cpu_secs(server.pid) - cpu0) / n}
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -226,6 +285,8 @@ def main() -> None:
         if "trivial" in only:
             log("trivial aiohttp server")
             raw["trivial"] = trivial_server(bodies, 64)
+            for rate in (30.0, 300.0):
+                raw[f"trivial_paced_{int(rate)}"] = trivial_paced(bodies, rate, secs / 3)
         if "dial" in only:
             for rate in (30.0, 300.0):
                 log(f"dialing busy calls at {rate:g}/s for {secs:g} s")
@@ -252,6 +313,11 @@ def main() -> None:
         print(json.dumps(raw, default=float))
 
 
+def paced(raw: dict[str, Any], rate: int) -> float | None:
+    got = raw.get(f"trivial_paced_{rate}")
+    return float(got["cpu_us_per_request"]) if got else None
+
+
 def compute_ratios(raw: dict[str, Any]) -> dict[str, float | None]:
     def r(x: float | None, y: float | None, digits: int = 2) -> float | None:
         return None if x is None or not y else round(x / y, digits)
@@ -270,6 +336,13 @@ def compute_ratios(raw: dict[str, Any]) -> dict[str, float | None]:
             r(d30 and d30["engine_cpu_us_per_call"], trivial_us, 1),
         "engine_cpu_per_call_30cps_vs_300cps":
             r(d30 and d30["engine_cpu_us_per_call"], d300 and d300["engine_cpu_us_per_call"]),
+        # Against the trivial server answering requests paced like the dials (see
+        # `trivial_paced`): reported beside the ratios above, not instead of them.
+        "engine_cpu_per_call_vs_trivial_request_paced_300":
+            r(d300 and d300["engine_cpu_us_per_call"], paced(raw, 300), 1),
+        "engine_cpu_per_call_30cps_vs_trivial_request_paced_30":
+            r(d30 and d30["engine_cpu_us_per_call"], paced(raw, 30), 1),
+        "trivial_request_paced_30_vs_300": r(paced(raw, 30), paced(raw, 300)),
         "simulator_vs_engine_cpu_per_call":
             r(d300 and d300["simulator_cpu_us_per_call"], d300 and d300["engine_cpu_us_per_call"]),
         # The rows the import stored, per second of the CLI's wall time, against COPY of them.

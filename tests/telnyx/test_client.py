@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import BaseTestServer, TestServer
 
-from dialer.telnyx.client import TelnyxClient
+from dialer.telnyx.client import TelnyxClient, encode_dial
 from dialer.telnyx.dial import CallStatus, DialRequest
 from dialer.telnyx.errors import (
     AuthenticationError,
@@ -29,7 +29,6 @@ from dialer.telnyx.errors import (
     SlotMissed,
     TelnyxError,
 )
-from dialer.telnyx.client import encode_dial
 from tests.openapi import schema_errors
 from tests.telnyx.test_dial_fields import FULL
 
