@@ -15,6 +15,7 @@ import binascii
 import json
 import logging
 import time
+import weakref
 from collections.abc import Mapping
 from typing import Any, Self
 from urllib.parse import quote
@@ -80,30 +81,42 @@ class _TooLate(Exception):
 
 
 class _WrittenBy(BytesPayload):
-    """A request body written only while the event loop's clock is at most `deadline`.
+    """A request body written only while the event loop's clock is at most `deadline`, on a
+    connection that has carried a request before.
 
     The check runs in the same step as the socket write (aiohttp hands the body and the
     buffered headers to the transport right after it, with no await between), so a process
     that loses its core between the dial wire's check at the slot and the write cannot send
-    late: the bytes go out within the tolerance or not at all (`SlotMissed`)."""
+    late: the bytes go out within the tolerance or not at all (`SlotMissed`). The first request
+    on a new connection is written whatever the time: aiohttp closes a connection whose request
+    failed, so refusing it would throw away the connection it just made, and against a server
+    whose handshake takes longer than the tolerance (TLS to Telnyx) no dial could ever be
+    written. Connections are kept alive, so this is the start and the pool's growth only."""
 
-    def __init__(self, value: bytes, deadline: float) -> None:
+    def __init__(self, value: bytes, deadline: float,
+                 used: weakref.WeakSet[asyncio.BaseTransport]) -> None:
         super().__init__(value, content_type="application/json")
         self.deadline = deadline
         self.too_late = False
+        #: The transports that carried a request of this client already.
+        self._used = used
 
-    def _check(self) -> None:
-        if asyncio.get_running_loop().time() > self.deadline:
+    def _check(self, writer: AbstractStreamWriter) -> None:
+        transport = getattr(writer, "transport", None)
+        if transport is None:
+            return
+        if transport in self._used and asyncio.get_running_loop().time() > self.deadline:
             self.too_late = True
             raise _TooLate
+        self._used.add(transport)
 
     async def write(self, writer: AbstractStreamWriter) -> None:
-        self._check()
+        self._check(writer)
         await super().write(writer)
 
     async def write_with_length(self, writer: AbstractStreamWriter,
                                 content_length: int | None) -> None:
-        self._check()
+        self._check(writer)
         await super().write_with_length(writer, content_length)
 
 
@@ -149,6 +162,8 @@ class TelnyxClient:
         #: One session per event loop: the engine dials from its own thread's loop (see
         #: `dialer.engine.wire`) and sends call actions from the main loop with this client.
         self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
+        #: Connections (their transports) that carried a dial already (`_WrittenBy`).
+        self._used_transports: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
 
     def __repr__(self) -> str:
         return f"TelnyxClient(api_url={self.api_url!r})"
@@ -253,7 +268,8 @@ class TelnyxClient:
                            write_by: float | None = None) -> DialResult:
         """`dial` of a request already validated and encoded (`encode_dial`): the dial wire
         gets its requests ready-made from the engine. `write_by` (the event loop's clock): the
-        first send's bytes are written by then or not at all (`SlotMissed`, nothing sent)."""
+        first send's bytes are written by then or not at all (`SlotMissed`, nothing sent),
+        unless it is the first request on a new connection (see `_WrittenBy`)."""
         resendable = command_id is not None
         window = self.resend_window_secs
         if resend_window_secs is not None:
@@ -267,7 +283,7 @@ class TelnyxClient:
             try:
                 body: bytes | _WrittenBy = data
                 if write_by is not None and sends == 1:
-                    body = _WrittenBy(data, write_by)
+                    body = _WrittenBy(data, write_by, self._used_transports)
                 status, headers, raw = await self._send("POST", "/calls", body)
                 result = self._parse("POST", "/calls", status, headers, raw)
             except SlotMissed:

@@ -446,7 +446,8 @@ async def test_dial_past_its_deadline_at_the_write_sends_no_byte() -> None:
     try:
         async with TelnyxClient(f"http://127.0.0.1:{port}/v2", API_KEY,
                                 max_connections=1) as c:
-            first = asyncio.create_task(c.dial_encoded(b'{"n":1}', "one"))
+            first = asyncio.create_task(c.dial_encoded(b'{"n":1}', "one",
+                                                       write_by=loop.time() + 5))
             await asyncio.sleep(0.05)
             with pytest.raises(SlotMissed) as info:
                 await c.dial_encoded(b'{"n":2}', "two", write_by=loop.time() + 0.1)
@@ -463,10 +464,25 @@ async def test_dial_past_its_deadline_at_the_write_sends_no_byte() -> None:
 
 async def test_a_missed_deadline_is_never_resent(fake: FakeTelnyx, client: TelnyxClient) -> None:
     loop = asyncio.get_running_loop()
+    first = encode_dial(req(command_id="warm"))
+    await client.dial_encoded(first, "warm", write_by=loop.time() + 5)  # opens the connection
     with pytest.raises(SlotMissed):
-        await client.dial_encoded(b"{}", "late", write_by=loop.time() - 0.001)
+        await client.dial_encoded(encode_dial(req(command_id="late")), "late",
+                                  write_by=loop.time() - 0.001)
     await asyncio.sleep(0.05)
-    assert fake.seen == []
+    assert [s.body for s in fake.seen] == [first]
+
+
+async def test_the_first_dial_on_a_new_connection_is_written_even_when_late(
+    fake: FakeTelnyx, client: TelnyxClient
+) -> None:
+    """Refusing it would close the connection it just opened (aiohttp closes a connection whose
+    request failed): against a server whose handshake takes longer than the tolerance, no dial
+    would ever go out."""
+    loop = asyncio.get_running_loop()
+    body = encode_dial(req(command_id="cold"))
+    result = await client.dial_encoded(body, "cold", write_by=loop.time() - 1)
+    assert result.sends == 1 and [s.body for s in fake.seen] == [body]
 
 
 # --- re-sends ----------------------------------------------------------------------------------
