@@ -100,7 +100,8 @@ class Engine:
             max_concurrent=config.max_concurrent, per_number_cap=config.per_number_cap,
             clock=self.clock)
         self.dispatcher = Dispatcher(
-            queue=self.queue, book=self.book, wire=WireSettings(config.api_url, config.api_key),
+            queue=self.queue, book=self.book,
+            wire=WireSettings(config.api_url, config.api_key, config.cps),
             tx=self.tx, state=self.state, views=self.scheduler.view,
             running=lambda: self.scheduler.campaigns.keys(), webhook_url=lambda: self.webhook_url,
             record=self.results.add, metrics=self.metrics, stats=self.stats, clock=self.clock)

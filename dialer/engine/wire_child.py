@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 from asyncio_throttle import Throttler
 
-from dialer.engine.slots import SEND_TOLERANCE_SECS
+from dialer.engine.slots import SEND_TOLERANCE_SECS, burst_limit
 from dialer.telnyx.client import TelnyxClient
 from dialer.telnyx.dial import DialResult
 from dialer.telnyx.errors import SlotMissed
@@ -58,6 +58,8 @@ ResultTuple = tuple[str, str | None, str | None, str | None, int]
 class WireSettings:
     api_url: str
     api_key: str = field(repr=False)  # never in a log line
+    #: The account's dials per second: connections for them are opened as the wire starts.
+    account_cps: float | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,15 @@ def _portable(error: BaseException) -> BaseException:
     return error
 
 
+#: After this long without a dial armed, the pool's connections may have closed (aiohttp closes
+#: idle ones after 30 s): the next dials open them ahead again.
+POOL_IDLE_SECS = 20.0
+#: Connections opened ahead per dial allowed in 100 ms: about half a second of dials in flight
+#: (half as many again each time a dial still had to open one).
+CONNECTIONS_PER_BURST = 5
+MAX_CONNECTIONS_AHEAD = 256
+
+
 class Sender:
     """Keeps each armed dial's time and sends it: the checks at its slot (still allowed, not too
     late, the local burst guard) and the request. The engine decides everything else."""
@@ -119,6 +130,12 @@ class Sender:
         self._claiming = True
         self._running: frozenset[int] = frozenset()
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Opening connections ahead (see `arm`), and when dials were last armed.
+        self._warming: asyncio.Task[int] | None = None
+        self._last_armed = float("-inf")
+        #: Connections last opened ahead, and the client's count of dials that had to open one.
+        self._ahead = 0
+        self._new_connection_dials = 0
 
     def allow(self, claiming: bool, running: frozenset[int]) -> None:
         self._claiming, self._running = claiming, running
@@ -129,8 +146,39 @@ class Sender:
             self._guard = StartStampedThrottler(rate_limit=burst_limit, period=0.1,
                                                 retry_interval=0.002)
         loop = asyncio.get_running_loop()
+        paused = loop.time() - self._last_armed > POOL_IDLE_SECS
+        grew = self._client.new_connection_dials > self._new_connection_dials
+        if (paused or grew) and self._warming is None:
+            # The first dials, the first after a pause, or a dial that had to open a connection
+            # (the pool is smaller than the dials in flight): connections are opened while the
+            # slots are still a reservation's lead ahead, so no dial waits for a handshake (TLS
+            # to Telnyx) in its slot and arrives late by it (`TelnyxClient.open_connections`).
+            self._ahead = min(MAX_CONNECTIONS_AHEAD, max(
+                CONNECTIONS_PER_BURST * burst_limit,
+                self._ahead * 3 // 2 if grew and not paused else 0))
+            self._new_connection_dials = self._client.new_connection_dials
+            self._warming = loop.create_task(self._client.open_connections(self._ahead))
+            self._warming.add_done_callback(self._warmed)
+        self._last_armed = loop.time()
         for dial in dials:
             loop.call_at(dial.at, self._fire, dial)
+
+    def warm(self, account_cps: float) -> None:
+        """Open connections for the account's rate as the wire starts (before the first dials,
+        so their slots find the handshakes done)."""
+        self._ahead = min(MAX_CONNECTIONS_AHEAD, CONNECTIONS_PER_BURST * burst_limit(account_cps))
+        self._warming = asyncio.get_running_loop().create_task(
+            self._client.open_connections(self._ahead))
+        self._warming.add_done_callback(self._warmed)
+
+    def _warmed(self, task: asyncio.Task[int]) -> None:
+        self._warming = None
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("dial wire: connections not opened ahead: %s", task.exception())
+
+    def stop_warming(self) -> None:
+        if self._warming is not None:
+            self._warming.cancel()
 
     async def wait_sent(self) -> None:
         while self._tasks:
@@ -196,6 +244,8 @@ async def serve(parent_pid: int, out_fd: int) -> None:
         return
     client = TelnyxClient(settings.api_url, settings.api_key)
     sender = Sender(client, write)
+    if settings.account_cps:
+        sender.warm(settings.account_cps)
     # What start-up allocated is never collected again: the collections while dials are due
     # walk only what is new (short pauses).
     gc.collect()
@@ -213,6 +263,7 @@ async def serve(parent_pid: int, out_fd: int) -> None:
         elif kind == "allow":
             sender.allow(message[1], message[2])
         elif kind == "close":
+            sender.stop_warming()
             await sender.wait_sent()
             await client.close()
             write(("closed",))

@@ -80,9 +80,19 @@ class _TooLate(Exception):
     """Raised inside aiohttp by `_WrittenBy`: the body was not written."""
 
 
+class _Connections:
+    """The connections (their transports) that carried a dial or were opened ahead, and how many
+    dials went out on a connection opened for them (`new_connection_dials`: the pool was too
+    small for the dials in flight)."""
+
+    def __init__(self) -> None:
+        self.known: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
+        self.new_connection_dials = 0
+
+
 class _WrittenBy(BytesPayload):
     """A request body written only while the event loop's clock is at most `deadline`, on a
-    connection that has carried a request before.
+    connection that has carried a request before or was opened ahead (`open_connections`).
 
     The check runs in the same step as the socket write (aiohttp hands the body and the
     buffered headers to the transport right after it, with no await between), so a process
@@ -93,22 +103,23 @@ class _WrittenBy(BytesPayload):
     whose handshake takes longer than the tolerance (TLS to Telnyx) no dial could ever be
     written. Connections are kept alive, so this is the start and the pool's growth only."""
 
-    def __init__(self, value: bytes, deadline: float,
-                 used: weakref.WeakSet[asyncio.BaseTransport]) -> None:
+    def __init__(self, value: bytes, deadline: float, connections: _Connections) -> None:
         super().__init__(value, content_type="application/json")
         self.deadline = deadline
         self.too_late = False
-        #: The transports that carried a request of this client already.
-        self._used = used
+        self._connections = connections
 
     def _check(self, writer: AbstractStreamWriter) -> None:
         transport = getattr(writer, "transport", None)
         if transport is None:
             return
-        if transport in self._used and asyncio.get_running_loop().time() > self.deadline:
+        if transport not in self._connections.known:
+            self._connections.known.add(transport)
+            self._connections.new_connection_dials += 1
+            return
+        if asyncio.get_running_loop().time() > self.deadline:
             self.too_late = True
             raise _TooLate
-        self._used.add(transport)
 
     async def write(self, writer: AbstractStreamWriter) -> None:
         self._check(writer)
@@ -162,8 +173,9 @@ class TelnyxClient:
         #: One session per event loop: the engine dials from its own thread's loop (see
         #: `dialer.engine.wire`) and sends call actions from the main loop with this client.
         self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
-        #: Connections (their transports) that carried a dial already (`_WrittenBy`).
-        self._used_transports: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
+        #: Connections that carried a dial or were opened ahead (`_WrittenBy`,
+        #: `open_connections`).
+        self._connections = _Connections()
 
     def __repr__(self) -> str:
         return f"TelnyxClient(api_url={self.api_url!r})"
@@ -194,6 +206,58 @@ class TelnyxClient:
                 raise_for_status=False, trace_configs=self.trace_configs or None,
             )
         return session
+
+    @property
+    def new_connection_dials(self) -> int:
+        """Dials (with `write_by`) that went out on a connection opened for them so far."""
+        return self._connections.new_connection_dials
+
+    async def open_connections(self, count: int) -> int:
+        """Have `count` connections to the API idle in the pool beside those in use, so that
+        dials at their slots find one whose handshake is done (`_WrittenBy` then holds them to
+        their deadline). Best effort: returns how many were had, raises nothing.
+
+        aiohttp has no call for this: its connector's `connect` is given a request that is
+        never sent, `count` times at once, and each connection is released back to the pool.
+        The connector hands out idle connections first: those come back at once, one loop turn
+        later, so dials due meanwhile do not wait for the new ones' handshakes."""
+        connector = self._get_session().connector
+        if connector is None or count < 1:
+            return 0
+        try:
+            request = aiohttp.ClientRequest("POST", URL(self.api_url + "/calls", encoded=True),
+                                            loop=asyncio.get_running_loop())
+        except Exception as exc:  # an aiohttp whose request cannot be built like this
+            log.debug("connections not opened ahead: %s", exc)
+            return 0
+        pending = [asyncio.ensure_future(connector.connect(request, [], self._timeout))
+                   for _ in range(count)]
+        await asyncio.sleep(0)  # each took an idle connection (done) or began a new one
+        opened = 0
+        for future in pending:
+            if future.done():
+                opened += self._release(future)
+        await asyncio.wait(pending)
+        for future in pending:
+            opened += self._release(future)
+        if opened < count:
+            log.debug("%d of %d connections opened ahead", opened, count)
+        return opened
+
+    def _release(self, future: asyncio.Future[Any]) -> int:
+        """Back to the pool, once: 1 if `future` holds a connection not released yet."""
+        if future.cancelled() or future.exception() is not None:
+            return 0
+        conn = future.result()
+        if conn.protocol is None:  # released already
+            return 0
+        if conn.closed:  # the server closed it meanwhile
+            conn.close()
+            return 0
+        if conn.transport is not None:
+            self._connections.known.add(conn.transport)
+        conn.release()
+        return 1
 
     # --- transport -----------------------------------------------------------------------------
 
@@ -283,7 +347,7 @@ class TelnyxClient:
             try:
                 body: bytes | _WrittenBy = data
                 if write_by is not None and sends == 1:
-                    body = _WrittenBy(data, write_by, self._used_transports)
+                    body = _WrittenBy(data, write_by, self._connections)
                 status, headers, raw = await self._send("POST", "/calls", body)
                 result = self._parse("POST", "/calls", status, headers, raw)
             except SlotMissed:

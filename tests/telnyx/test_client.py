@@ -462,6 +462,63 @@ async def test_dial_past_its_deadline_at_the_write_sends_no_byte() -> None:
         await server.wait_closed()
 
 
+async def test_connections_opened_ahead_carry_the_dials_and_hold_them_to_their_deadline(
+) -> None:
+    """Opened ahead, the connections send nothing until dials come; the dials then use them
+    (no new connection) and, their handshake done, are held to their deadline."""
+    accepted = 0
+    received: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal accepted
+        accepted += 1
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionError) as exc:
+                if getattr(exc, "partial", b""):
+                    received.append(b"partial")
+                return
+            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length")))
+            received.append(await reader.readexactly(length))
+            await asyncio.sleep(0.05)  # the three dials overlap
+            answer = json.dumps({"data": {"call_control_id": CCID}}).encode()
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(answer), answer))
+            await writer.drain()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    loop = asyncio.get_running_loop()
+    try:
+        async with TelnyxClient(f"http://127.0.0.1:{port}/v2", API_KEY) as c:
+            assert await c.open_connections(3) == 3
+            await asyncio.sleep(0.05)
+            assert accepted == 3 and received == []
+            bodies = [b'{"n":%d}' % n for n in range(3)]
+            results = await asyncio.gather(*(
+                c.dial_encoded(b, f"c{n}", write_by=loop.time() + 5)
+                for n, b in enumerate(bodies)))
+            assert [r.sends for r in results] == [1, 1, 1]
+            assert sorted(received) == bodies and accepted == 3
+            assert c.new_connection_dials == 0
+            with pytest.raises(SlotMissed):
+                await c.dial_encoded(b'{"n":9}', "late", write_by=loop.time() - 0.001)
+            assert accepted == 3 and len(received) == 3
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_opening_connections_ahead_to_nowhere_raises_nothing() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    async with TelnyxClient(f"http://127.0.0.1:{port}/v2", API_KEY) as c:
+        assert await c.open_connections(4) == 0
+
+
 async def test_a_missed_deadline_is_never_resent(fake: FakeTelnyx, client: TelnyxClient) -> None:
     loop = asyncio.get_running_loop()
     first = encode_dial(req(command_id="warm"))
@@ -483,6 +540,7 @@ async def test_the_first_dial_on_a_new_connection_is_written_even_when_late(
     body = encode_dial(req(command_id="cold"))
     result = await client.dial_encoded(body, "cold", write_by=loop.time() - 1)
     assert result.sends == 1 and [s.body for s in fake.seen] == [body]
+    assert client.new_connection_dials == 1  # the wire opens more connections ahead then
 
 
 # --- re-sends ----------------------------------------------------------------------------------
