@@ -237,7 +237,15 @@ class TelnyxClient:
         for future in pending:
             if future.done():
                 opened += self._release(future)
-        await asyncio.wait(pending)
+        try:
+            await asyncio.wait(pending)
+        except asyncio.CancelledError:  # the wire is closing: no connection left held
+            for future in pending:
+                if future.done():
+                    self._release(future)
+                else:
+                    future.cancel()
+            raise
         for future in pending:
             opened += self._release(future)
         if opened < count:
