@@ -56,6 +56,8 @@ class DialJob:
     #: When the attempt was claimed (recovered dials: re-sends must stay inside Telnyx's
     #: command_id memory, which began with the first send).
     created_at: datetime | None = None
+    #: Sends of this dial before this one (a re-send after a 5xx or a lost answer).
+    sends: int = 0
 
 
 @dataclass

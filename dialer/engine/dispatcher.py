@@ -16,7 +16,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -37,7 +37,9 @@ from dialer.telnyx.errors import (
     AuthenticationError,
     InvalidRequest,
     NotSent,
+    OutcomeUnknown,
     RateLimited,
+    ServerError,
     TelnyxError,
 )
 
@@ -52,6 +54,12 @@ SLOT_HORIZON_SECS = 0.5
 MIN_RESERVE_GAP_SECS = 0.02
 #: After a dial that could not be sent at all (connection refused, DNS), no dial for this long.
 NOT_SENT_PAUSE_SECS = 1.0
+#: A dial whose send may have reached Telnyx without an answer to go by (a 5xx, a timeout, a
+#: connection lost after the write) is sent again with its command_id in a slot of its own
+#: (so re-sends never arrive outside the schedule), the first time after this long, doubling,
+#: at most `MAX_DIAL_SENDS` sends in all and only within `RESEND_WINDOW_SECS` of the first.
+RESEND_BACKOFF_SECS = 0.5
+MAX_DIAL_SENDS = 4
 
 
 @dataclass
@@ -222,6 +230,8 @@ class Dispatcher:
         self.screen = DncScreen(queue=queue, record=record, metrics=metrics)
         #: Slots given up because their dial could not start in time (a busy host).
         self.slots_missed = 0
+        #: Dials waiting out their backoff before they are queued again for a slot.
+        self._resends: dict[int, tuple[asyncio.TimerHandle, DialJob]] = {}
 
     async def start(self) -> None:
         """Start the wire's process (before `run`)."""
@@ -341,7 +351,47 @@ class Dispatcher:
         else:
             self.stats.dials_sent += 1
             self.metrics.dials_sent.inc()
-            self._record(self._outcome(job, report.result, report.error))
+            if self._resend_later(job, report.error):
+                return
+            outcome = self._outcome(job, report.result, report.error)
+            if job.sends:
+                outcome = replace(outcome, sends=outcome.sends + job.sends)
+            self._record(outcome)
+
+    def _resend_later(self, job: DialJob, error: BaseException | None) -> bool:
+        """Whether `job` goes back to the queue (after its backoff) to be sent again in a new
+        slot: a send that may have reached Telnyx (5xx, timeout, connection lost after the
+        write), while the engine claims, within the send count and Telnyx's command_id memory
+        (`RESEND_WINDOW_SECS` from the first send)."""
+        if not isinstance(error, (ServerError, OutcomeUnknown)) or not self.state.claiming:
+            return False
+        sends = job.sends + 1
+        delay = RESEND_BACKOFF_SECS * 2 ** (sends - 1)
+        first = job.created_at if job.resend and job.created_at is not None else self.clock.now()
+        elapsed = self.clock.to_wall((self.clock.now() - first).total_seconds())
+        if sends >= MAX_DIAL_SENDS or elapsed + delay >= RESEND_WINDOW_SECS - 1.0:
+            return False
+        again = replace(job, resend=True, created_at=first, sends=sends)
+        log.warning("dial %s: %s; sent again in a slot of its own in %.1f s (send %d of at "
+                    "most %d)", job.command_id, error, delay, sends + 1, MAX_DIAL_SENDS)
+        handle = asyncio.get_running_loop().call_later(delay, self._resend_due, again)
+        self._resends[job.attempt_id] = (handle, again)
+        return True
+
+    def _resend_due(self, job: DialJob) -> None:
+        self._resends.pop(job.attempt_id, None)
+        if self.state.claiming and self._views(job.campaign_id) is not None:
+            self.queue.push([job], front=True)
+        else:  # paused, stopped or stopping: its webhooks or reconciliation settle it
+            self.queue.release(job)
+
+    def release_resends(self) -> None:
+        """The engine stops: dials waiting to be sent again are released (as re-sends: their
+        webhooks or reconciliation settle them)."""
+        for handle, job in self._resends.values():
+            handle.cancel()
+            self.queue.release(job)
+        self._resends.clear()
 
     async def wait_for_sends(self, timeout: float) -> None:
         """Until every dial given to the wire has been reported (sent, or given back)."""

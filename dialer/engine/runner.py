@@ -252,6 +252,7 @@ class Engine:
             # and what the workers stored is processed below or after the restart.
             await self.workers.stop()
         self.queue.release_all()
+        self.dispatcher.release_resends()
         await self.dispatcher.wait_for_sends(timeout=15)
         await self.dispatcher.close()
         await self.results.drain()

@@ -216,9 +216,11 @@ class Sender:
                 return self._report(dial, "expired")
         guard.started(loop.time())
         try:
+            # One send: a re-send (after a 5xx or a lost answer) takes a slot of its own from
+            # the engine, like any dial, so it never arrives outside the schedule.
             result = await self._client.dial_encoded(
                 dial.body, dial.command_id, resend_window_secs=window,
-                write_by=dial.at + SEND_TOLERANCE_SECS)
+                write_by=dial.at + SEND_TOLERANCE_SECS, max_sends=1)
         except SlotMissed:  # checked again at the socket write: this core was taken meanwhile
             return self._report(dial, "missed")
         except Exception as exc:  # the engine tells what it means

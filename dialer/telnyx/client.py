@@ -337,11 +337,14 @@ class TelnyxClient:
 
     async def dial_encoded(self, data: bytes, command_id: str | None, *,
                            resend_window_secs: float | None = None,
-                           write_by: float | None = None) -> DialResult:
+                           write_by: float | None = None,
+                           max_sends: int | None = None) -> DialResult:
         """`dial` of a request already validated and encoded (`encode_dial`): the dial wire
         gets its requests ready-made from the engine. `write_by` (the event loop's clock): the
         first send's bytes are written by then or not at all (`SlotMissed`, nothing sent),
-        unless it is the first request on a new connection (see `_WrittenBy`)."""
+        unless it is the first request on a new connection (see `_WrittenBy`). `max_sends`:
+        this call's bound instead of the client's (the dial wire sends once: the engine
+        re-sends in a slot of its own)."""
         resendable = command_id is not None
         window = self.resend_window_secs
         if resend_window_secs is not None:
@@ -363,7 +366,7 @@ class TelnyxClient:
             except (ServerError, NetworkError) as exc:
                 delay = self.resend_backoff_secs * 2 ** (sends - 1)
                 elapsed = time.monotonic() - first_sent
-                if (not resendable or sends >= self.max_dial_sends
+                if (not resendable or sends >= (max_sends or self.max_dial_sends)
                         or elapsed + delay >= window):
                     if isinstance(exc, NotSent) and maybe_delivered:
                         raise OutcomeUnknown(f"{exc} (an earlier send may have reached "

@@ -11,8 +11,10 @@ import pytest
 
 from campaigns.db.engine import create_engine, session_factory
 from campaigns.service import update_settings
+from dialer.simulator.config import FaultConfig
 from tests.engine.helpers import (
     attempts_of,
+    campaign_status,
     check_one_call_per_attempt,
     numbers,
     rig,
@@ -55,6 +57,27 @@ async def test_two_campaigns_share_the_account(db_url: str) -> None:
     assert windows_over(ten + fifteen, 20) == []
     # Both dialed while the other did: the account's rate was shared, not taken in turns.
     assert min(fifteen) < max(ten) and min(ten) < max(fifteen)
+
+
+async def test_dials_sent_again_take_slots_of_their_own(db_url: str) -> None:
+    """A dial answered 500 (placed or not) is sent again with its command_id. Telnyx counts
+    every request, so each re-send takes a slot like any dial: the simulator, counting every
+    POST /calls on arrival (re-sends and repeats of a command_id included), never sees more
+    than the rate."""
+    phones = numbers(100)
+    cid = await seed(db_url, "resent", phones, max_attempts=1, max_concurrent=300)
+    faults = FaultConfig(dial_5xx=0.2, dial_5xx_after_place=0.2)
+    async with rig(db_url, mix={"busy": 1}, cps=20, max_concurrent=300, speed=30,
+                   faults=faults) as r:
+        async def completed() -> bool:
+            return await campaign_status(db_url, cid) == "completed"
+        await wait_for(completed, timeout=90, poll=0.1)
+        stats = r.sim.stats()
+    assert stats["dial_5xx_injected"] > 0 and stats["duplicate_command_ids"] > 0
+    assert stats["dials_received"] > len(phones)  # the re-sends
+    assert stats["max_dials_in_any_1s"] <= 20 and stats["max_dials_in_any_100ms"] <= 3, stats
+    check_one_call_per_attempt(r.sim, await attempts_of(db_url),
+                               unanswered_5xx_may_lack_a_call=True)
 
 
 async def test_a_lowered_rate_is_followed_within_a_second(db_url: str) -> None:
