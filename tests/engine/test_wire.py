@@ -23,6 +23,7 @@ from dialer.engine.runner import Engine, EngineConfig
 from dialer.engine.wire import ArmedDial, DialWire, WireLost, WireReport, WireSettings
 from dialer.telnyx.dial import DialRequest
 from dialer.telnyx.errors import InvalidRequest
+from tests.rawhttp import RawApi
 
 
 @dataclass
@@ -236,43 +237,6 @@ async def test_what_may_dial_can_be_set_before_the_wire_runs(telnyx: Telnyx) -> 
         await watching
 
 
-class RawTelnyx:
-    """A bare HTTP/1.1 server on 127.0.0.1 that answers dials and records when each connection
-    was accepted and each request arrived (connections opened ahead send nothing)."""
-
-    def __init__(self) -> None:
-        self.accepted: list[float] = []
-        self.requests: list[float] = []
-        self.server: asyncio.Server | None = None
-        self.url = ""
-
-    async def __aenter__(self) -> RawTelnyx:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/v2"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.server is not None
-        self.server.close()
-        await self.server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.accepted.append(time.monotonic())
-        while True:
-            try:
-                head = await reader.readuntil(b"\r\n\r\n")
-            except (asyncio.IncompleteReadError, ConnectionError):
-                return
-            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                              if line.lower().startswith(b"content-length")))
-            body = json.loads(await reader.readexactly(length))
-            self.requests.append(time.monotonic())
-            answer = json.dumps({"data": {"call_control_id": "v3:" + body["command_id"]}})
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: %d\r\n\r\n%s" % (len(answer), answer.encode()))
-            await writer.drain()
-
-
 async def _dial_three(settings: WireSettings, burst_limit: int) -> float:
     """Starts a wire, waits 0.5 s, arms three dials 0.4 s ahead; returns when it armed them."""
     reports = Reports()
@@ -296,19 +260,19 @@ async def _dial_three(settings: WireSettings, burst_limit: int) -> float:
 async def test_the_first_dials_find_connections_opened_ahead() -> None:
     """The first arm opens connections for about half a second of dials (5 per dial allowed
     in 100 ms) before the slots come, so no dial waits for a handshake in its slot."""
-    async with RawTelnyx() as raw:
+    async with RawApi() as raw:
         armed_at = await _dial_three(WireSettings(raw.url, "key"), burst_limit=2)
         # 5 x 2, after the arm and before the first slot
         assert len(raw.accepted) == 10 and armed_at < min(raw.accepted)
         assert max(raw.accepted) < armed_at + 0.4
-        assert len(raw.requests) == 3
+        assert len(raw.arrived) == 3
 
 
 async def test_the_wire_opens_connections_for_the_account_rate_as_it_starts() -> None:
-    async with RawTelnyx() as raw:
+    async with RawApi() as raw:
         armed_at = await _dial_three(WireSettings(raw.url, "key", account_cps=20),
                                      burst_limit=3)
         # 5 x ceil(20/10)+1 = 15, opened as the wire started, before the first arm, which then
         # finds them idle and opens no more.
         assert len(raw.accepted) == 15 and max(raw.accepted) < armed_at
-        assert len(raw.requests) == 3
+        assert len(raw.arrived) == 3

@@ -30,6 +30,7 @@ from dialer.telnyx.errors import (
     TelnyxError,
 )
 from tests.openapi import schema_errors
+from tests.rawhttp import RawApi
 from tests.telnyx.test_dial_fields import FULL
 
 API_KEY = "KEY0123456789SECRET_abcdef"
@@ -416,99 +417,42 @@ async def test_dial_past_its_deadline_at_the_write_sends_no_byte() -> None:
     """The deadline is checked when the bytes are due on the socket, not when the dial
     starts: a dial that waited for the only pooled connection past it is never written (the
     server sees the first request only), and the connection still serves the next dial."""
-    received: list[bytes] = []
-    first_done = asyncio.Event()
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                head = await reader.readuntil(b"\r\n\r\n")
-            except (asyncio.IncompleteReadError, ConnectionError) as exc:
-                partial = getattr(exc, "partial", b"")
-                if partial:  # a request cut short: bytes were written
-                    received.append(b"partial:" + partial)
-                return
-            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                              if line.lower().startswith(b"content-length")))
-            body = await reader.readexactly(length)
-            received.append(body)
-            if len(received) == 1:
-                await asyncio.sleep(0.3)  # holds the client's only connection
-                first_done.set()
-            answer = json.dumps({"data": {"call_control_id": CCID}}).encode()
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: %d\r\n\r\n%s" % (len(answer), answer))
-            await writer.drain()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
     loop = asyncio.get_running_loop()
-    try:
-        async with TelnyxClient(f"http://127.0.0.1:{port}/v2", API_KEY,
-                                max_connections=1) as c:
-            first = asyncio.create_task(c.dial_encoded(b'{"n":1}', "one",
-                                                       write_by=loop.time() + 5))
-            await asyncio.sleep(0.05)
-            with pytest.raises(SlotMissed) as info:
-                await c.dial_encoded(b'{"n":2}', "two", write_by=loop.time() + 0.1)
-            assert isinstance(info.value, NotSent)
-            assert (await first).sends == 1
-            await asyncio.sleep(0.1)
-            assert received == [b'{"n":1}']
-            third = await c.dial_encoded(b'{"n":3}', "three", write_by=loop.time() + 5)
-            assert third.sends == 1 and received == [b'{"n":1}', b'{"n":3}']
-    finally:
-        server.close()
-        await server.wait_closed()
+    # The first request holds the client's only connection for 0.3 s.
+    async with RawApi(delay=lambda n: 0.3 if n == 1 else 0.0) as raw, \
+            TelnyxClient(raw.url, API_KEY, max_connections=1) as c:
+        first = asyncio.create_task(c.dial_encoded(b'{"n":1}', "one",
+                                                   write_by=loop.time() + 5))
+        await asyncio.sleep(0.05)
+        with pytest.raises(SlotMissed) as info:
+            await c.dial_encoded(b'{"n":2}', "two", write_by=loop.time() + 0.1)
+        assert isinstance(info.value, NotSent)
+        assert (await first).sends == 1
+        await asyncio.sleep(0.1)
+        assert raw.bodies == [b'{"n":1}'] and raw.partial == []
+        third = await c.dial_encoded(b'{"n":3}', "three", write_by=loop.time() + 5)
+        assert third.sends == 1 and raw.bodies == [b'{"n":1}', b'{"n":3}']
 
 
 async def test_connections_opened_ahead_carry_the_dials_and_hold_them_to_their_deadline(
 ) -> None:
     """Opened ahead, the connections send nothing until dials come; the dials then use them
     (no new connection) and, their handshake done, are held to their deadline."""
-    accepted = 0
-    received: list[bytes] = []
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal accepted
-        accepted += 1
-        while True:
-            try:
-                head = await reader.readuntil(b"\r\n\r\n")
-            except (asyncio.IncompleteReadError, ConnectionError) as exc:
-                if getattr(exc, "partial", b""):
-                    received.append(b"partial")
-                return
-            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                              if line.lower().startswith(b"content-length")))
-            received.append(await reader.readexactly(length))
-            await asyncio.sleep(0.05)  # the three dials overlap
-            answer = json.dumps({"data": {"call_control_id": CCID}}).encode()
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: %d\r\n\r\n%s" % (len(answer), answer))
-            await writer.drain()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
     loop = asyncio.get_running_loop()
-    try:
-        async with TelnyxClient(f"http://127.0.0.1:{port}/v2", API_KEY) as c:
-            assert await c.open_connections(3) == 3
-            await asyncio.sleep(0.05)
-            assert accepted == 3 and received == []
-            bodies = [b'{"n":%d}' % n for n in range(3)]
-            results = await asyncio.gather(*(
-                c.dial_encoded(b, f"c{n}", write_by=loop.time() + 5)
-                for n, b in enumerate(bodies)))
-            assert [r.sends for r in results] == [1, 1, 1]
-            assert sorted(received) == bodies and accepted == 3
-            assert c.new_connection_dials == 0
-            with pytest.raises(SlotMissed):
-                await c.dial_encoded(b'{"n":9}', "late", write_by=loop.time() - 0.001)
-            assert accepted == 3 and len(received) == 3
-    finally:
-        server.close()
-        await server.wait_closed()
+    async with RawApi(delay=lambda n: 0.05) as raw, TelnyxClient(raw.url, API_KEY) as c:
+        assert await c.open_connections(3) == 3
+        await asyncio.sleep(0.05)
+        assert len(raw.accepted) == 3 and raw.bodies == []
+        bodies = [b'{"n":%d}' % n for n in range(3)]
+        results = await asyncio.gather(*(
+            c.dial_encoded(b, f"c{n}", write_by=loop.time() + 5)
+            for n, b in enumerate(bodies)))  # overlapping: each on its own connection
+        assert [r.sends for r in results] == [1, 1, 1]
+        assert sorted(raw.bodies) == bodies and len(raw.accepted) == 3
+        assert c.new_connection_dials == 0
+        with pytest.raises(SlotMissed):
+            await c.dial_encoded(b'{"n":9}', "late", write_by=loop.time() - 0.001)
+        assert len(raw.accepted) == 3 and len(raw.bodies) == 3 and raw.partial == []
 
 
 async def test_opening_connections_ahead_to_nowhere_raises_nothing() -> None:
