@@ -39,7 +39,14 @@ sys.path.insert(0, str(REPO))
 
 from bench.bench_import import generate, run_import  # noqa: E402
 from bench.bench_pacing import run_rate  # noqa: E402
-from bench.bench_webhooks import TRIVIAL_SERVER, drive, event, wait_processed  # noqa: E402
+from bench.bench_webhooks import (  # noqa: E402
+    TRIVIAL_SERVER,
+    drive,
+    event,
+    raw_requests,
+    read_answer,
+    wait_processed,
+)
 from bench.common import (  # noqa: E402
     cpu_secs,
     free_port,
@@ -89,11 +96,7 @@ async def drive_paced(port: int, bodies: list[tuple[bytes, dict[str, str]]], rat
                       secs: float) -> int:
     """Post one body every 1/`rate` s for `secs` over 8 keep-alive connections (the dials'
     own cadence); returns how many were answered."""
-    requests = [
-        b"".join([f"POST /webhooks/telnyx HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                  f"Content-Length: {len(body)}\r\n".encode(),
-                  *(f"{k}: {v}\r\n".encode() for k, v in headers.items()), b"\r\n", body])
-        for body, headers in bodies]
+    requests = raw_requests(port, bodies)
     pool: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
     for _ in range(8):
         pool.put_nowait(await asyncio.open_connection("127.0.0.1", port))
@@ -104,10 +107,7 @@ async def drive_paced(port: int, bodies: list[tuple[bytes, dict[str, str]]], rat
         nonlocal done
         reader, writer = await pool.get()
         writer.write(request)
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = next(int(line[15:]) for line in head.split(b"\r\n")
-                      if line[:15].lower() == b"content-length:")
-        await reader.readexactly(length)
+        await read_answer(reader)
         pool.put_nowait((reader, writer))
         done += 1
 

@@ -57,6 +57,26 @@ def event(i: int) -> bytes:
         "meta": {"attempt": 1, "delivered_to": "http://127.0.0.1/webhooks/telnyx"}}).encode()
 
 
+def raw_requests(port: int, bodies: list[tuple[bytes, dict[str, str]]]) -> list[bytes]:
+    """Each body as the bytes of a whole `POST /webhooks/telnyx` request, built ahead."""
+    return [
+        b"".join([f"POST /webhooks/telnyx HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                  f"Content-Length: {len(body)}\r\n".encode(),
+                  *(f"{k}: {v}\r\n".encode() for k, v in headers.items()), b"\r\n", body])
+        for body, headers in bodies]
+
+
+async def read_answer(reader: asyncio.StreamReader) -> int:
+    """One HTTP answer read whole; its status."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    await reader.readexactly(length)
+    return int(head[9:12])
+
+
 async def drive(port: int, bodies: list[tuple[bytes, dict[str, str]]], concurrency: int
                 ) -> tuple[float, list[float], int]:
     """Post every body over `concurrency` keep-alive connections and time each answer.
@@ -66,12 +86,7 @@ async def drive(port: int, bodies: list[tuple[bytes, dict[str, str]]], concurren
     """
     latencies: list[float] = []
     failures = 0
-    requests = [
-        b"".join([f"POST /webhooks/telnyx HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                  f"Content-Length: {len(body)}\r\n".encode(),
-                  *(f"{k}: {v}\r\n".encode() for k, v in headers.items()), b"\r\n", body])
-        for body, headers in bodies]
-    it = iter(requests)
+    it = iter(raw_requests(port, bodies))
 
     async def worker() -> None:
         nonlocal failures
@@ -80,13 +95,7 @@ async def drive(port: int, bodies: list[tuple[bytes, dict[str, str]]], concurren
             for request in it:
                 t = time.perf_counter()
                 writer.write(request)
-                head = await reader.readuntil(b"\r\n\r\n")
-                status = int(head[9:12])
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line[:15].lower() == b"content-length:":
-                        length = int(line[15:])
-                await reader.readexactly(length)
+                status = await read_answer(reader)
                 latencies.append(time.perf_counter() - t)
                 if status != 200:
                     failures += 1
