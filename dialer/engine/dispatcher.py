@@ -32,6 +32,7 @@ from dialer.engine.slots import burst_limit
 from dialer.engine.state import RunState
 from dialer.engine.transactions import Transactions
 from dialer.engine.wire import ArmedDial, DialWire, WireLost, WireReport, WireSettings
+from dialer.telnyx.client import MAX_DIAL_SENDS, RESEND_BACKOFF_SECS
 from dialer.telnyx.dial import DialRequest, DialResult
 from dialer.telnyx.errors import (
     AuthenticationError,
@@ -54,12 +55,6 @@ SLOT_HORIZON_SECS = 0.5
 MIN_RESERVE_GAP_SECS = 0.02
 #: After a dial that could not be sent at all (connection refused, DNS), no dial for this long.
 NOT_SENT_PAUSE_SECS = 1.0
-#: A dial whose send may have reached Telnyx without an answer to go by (a 5xx, a timeout, a
-#: connection lost after the write) is sent again with its command_id in a slot of its own
-#: (so re-sends never arrive outside the schedule), the first time after this long, doubling,
-#: at most `MAX_DIAL_SENDS` sends in all and only within `RESEND_WINDOW_SECS` of the first.
-RESEND_BACKOFF_SECS = 0.5
-MAX_DIAL_SENDS = 4
 
 
 @dataclass
@@ -360,9 +355,10 @@ class Dispatcher:
 
     def _resend_later(self, job: DialJob, error: BaseException | None) -> bool:
         """Whether `job` goes back to the queue (after its backoff) to be sent again in a new
-        slot: a send that may have reached Telnyx (5xx, timeout, connection lost after the
-        write), while the engine claims, within the send count and Telnyx's command_id memory
-        (`RESEND_WINDOW_SECS` from the first send)."""
+        slot, so re-sends never arrive outside the schedule: a send that may have reached
+        Telnyx (5xx, timeout, connection lost after the write), while the engine claims, within
+        the client's bounds (`MAX_DIAL_SENDS`, `RESEND_BACKOFF_SECS` doubling) and Telnyx's
+        command_id memory (`RESEND_WINDOW_SECS` from the first send)."""
         if not isinstance(error, (ServerError, OutcomeUnknown)) or not self.state.claiming:
             return False
         sends = job.sends + 1

@@ -153,12 +153,9 @@ class Sender:
             # (the pool is smaller than the dials in flight): connections are opened while the
             # slots are still a reservation's lead ahead, so no dial waits for a handshake (TLS
             # to Telnyx) in its slot and arrives late by it (`TelnyxClient.open_connections`).
-            self._ahead = min(MAX_CONNECTIONS_AHEAD, max(
-                CONNECTIONS_PER_BURST * burst_limit,
-                self._ahead * 3 // 2 if grew and not paused else 0))
             self._new_connection_dials = self._client.new_connection_dials
-            self._warming = loop.create_task(self._client.open_connections(self._ahead))
-            self._warming.add_done_callback(self._warmed)
+            self._open_ahead(max(CONNECTIONS_PER_BURST * burst_limit,
+                                 self._ahead * 3 // 2 if grew and not paused else 0))
         self._last_armed = loop.time()
         for dial in dials:
             loop.call_at(dial.at, self._fire, dial)
@@ -166,7 +163,10 @@ class Sender:
     def warm(self, account_cps: float) -> None:
         """Open connections for the account's rate as the wire starts (before the first dials,
         so their slots find the handshakes done)."""
-        self._ahead = min(MAX_CONNECTIONS_AHEAD, CONNECTIONS_PER_BURST * burst_limit(account_cps))
+        self._open_ahead(CONNECTIONS_PER_BURST * burst_limit(account_cps))
+
+    def _open_ahead(self, count: int) -> None:
+        self._ahead = min(MAX_CONNECTIONS_AHEAD, count)
         self._warming = asyncio.get_running_loop().create_task(
             self._client.open_connections(self._ahead))
         self._warming.add_done_callback(self._warmed)

@@ -135,6 +135,14 @@ def _set(**fields: Any) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v is not None}
 
 
+#: A dial whose send may have reached Telnyx without an answer (5xx, timeout, connection lost
+#: after the write) is sent again with its command_id at most this many sends in all, the first
+#: re-send after `RESEND_BACKOFF_SECS`, doubling (the engine applies the same bounds to the
+#: re-sends it gives slots of their own: `dialer.engine.dispatcher`).
+MAX_DIAL_SENDS = 4
+RESEND_BACKOFF_SECS = 0.5
+
+
 class TelnyxClient:
     """Call Control client; use `async with TelnyxClient(...)` or call `close()` when done."""
 
@@ -145,9 +153,9 @@ class TelnyxClient:
         *,
         connect_timeout: float = 5.0,
         read_timeout: float = 10.0,
-        max_dial_sends: int = 4,
+        max_dial_sends: int = MAX_DIAL_SENDS,
         resend_window_secs: float = 45.0,
-        resend_backoff_secs: float = 0.5,
+        resend_backoff_secs: float = RESEND_BACKOFF_SECS,
         max_connections: int = 512,
     ) -> None:
         if max_dial_sends < 1:
@@ -350,6 +358,7 @@ class TelnyxClient:
         if resend_window_secs is not None:
             window = min(window, resend_window_secs)
         first_sent = time.monotonic()
+        bound = max_sends or self.max_dial_sends
         sends = 0
         #: Whether any send so far may have reached Telnyx (a call may exist).
         maybe_delivered = False
@@ -366,7 +375,7 @@ class TelnyxClient:
             except (ServerError, NetworkError) as exc:
                 delay = self.resend_backoff_secs * 2 ** (sends - 1)
                 elapsed = time.monotonic() - first_sent
-                if (not resendable or sends >= (max_sends or self.max_dial_sends)
+                if (not resendable or sends >= bound
                         or elapsed + delay >= window):
                     if isinstance(exc, NotSent) and maybe_delivered:
                         raise OutcomeUnknown(f"{exc} (an earlier send may have reached "
@@ -374,7 +383,7 @@ class TelnyxClient:
                     raise
                 maybe_delivered = maybe_delivered or not isinstance(exc, NotSent)
                 log.warning("dial %s: %s; re-sending (send %d of at most %d)",
-                            command_id, exc, sends + 1, self.max_dial_sends)
+                            command_id, exc, sends + 1, bound)
                 await asyncio.sleep(delay)
                 continue
             if "call_control_id" not in result:
