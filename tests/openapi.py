@@ -50,6 +50,25 @@ def schema_errors(name: str, instance: Any) -> list[str]:
     return errors_of(schema_validator(name), instance)
 
 
+#: Which OpenAPI schema each request body must satisfy: the dial's path, else the command's name.
+BODY_SCHEMAS = {
+    "/v2/calls": "CallRequest",
+    "hangup": "HangupRequest",
+    "playback_start": "PlayAudioUrlRequest",
+    "speak": "SpeakRequest",
+    "transfer": "TransferCallRequest",
+    "gather_using_speak": "GatherUsingSpeakRequest",
+    "gather_using_audio": "GatherUsingAudioRequest",
+}
+
+
+def command_errors(actions: list[dict[str, Any]]) -> list[str]:
+    """Schema problems of every command in a simulator ledger's `actions` (each with its whole
+    `request` body), named by the command."""
+    return [f"{a['action']}: {problem}" for a in actions
+            for problem in schema_errors(BODY_SCHEMAS[a["action"]], a["request"])]
+
+
 def _pointer(*parts: str) -> str:
     return "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts)
 

@@ -28,8 +28,9 @@ FIRST_WORDS_SECS: deque[float] = deque(maxlen=100_000)
 
 async def send_action(client: TelnyxClient, pa: PendingAction,
                       first_words: Callable[[float], None] | None = None) -> None:
-    """Send `pa` with its own command_id. A call that ended first is normal (422 90018); other
-    failures are logged: the flow's timers, the hangup and reconciliation finish the call."""
+    """Send `pa` with its own command_id and client_state. A call that ended first is normal
+    (422 90018); other failures are logged: the flow's timers, the hangup and reconciliation
+    finish the call."""
     act, cc, s = pa.action, pa.call_control_id, pa.settings
     voice, language = s.get("voice", "female"), s.get("language", "en-US")
     if act.verdict_at is not None:
@@ -39,15 +40,16 @@ async def send_action(client: TelnyxClient, pa: PendingAction,
             first_words(secs)
     try:
         if act.kind == "hangup":
-            await client.hangup(cc, command_id=pa.command_id)
+            await client.hangup(cc, client_state=act.client_state, command_id=pa.command_id)
         elif act.kind == "playback":
             await client.playback_start(cc, audio_url=act.audio_url, media_name=act.media_name,
-                                        command_id=pa.command_id)
+                                        client_state=act.client_state, command_id=pa.command_id)
         elif act.kind == "speak":
             await client.speak(cc, payload=act.text or "", voice=voice, language=language,
-                               command_id=pa.command_id)
+                               client_state=act.client_state, command_id=pa.command_id)
         elif act.kind == "transfer":
-            await client.transfer(cc, to=act.to or "", command_id=pa.command_id)
+            await client.transfer(cc, to=act.to or "", client_state=act.client_state,
+                                  command_id=pa.command_id)
         elif act.kind == "gather" and act.text is not None:
             await client.gather_using_speak(
                 cc, payload=act.text, voice=voice, language=language,

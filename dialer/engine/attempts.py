@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -26,7 +26,7 @@ from campaigns.settings import settings_of
 from campaigns.windows import CallingWindow
 from dialer.engine import flow, script_events
 from dialer.engine.events import parse_time
-from dialer.engine.identity import decode_client_state
+from dialer.engine.identity import action_command_id, decode_client_state, tagged_client_state
 from dialer.engine.row_types import AttemptFields, CampaignFields, ContactFields
 from dialer.engine.store.plain_rows import AttemptRow, CampaignRow, ContactRow, write_changes
 
@@ -70,6 +70,24 @@ class PendingAction:
     command_id: str
     action: flow.Action
     settings: Mapping[str, Any]
+
+
+def pending_action(attempt: AttemptFields, act: flow.Action, settings: Mapping[str, Any],
+                   key: str | None = None) -> PendingAction:
+    """`act` of `attempt`'s current flow step, as it is sent: a command_id of its own (from the
+    attempt's, the action and the flow state: the same step decided again after a crash gives
+    the same one, which Telnyx ignores) and, like the dial, a client_state naming the attempt,
+    tagged with the flow state the command belongs to (a gather's webhooks say which prompt they
+    answer; the others keep the tag the call has, so a prompt's end caused by them still
+    matches). `key` replaces the action and flow state in the command_id."""
+    assert attempt.call_control_id is not None
+    state = attempt.flow_state
+    if act.client_state is None:
+        act = replace(act, client_state=tagged_client_state(attempt.client_state,
+                                                            act.tag or state))
+    return PendingAction(attempt.id, attempt.call_control_id,
+                         action_command_id(attempt.command_id, key or act.key + str(state)),
+                         act, settings)
 
 
 @dataclass

@@ -50,6 +50,12 @@ def encode_client_state(ref: AttemptRef, tag: str | None = None) -> str:
     return base64.b64encode(raw.encode()).decode("ascii")
 
 
+def tagged_client_state(client_state: str, tag: str | None) -> str | None:
+    """The attempt's `client_state` with `tag` (None when it does not name an attempt)."""
+    ref = decode_client_state(client_state)
+    return encode_client_state(ref, tag) if ref is not None else None
+
+
 def client_state_tag(value: str | None) -> str | None:
     """The tag of a client_state (see encode_client_state), or None."""
     text = _decoded(value)

@@ -22,10 +22,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from campaigns.db.models import AttemptState
 from campaigns.settings import settings_of
 from dialer.engine import event_log, script_events
-from dialer.engine.attempts import PendingAction, Timing, apply_event, find_attempts
+from dialer.engine.attempts import (
+    PendingAction,
+    Timing,
+    apply_event,
+    find_attempts,
+    pending_action,
+)
 from dialer.engine.clock import Clock
 from dialer.engine.dispatcher import Stats
-from dialer.engine.identity import action_command_id
 from dialer.engine.settling import Settler
 from dialer.engine.state import RunState
 from dialer.engine.store.campaign_rows import CampaignRows
@@ -163,10 +168,7 @@ class EventProcessor:
             for act in apply_event(attempt, campaign, ev.event_type, payload, ev.occurred_at,
                                    now, self.timing, notes):
                 if attempt.call_control_id:
-                    actions.append(PendingAction(
-                        attempt.id, attempt.call_control_id,
-                        action_command_id(attempt.command_id, act.key + str(attempt.flow_state)),
-                        act, settings_of(campaign)))
+                    actions.append(pending_action(attempt, act, settings_of(campaign)))
         # Script responses and keypress opt-outs (DNC) in this same transaction; templates.
         actions = await script_events.flush(s, notes, actions, now)
         due = [a for a in attempts.values()

@@ -20,11 +20,10 @@ from campaigns.db.types import utcnow
 from campaigns.due import ENGINE_LIVE_SECS
 from campaigns.settings import settings_of
 from dialer.engine import flow, script_events
-from dialer.engine.attempts import PendingAction, Timing
+from dialer.engine.attempts import PendingAction, Timing, pending_action
 from dialer.engine.claims import DialJob
 from dialer.engine.clock import Clock
 from dialer.engine.dispatcher import RESEND_WINDOW_SECS, DialQueue
-from dialer.engine.identity import action_command_id
 from dialer.engine.store import calls as call_store
 from dialer.engine.store import campaigns as campaign_store
 from dialer.engine.store import instances as instance_store
@@ -168,8 +167,7 @@ class Recovery:
                 assert a.call_control_id is not None
                 settings = settings_of(campaigns[a.campaign_id])
                 for act in flow.entry_actions(a.flow_state, settings):
-                    actions.append(PendingAction(a.id, a.call_control_id, action_command_id(
-                        a.command_id, act.key + str(a.flow_state)), act, settings))
+                    actions.append(pending_action(a, act, settings))
             return await script_events.render_actions(s, actions)  # templates per contact
         actions = await self.tx.run_retrying("resuming call flows", _q)
         if actions:

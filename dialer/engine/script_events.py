@@ -2,8 +2,8 @@
 
 Two calls from the event processor, which keeps one `Notes` per transaction:
 - `collect(attempt, campaign, step, at, notes)`, synchronous, from `attempts.apply_event` for
-  every flow step: stamps gather commands with their tagged client_state, notes the step's
-  responses (`attempt_responses` rows), opt-outs and final answers.
+  every flow step: notes the step's responses (`attempt_responses` rows), opt-outs and final
+  answers.
 - `await flush(session, notes, actions, now)` once per batch, before the commit: the responses
   are stored and the opt-outs go on the DNC list (the same transaction as the events that caused
   them, so a crash loses neither or both), contacts get their final response, and the actions to
@@ -29,7 +29,6 @@ from campaigns import templates
 from campaigns.db import dialects
 from campaigns.db.models import AttemptResponse, CallAttempt, Contact, DncNumber
 from dialer.engine.flow import Action, FlowStep
-from dialer.engine.identity import decode_client_state, encode_client_state
 from dialer.engine.row_types import AttemptFields, CampaignFields
 from dialer.engine.script_flow import parse_state
 
@@ -48,20 +47,12 @@ class Notes:
     completed: dict[int, bool] = field(default_factory=dict)  # contact id -> script_completed
 
 
-def _tagged(client_state: str, tag: str | None) -> str | None:
-    ref = decode_client_state(client_state)
-    return encode_client_state(ref, tag) if ref is not None else None
-
-
 def collect(attempt: AttemptFields, campaign: CampaignFields, step: FlowStep | None,
             at: datetime, notes: Notes | None) -> None:
     """Record what a flow step says about the script (see module doc) in `notes` (None: the
     step's actions are stamped, nothing is stored). No I/O."""
     if step is None:
         return
-    if any(a.kind == "gather" for a in step.actions):
-        step.actions[:] = [dataclasses.replace(a, client_state=_tagged(attempt.client_state, a.tag))
-                           if a.kind == "gather" else a for a in step.actions]
     if attempt.flow_state in (None, "awaiting_amd") and (
             step.flow_state in FIRST_WORDS_STATES or parse_state(step.flow_state) is not None):
         step.actions[:] = [dataclasses.replace(a, verdict_at=at) for a in step.actions]
@@ -117,35 +108,26 @@ def _templated(act: Action) -> bool:
     return any(v and "{" in v for v in (act.text, act.audio_url, act.to))
 
 
-def _needs_work(act: Action) -> bool:
-    return _templated(act) or (act.kind == "gather" and act.client_state is None)
-
-
 async def render_actions(session: AsyncSession, actions: Sequence[Any]) -> list[Any]:
-    """Actions whose text, audio URL or number name contact fields, rendered for their contact;
-    gathers re-sent after a restart get their tagged client_state."""
-    need = [pa for pa in actions if _needs_work(pa.action)]
+    """Actions whose text, audio URL or number name contact fields, rendered for their contact."""
+    need = [pa for pa in actions if _templated(pa.action)]
     if not need:
         return list(actions)
     rows = (await session.execute(
-        select(CallAttempt.id, CallAttempt.client_state, Contact.phone_e164, Contact.first_name,
+        select(CallAttempt.id, Contact.phone_e164, Contact.first_name,
                Contact.last_name,
                Contact.email, Contact.region, Contact.postal_code, Contact.custom_fields)
         .join(Contact, Contact.id == CallAttempt.contact_id)
         .where(CallAttempt.id.in_({pa.attempt_id for pa in need})))).all()
     fields = {r.id: templates.contact_fields(r.phone_e164, dict(r._mapping), r.custom_fields)
               for r in rows}
-    states = {r.id: r.client_state for r in rows}
     out = []
     for pa in actions:
         f = fields.get(pa.attempt_id)
-        if f is None or not _needs_work(pa.action):
+        if f is None or not _templated(pa.action):
             out.append(pa)
             continue
-        act = render_action(pa.action, f)
-        if act.kind == "gather" and act.client_state is None:
-            act = dataclasses.replace(act, client_state=_tagged(states[pa.attempt_id], act.tag))
-        out.append(dataclasses.replace(pa, action=act))
+        out.append(dataclasses.replace(pa, action=render_action(pa.action, f)))
     return out
 
 

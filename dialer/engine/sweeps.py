@@ -22,9 +22,8 @@ from campaigns.lifecycle import next_status
 from campaigns.names import display
 from campaigns.settings import settings_of
 from dialer.engine import event_log, flow, script_events
-from dialer.engine.attempts import PendingAction, Timing
+from dialer.engine.attempts import PendingAction, Timing, pending_action
 from dialer.engine.clock import Clock, skip_target
-from dialer.engine.identity import action_command_id
 from dialer.engine.reconcile import Reconciler
 from dialer.engine.settling import Settler
 from dialer.engine.state import RunState
@@ -124,8 +123,7 @@ class Sweeps:
                 continue
             a.flow_state = step.flow_state
             for act in step.actions:
-                actions.append(PendingAction(a.id, a.call_control_id, action_command_id(
-                    a.command_id, act.key + str(a.flow_state)), act, settings))
+                actions.append(pending_action(a, act, settings))
         return await script_events.render_actions(s, actions)  # templates per contact
 
     async def complete_campaigns(self) -> None:
@@ -152,8 +150,7 @@ class Sweeps:
                 for a in live:
                     if a.call_control_id is None or a.id in self._hung_up:
                         continue
-                    actions.append(PendingAction(a.id, a.call_control_id, action_command_id(
-                        a.command_id, "hangup-stop"), flow.Action("hangup"), {}))
+                    actions.append(pending_action(a, flow.Action("hangup"), {}, key="hangup-stop"))
                 if not live:
                     c.hangup_requested = False
             return actions

@@ -270,6 +270,7 @@ class SimCall:
         for key in ("audio_url", "media_name", "payload", "voice", "to", "valid_digits"):
             if key in body:
                 record[key] = body[key]
+        record["request"] = dict(body)  # the whole validated body, to check it from outside
         self.ledger.actions.append(record)
         if action == "hangup":
             if self.state == "ringing":

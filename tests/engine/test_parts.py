@@ -12,10 +12,17 @@ from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
 from campaigns.db.models import AttemptState, CallAttempt, Campaign
 from dialer.engine import flow
-from dialer.engine.attempts import DialOutcome, Timing, apply_event
+from dialer.engine.attempts import DialOutcome, Timing, apply_event, pending_action
 from dialer.engine.claims import DialJob
 from dialer.engine.dispatcher import CampaignView, DialQueue, dial_request
 from dialer.engine.event_log import RecentEvents
+from dialer.engine.identity import (
+    AttemptRef,
+    action_command_id,
+    client_state_tag,
+    decode_client_state,
+    encode_client_state,
+)
 from dialer.engine.runner import Engine, EngineConfig
 from dialer.engine.transactions import is_outage
 
@@ -84,6 +91,27 @@ def test_apply_event_sends_no_action_once_the_call_ended() -> None:
     actions = apply_event(attempt, campaign, "call.machine.detection.ended",
                           {"result": "human"}, NOW, NOW, timing)
     assert actions == [] and attempt.amd_result == "human"
+
+
+def test_every_action_carries_its_own_command_id_and_the_attempts_client_state() -> None:
+    a = _attempt()
+    a.client_state, a.call_control_id = encode_client_state(AttemptRef(7, 2)), "v3:call"
+    a.flow_state = "s1.2"
+    gather = pending_action(a, flow.Action("gather", text="Press 1", tag="s1.2"), {})
+    hangup = pending_action(a, flow.Action("hangup"), {})
+    stop = pending_action(a, flow.Action("hangup"), {}, key="hangup-stop")
+    # Each command its own id, the same one when the step is decided again after a crash.
+    assert gather.command_id == action_command_id("c", "gathers1.2")
+    assert hangup.command_id == action_command_id("c", "hangups1.2")
+    assert stop.command_id == action_command_id("c", "hangup-stop")
+    for pa in (gather, hangup, stop):
+        # Names the attempt as the dial's does, tagged with the flow state: a prompt's end
+        # caused by a hangup still matches the prompt.
+        assert decode_client_state(pa.action.client_state) == AttemptRef(7, 2)
+        assert client_state_tag(pa.action.client_state) == "s1.2"
+    a.flow_state = "optout"
+    speak = pending_action(a, flow.Action("speak", text="Goodbye."), {})
+    assert client_state_tag(speak.action.client_state) == "optout"
 
 
 def test_oversized_ids_from_a_webhook_are_not_stored() -> None:

@@ -14,6 +14,7 @@ from campaigns.db.engine import create_engine, session_factory
 from campaigns.db.models import AttemptResponse, DncNumber
 from campaigns.reports import summary, write_report
 from dialer.simulator.config import FaultConfig
+from dialer.simulator.ledger import LedgerCall
 from tests.engine.helpers import (
     attempts_of,
     campaign_status,
@@ -23,6 +24,7 @@ from tests.engine.helpers import (
     seed,
     wait_for,
 )
+from tests.openapi import command_errors
 
 SCRIPT: dict[str, Any] = {
     "start": {"say": "Hello {first_name|there}, this is Acme Clinic about your visit. Press 1 to "
@@ -54,6 +56,20 @@ async def _dnc(url: str) -> dict[str, str | None]:
         await engine.dispose()
 
 
+def assert_commands_valid(calls: list[LedgerCall]) -> int:
+    """Every command the engine sent on these calls (the simulator's ledger keeps each body)
+    validates against the official OpenAPI schema, and carries a command_id of its own and the
+    attempt's client_state. Returns how many gathers there were."""
+    gathers = 0
+    for call in calls:
+        assert command_errors(call.actions) == [], (call.to, call.actions)
+        ids = [a["request"].get("command_id") for a in call.actions]
+        assert all(ids) and len(set(ids)) == len(ids), ids
+        assert all(a["request"].get("client_state") for a in call.actions), call.actions
+        gathers += sum(a["action"].startswith("gather_") for a in call.actions)
+    return gathers
+
+
 def _done(url: str, cid: int):  # type: ignore[no-untyped-def]
     async def _check() -> bool:
         return await campaign_status(url, cid) == "completed"
@@ -72,6 +88,7 @@ async def test_script_answers_match_the_ledger_and_opt_outs_stick(db_url: str,
         r.sim.config.keypad = {"valid": 6, "invalid": 1, "timeout": 1, "hangup": 1}
         await wait_for(_done(db_url, cid), timeout=150)
         ledger = {c.command_id: c for c in r.sim.ledger}
+    assert assert_commands_valid(list(ledger.values())) > 40
     attempts = {a.id: a for a in await attempts_of(db_url)}
     contacts = {c.id: c for c in await contacts_of(db_url, cid)}
     recorded: dict[int, list[tuple[str | None, str]]] = {}
@@ -137,6 +154,7 @@ async def test_opt_out_during_a_plain_message(db_url: str) -> None:
         r.sim.config.single_key_press = 0.4
         await wait_for(_done(db_url, cid), timeout=120)
         ledger = {c.command_id: c for c in r.sim.ledger}
+    assert assert_commands_valid(list(ledger.values()))
     dnc = await _dnc(db_url)
     opted, heard = set(), 0
     for a in await attempts_of(db_url):

@@ -29,7 +29,7 @@ from dialer.telnyx.errors import (
     SlotMissed,
     TelnyxError,
 )
-from tests.openapi import schema_errors
+from tests.openapi import BODY_SCHEMAS, schema_errors
 from tests.rawhttp import RawApi
 from tests.telnyx.test_dial_fields import FULL
 
@@ -39,18 +39,6 @@ CONN = "7267xxxxxxxxxxxxxx"
 CCID = "v3:MdI91X4lWFEs7IgbBEOT9M4AigoY08M0WWZFISt1Yw2axZ_IiE4pqg"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-# Which OpenAPI schema each request body must satisfy.
-BODY_SCHEMAS = {
-    "/v2/calls": "CallRequest",
-    "hangup": "HangupRequest",
-    "playback_start": "PlayAudioUrlRequest",
-    "speak": "SpeakRequest",
-    "transfer": "TransferCallRequest",
-    "gather_using_speak": "GatherUsingSpeakRequest",
-    "gather_using_audio": "GatherUsingAudioRequest",
-}
-
 
 @dataclass
 class Seen:
