@@ -29,9 +29,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
+from xml.etree import ElementTree
+from xml.sax.saxutils import escape
 
 from campaigns.errors import InvalidSettings
-from campaigns.templates import Target, parse
+from campaigns.templates import Target, is_ssml, parse, render
 
 START = "start"
 TERMINAL = ("hangup", "transfer", "opt_out")
@@ -40,6 +42,34 @@ _STEP_NAME = re.compile(r"[A-Za-z0-9_-]{1,40}")
 _STEP_KEYS = {"say", "audio", "media_name", "invalid", "invalid_audio", "keys", "no_input",
               "tries", "min_digits", "max_digits", "timeout", "label", "next"}
 MAX_PROMPT = 3000
+_SPEAK = re.compile(r"\s*<speak\b[^>]*>(.*)</speak>\s*", re.DOTALL)
+
+
+def _ssml_body(text: str) -> str:
+    """The content of an SSML text's <speak> element; a plain text escaped to go inside one."""
+    m = _SPEAK.fullmatch(text)
+    return m.group(1) if m else escape(text)
+
+
+def invalid_then_prompt(invalid: str, prompt: str) -> str:
+    """What is said after a wrong key: the step's `invalid` text, then its prompt again. When
+    either is SSML the result is one SSML document (never a <speak> inside a text)."""
+    if not is_ssml(invalid) and not is_ssml(prompt):
+        return f"{invalid} {prompt}"
+    return f"<speak>{_ssml_body(invalid)} {_ssml_body(prompt)}</speak>"
+
+
+def _ssml_problem(text: str) -> str | None:
+    """Why an SSML text (fields taken as plain words) is not a well-formed document, or None."""
+    if not is_ssml(text):
+        return None
+    try:
+        ElementTree.fromstring(render(text, {}, "speech"))  # fields empty or their defaults
+    except ElementTree.ParseError as exc:
+        return f"is not well-formed SSML ({exc})"
+    except InvalidSettings:
+        return None  # a template syntax error, reported on its own
+    return None
 
 
 @dataclass(frozen=True)
@@ -154,7 +184,37 @@ def _text(where: str, raw: Mapping[str, Any], key: str, problems: list[str]) -> 
     return value
 
 
-def _step(name: str, raw: Any, problems: list[str]) -> Step:
+def _authoring_problems(where: str, raw: Mapping[str, Any], say: str | None,
+                        invalid: str | None, invalid_audio: str | None,
+                        keys: Mapping[str, Choice]) -> list[str]:
+    """Settings that would be silently ignored or break a call, refused when a script is written
+    (`campaign create`/`set`), not when a stored script is read for a call."""
+    out = []
+    for key, text in (("say", say), ("invalid", invalid)):
+        ssml = _ssml_problem(text) if text else None
+        if ssml:
+            out.append(f"{where}.{key}: {ssml}")
+    media = raw.get("media_name")
+    if isinstance(media, str) and ("{" in media or "}" in media):
+        out.append(f"{where}.media_name: names a stored media file; it cannot name contact "
+                   "fields (use audio with a URL template)")
+    if invalid is not None and say is None:
+        out.append(f"{where}.invalid: is said before a `say` prompt; this step has none "
+                   "(use invalid_audio)")
+    if invalid_audio is not None and say is not None:
+        out.append(f"{where}.invalid_audio: is for audio prompts; this step says a text "
+                   "(use invalid)")
+    if not keys:
+        for key in ("no_input", "invalid", "invalid_audio"):
+            if key in raw:
+                out.append(f"{where}.{key}: is for steps with keys; this step has none")
+    if invalid and say and len(invalid_then_prompt(invalid, say)) > MAX_PROMPT:
+        out.append(f"{where}: invalid and say together are longer than {MAX_PROMPT} "
+                   "characters (Telnyx's limit; they are said together after a wrong key)")
+    return out
+
+
+def _step(name: str, raw: Any, problems: list[str], strict: bool = False) -> Step:
     where = f"script.{name}"
     if not _STEP_NAME.fullmatch(name):
         problems.append(f"{where}: step names are 1-40 letters, digits, _ or -")
@@ -203,16 +263,20 @@ def _step(name: str, raw: Any, problems: list[str]) -> Step:
     if label is not None and not isinstance(label, str):
         problems.append(f"{where}.label: must be text")
         label = None
+    invalid = _text(where, raw, "invalid", problems)
+    invalid_audio = _text(where, raw, "invalid_audio", problems)
+    if strict:
+        problems.extend(_authoring_problems(where, raw, say, invalid, invalid_audio, keys))
     return Step(name, say=say, audio=audio, media_name=media,
-                invalid=_text(where, raw, "invalid", problems),
-                invalid_audio=_text(where, raw, "invalid_audio", problems), keys=keys,
+                invalid=invalid, invalid_audio=invalid_audio, keys=keys,
                 no_input=no_input, tries=_int(where, raw, "tries", 3, 1, 10, problems),
                 min_digits=min_d, max_digits=max_d, timeout=float(timeout), label=label,
                 next=nxt)
 
 
 def _edges(step: Step) -> list[str]:
-    out = [c.target for c in [*step.keys.values(), step.no_input] if c.kind == "goto" and c.target]
+    choices = [*step.keys.values(), step.no_input] if step.asks else []
+    out = [c.target for c in choices if c.kind == "goto" and c.target]
     if step.next:
         out.append(step.next)
     return out
@@ -227,13 +291,15 @@ def _exits(step: Step) -> bool:
 
 
 def parse_script(raw: Any, *, opt_out_digit: str | None = None,
-                 transfer_to: str | None = None) -> Script:
+                 transfer_to: str | None = None, strict: bool = True) -> Script:
     """A validated script; InvalidSettings lists every problem (unknown and unreachable steps,
-    loops without an exit, bad digits)."""
+    loops without an exit, bad digits). `strict=False` (reading a stored script for a call)
+    skips the checks added after scripts were first stored, so a campaign created before them
+    keeps running."""
     problems: list[str] = []
     if not isinstance(raw, Mapping) or not raw:
         raise InvalidSettings("script: must hold steps, like [script.start]")
-    steps = {str(n): _step(str(n), v, problems) for n, v in raw.items()}
+    steps = {str(n): _step(str(n), v, problems, strict) for n, v in raw.items()}
     if START not in steps:
         problems.append("script: needs a step named start ([script.start]): calls begin there")
     for s in steps.values():
@@ -249,7 +315,7 @@ def parse_script(raw: Any, *, opt_out_digit: str | None = None,
                 problems.append(f"script.{s.name}.keys.{digits}: transfer needs transfer_to")
         if s.no_input.kind == "transfer" and not transfer_to:
             problems.append(f"script.{s.name}.no_input: transfer needs transfer_to")
-    if not problems:
+    if not problems and strict:  # a stored script's graph was checked when it was written
         problems.extend(_graph_problems(steps))
     if problems:
         raise InvalidSettings("; ".join(problems))
@@ -293,4 +359,5 @@ def script_of(settings: Mapping[str, Any]) -> Script | None:
 
 @lru_cache(maxsize=64)
 def _cached(raw: str, opt_out_digit: str | None, transfer_to: str | None) -> Script:
-    return parse_script(json.loads(raw), opt_out_digit=opt_out_digit, transfer_to=transfer_to)
+    return parse_script(json.loads(raw), opt_out_digit=opt_out_digit, transfer_to=transfer_to,
+                        strict=False)

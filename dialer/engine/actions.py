@@ -14,9 +14,12 @@ from collections.abc import Callable, Coroutine, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from campaigns.templates import is_ssml
 from dialer.engine.attempts import PendingAction
+from dialer.engine.flow import Action
+from dialer.engine.identity import action_command_id
 from dialer.telnyx.client import TelnyxClient
-from dialer.telnyx.errors import CallEnded, CallNotFound, TelnyxError
+from dialer.telnyx.errors import CallEnded, CallNotFound, InvalidRequest, TelnyxError
 
 log = logging.getLogger("dialer.engine")
 
@@ -26,11 +29,16 @@ log = logging.getLogger("dialer.engine")
 FIRST_WORDS_SECS: deque[float] = deque(maxlen=100_000)
 
 
+def _ssml(act: Action) -> bool:
+    """Rendered templates are SSML; so is a text written as SSML (`<speak>...`)."""
+    return act.ssml or is_ssml(act.text or "")
+
+
 async def send_action(client: TelnyxClient, pa: PendingAction,
                       first_words: Callable[[float], None] | None = None) -> None:
     """Send `pa` with its own command_id and client_state. A call that ended first is normal
-    (422 90018); other failures are logged: the flow's timers, the hangup and reconciliation
-    finish the call."""
+    (422 90018); a command refused for its content hangs the call up; other failures are
+    logged: the flow's timers, the hangup and reconciliation finish the call."""
     act, cc, s = pa.action, pa.call_control_id, pa.settings
     voice, language = s.get("voice", "female"), s.get("language", "en-US")
     if act.verdict_at is not None:
@@ -46,6 +54,7 @@ async def send_action(client: TelnyxClient, pa: PendingAction,
                                         client_state=act.client_state, command_id=pa.command_id)
         elif act.kind == "speak":
             await client.speak(cc, payload=act.text or "", voice=voice, language=language,
+                               payload_type="ssml" if _ssml(act) else None,
                                client_state=act.client_state, command_id=pa.command_id)
         elif act.kind == "transfer":
             await client.transfer(cc, to=act.to or "", client_state=act.client_state,
@@ -53,7 +62,7 @@ async def send_action(client: TelnyxClient, pa: PendingAction,
         elif act.kind == "gather" and act.text is not None:
             await client.gather_using_speak(
                 cc, payload=act.text, voice=voice, language=language,
-                payload_type="ssml" if act.ssml else "text", valid_digits=act.valid_digits,
+                payload_type="ssml" if _ssml(act) else "text", valid_digits=act.valid_digits,
                 minimum_digits=act.min_digits, maximum_digits=act.max_digits, maximum_tries=1,
                 timeout_millis=act.timeout_ms, client_state=act.client_state,
                 command_id=pa.command_id)
@@ -65,8 +74,25 @@ async def send_action(client: TelnyxClient, pa: PendingAction,
                 client_state=act.client_state, command_id=pa.command_id)
     except (CallEnded, CallNotFound):
         pass  # the call ended first: normal
+    except InvalidRequest as exc:
+        # Refused for its content (a voice Telnyx does not have, a payload too long once
+        # rendered): it will not succeed later, and the person would hear silence until they
+        # hang up. Hang up instead, and say why.
+        log.error("action %s on call %s was refused (%s): hanging the call up", act.kind, cc, exc)
+        if act.kind != "hangup":
+            await _hang_up_after_refusal(client, pa)
     except TelnyxError as exc:
         log.warning("action %s on call %s failed: %s", act.kind, cc, exc)
+
+
+async def _hang_up_after_refusal(client: TelnyxClient, pa: PendingAction) -> None:
+    try:
+        await client.hangup(pa.call_control_id, client_state=pa.action.client_state,
+                            command_id=action_command_id(pa.command_id, "hangup-refused"))
+    except (CallEnded, CallNotFound):
+        pass
+    except TelnyxError as exc:
+        log.warning("hangup of call %s failed: %s", pa.call_control_id, exc)
 
 
 class ActionRunner:

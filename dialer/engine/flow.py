@@ -26,6 +26,12 @@ MEDIA_ENDED = ("call.playback.ended", "call.speak.ended")
 GATHER_ENDED = "call.gather.ended"
 
 
+#: A keypad prompt normally ends with its `call.gather.ended`; if that never comes (a webhook
+#: lost for good), the call hangs up this long after the prompt plus its timeout instead of
+#: staying up in silence. Long enough for Telnyx's longest prompt (3,000 characters).
+PROMPT_FALLBACK_SECS = 300.0
+
+
 @dataclass(frozen=True)
 class Action:
     kind: str  # hangup | playback | speak | transfer | gather
@@ -90,11 +96,12 @@ def _human_step(settings: Mapping[str, Any]) -> FlowStep:
     opt = settings.get("opt_out_digit")
     if opt and on_human in ("play", "speak"):
         # The opt-out key is heard throughout the message: the message is a keypad prompt.
-        return FlowStep("message", [Action(
+        gather = Action(
             "gather", audio_url=settings.get("message_audio_url"),
             media_name=settings.get("message_media_name"),
             text=settings.get("message_text") if on_human == "speak" else None,
-            valid_digits=str(opt), timeout_ms=1000, tag="message")])
+            valid_digits=str(opt), timeout_ms=1000, tag="message")
+        return FlowStep("message", [gather], timer_secs=prompt_fallback_secs(gather))
     if on_human == "play":
         return FlowStep("message", [Action("playback", audio_url=settings.get("message_audio_url"),
                                            media_name=settings.get("message_media_name"))])
@@ -191,10 +198,17 @@ def entry_actions(flow_state: str | None, settings: Mapping[str, Any]) -> list[A
     return []
 
 
+def prompt_fallback_secs(action: Action) -> float:
+    """When to hang up a call whose prompt's end never came (PROMPT_FALLBACK_SECS)."""
+    return PROMPT_FALLBACK_SECS + (action.timeout_ms / 1000 if action.kind == "gather" else 0)
+
+
 def timer_fired(flow_state: str | None, settings: Mapping[str, Any]) -> FlowStep | None:
-    """The flow's fallback timer: no greeting event came, leave the voicemail anyway."""
+    """The flow's fallback timers: no greeting event came, leave the voicemail anyway; a keypad
+    prompt's or the opt-out confirmation's end never came, hang up."""
+    from dialer.engine import script_flow
     if flow_state == "awaiting_greeting":
         return FlowStep("voicemail", [_voicemail_action(settings)], timer_secs=None)
-    if flow_state == "optout":  # the confirmation's end never came: hang up anyway
+    if flow_state in ("optout", "message") or script_flow.parse_state(flow_state) is not None:
         return FlowStep("hangup", [Action("hangup")])
     return None

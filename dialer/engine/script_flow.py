@@ -1,12 +1,14 @@
 """The call flow of scripts and keypad prompts, pure: given where the call is and an event, the next
 flow step (see dialer.engine.flow, which routes here).
 
-A script step's flow state is "s<i>.<try>": i the step's number in the script (sorted names),
-try the prompt's try (1..tries). Every prompt is a gather with `maximum_tries` 1: retries on no
-input or a wrong key are ours, each with its own flow state and so its own command_id, and every
-`call.gather.ended` is recorded as one response. A gather's client_state carries its flow state
-(the tag): a `call.gather.ended` whose tag is not the current state is a duplicate or a late one
-and changes nothing.
+A script step's flow state is "s<i>.<try>.<n>": i the step's number in the script (sorted
+names), try the prompt's try (1..tries), n the prompt's number in the call (1, 2, ...: a step
+visited again, "back to the menu", is a new prompt with its own state). Every prompt is a gather
+with `maximum_tries` 1: retries on no input or a wrong key are ours, each with its own flow state
+and so its own command_id, and every `call.gather.ended` is recorded as one response. A gather's
+client_state carries its flow state (the tag): a `call.gather.ended` whose tag is not the current
+state is a duplicate or a late one and changes nothing. A call hangs up after `MAX_PROMPTS`
+prompts (a menu that leads back to itself while nobody presses anything).
 
 `digits` from a webhook are untrusted: anything but keypad keys, or more keys than asked, is a
 wrong entry (`invalid`) and only its keypad keys, cut to 32, are stored.
@@ -18,27 +20,33 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from campaigns.scripts import DIGITS, Choice, Script, Step, script_of
-from dialer.engine.flow import Action, FlowStep, Response
+from campaigns.scripts import DIGITS, Choice, Script, Step, invalid_then_prompt, script_of
+from dialer.engine.flow import Action, FlowStep, Response, prompt_fallback_secs
 from dialer.engine.identity import client_state_tag
 
 #: Returned when an event is not one this module handles (flow.step goes on).
 NOT_MINE: Any = object()
 GATHER_ENDED = "call.gather.ended"
 MEDIA_ENDED = ("call.playback.ended", "call.speak.ended")
-_STATE = re.compile(r"s(\d{1,4})\.(\d{1,2})")
+_STATE = re.compile(r"s(\d{1,4})\.(\d{1,2})(?:\.(\d{1,3}))?")  # no n: written before n existed
+#: Prompts in one call at most; then the call hangs up, the script not completed.
+MAX_PROMPTS = 50
 #: Wait after a prompt without a menu, for the opt-out key only.
 OPT_OUT_WAIT_MS = 1000
 ENDED_STATUSES = ("call_hangup", "cancelled", "cancelled_amd")
+#: The statuses Telnyx documents for `call.gather.ended`; any other is recorded as `unknown`.
+STATUSES = ("valid", "invalid", "timeout", *ENDED_STATUSES)
 
 
-def state_of(idx: int, try_no: int) -> str:
-    return f"s{idx}.{try_no}"
+
+def state_of(idx: int, try_no: int, prompt_no: int) -> str:
+    return f"s{idx}.{try_no}.{prompt_no}"
 
 
-def parse_state(flow_state: str | None) -> tuple[int, int] | None:
+def parse_state(flow_state: str | None) -> tuple[int, int, int] | None:
+    """(step number, try, prompt number in the call) of a script prompt's flow state."""
     m = _STATE.fullmatch(flow_state or "")
-    return (int(m.group(1)), int(m.group(2))) if m else None
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3) or 1)) if m else None
 
 
 def clean_digits(value: Any, limit: int = 32) -> tuple[str, bool]:
@@ -51,36 +59,39 @@ def clean_digits(value: Any, limit: int = 32) -> tuple[str, bool]:
 
 def _prompt(step: Step, settings: Mapping[str, Any], tag: str, *, invalid: bool) -> Action:
     opt = settings.get("opt_out_digit")
-    text = step.say
-    audio = step.audio
+    text, audio, media = step.say, step.audio, step.media_name
     if invalid and step.invalid and text is not None:
-        text = f"{step.invalid} {text}"
+        text = invalid_then_prompt(step.invalid, text)
     elif invalid and step.invalid_audio:
-        audio = step.invalid_audio
+        audio, media = step.invalid_audio, None
     if not step.asks and not opt:
         if text is not None:
             return Action("speak", text=text)
-        return Action("playback", audio_url=audio, media_name=step.media_name)
+        return Action("playback", audio_url=audio, media_name=media)
     keys = set("".join(step.keys)) | ({str(opt)} if opt else set())
     if step.asks:
         lo, hi, wait = step.min_digits, step.max_digits, int(step.timeout * 1000)
     else:
         lo, hi, wait = 1, 1, OPT_OUT_WAIT_MS
     return Action("gather", text=text, audio_url=audio if text is None else None,
-                  media_name=step.media_name if text is None else None,
+                  media_name=media if text is None else None,
                   valid_digits="".join(sorted(keys)), min_digits=lo, max_digits=hi,
                   timeout_ms=wait, tag=tag)
 
 
 def enter(script: Script, settings: Mapping[str, Any], name: str, try_no: int = 1, *,
-          invalid: bool = False, responses: list[Response] | None = None) -> FlowStep:
+          prompt_no: int = 1, invalid: bool = False, responses: list[Response] | None = None
+          ) -> FlowStep:
+    if prompt_no > MAX_PROMPTS:
+        return _hangup(list(responses or []), False)
     step = script.steps[name]
-    tag = state_of(script.index(name), try_no)
+    tag = state_of(script.index(name), try_no, prompt_no)
     out = list(responses or [])
     if step.label and try_no == 1:
         out.append(Response(name, try_no, None, "reached", step.label))
-    return FlowStep(tag, [_prompt(step, settings, tag, invalid=invalid)], responses=out,
-                    script_completed=False)
+    action = _prompt(step, settings, tag, invalid=invalid)
+    return FlowStep(tag, [action], responses=out, script_completed=False,
+                    timer_secs=prompt_fallback_secs(action))
 
 
 def start(settings: Mapping[str, Any]) -> FlowStep:
@@ -102,9 +113,11 @@ def _hangup(responses: list[Response], completed: bool | None) -> FlowStep:
 
 
 def _choose(script: Script, settings: Mapping[str, Any], choice: Choice,
-            responses: list[Response]) -> FlowStep:
+            responses: list[Response], prompt_no: int) -> FlowStep:
+    """`choice` made at prompt number `prompt_no`."""
     if choice.kind == "goto" and choice.target:
-        return enter(script, settings, choice.target, responses=responses)
+        return enter(script, settings, choice.target, prompt_no=prompt_no + 1,
+                     responses=responses)
     if choice.kind == "opt_out":
         return _opt_out(settings, responses)
     if choice.kind == "transfer":
@@ -114,10 +127,11 @@ def _choose(script: Script, settings: Mapping[str, Any], choice: Choice,
 
 
 def _after_prompt(script: Script, settings: Mapping[str, Any], step: Step,
-                  responses: list[Response]) -> FlowStep:
-    """A prompt without a menu was heard to its end: the next step, or the end of the script."""
+                  responses: list[Response], prompt_no: int) -> FlowStep:
+    """A prompt without a menu (number `prompt_no`) was heard to its end: the next step, or the
+    end of the script."""
     if step.next:
-        return enter(script, settings, step.next, responses=responses)
+        return enter(script, settings, step.next, prompt_no=prompt_no + 1, responses=responses)
     return _hangup(responses, True)
 
 
@@ -140,18 +154,18 @@ def step(flow_state: str | None, event_type: str, payload: Mapping[str, Any],
     if event_type in MEDIA_ENDED and not current.asks and not settings.get("opt_out_digit"):
         if payload.get("status") != "completed":
             return None
-        return _after_prompt(script, settings, current, [])
+        return _after_prompt(script, settings, current, [], pos[2])
     if event_type != GATHER_ENDED:
         return None
     if client_state_tag(payload.get("client_state")) != flow_state:
         return None  # an earlier prompt's (duplicate or late)
-    return _gathered(script, settings, current, pos[1], payload)
+    return _gathered(script, settings, current, pos[1], pos[2], payload)
 
 
 def _status(payload: Mapping[str, Any], step: Step | None) -> tuple[str, str]:
     digits, clean = clean_digits(payload.get("digits"))
     status = payload.get("status")
-    status = status if isinstance(status, str) and len(status) <= 16 else "invalid"
+    status = status if status in STATUSES else "unknown"
     if status == "valid" and (not clean or not digits
                               or (step is not None and len(digits) > step.max_digits)):
         status = "invalid"
@@ -159,7 +173,7 @@ def _status(payload: Mapping[str, Any], step: Step | None) -> tuple[str, str]:
 
 
 def _gathered(script: Script, settings: Mapping[str, Any], current: Step, try_no: int,
-              payload: Mapping[str, Any]) -> FlowStep:
+              prompt_no: int, payload: Mapping[str, Any]) -> FlowStep:
     status, digits = _status(payload, current)
     opt = settings.get("opt_out_digit")
     name = current.name
@@ -171,17 +185,19 @@ def _gathered(script: Script, settings: Mapping[str, Any], current: Step, try_no
         # The answer's label: its own, else the label of the step it leads to, else the action.
         label = choice.label or (target.label if target else choice.kind)
         return _choose(script, settings, choice,
-                       [Response(name, try_no, digits, status, label or digits)])
-    if status in ENDED_STATUSES or status not in ("valid", "invalid", "timeout"):
+                       [Response(name, try_no, digits, status, label or digits)], prompt_no)
+    if status in ENDED_STATUSES:
         return FlowStep("done", [], responses=[Response(name, try_no, digits or None, status)])
+    if status == "unknown":  # nothing to go on: end the call rather than leave it silent
+        return _hangup([Response(name, try_no, digits or None, status)], False)
     response = [Response(name, try_no, digits or None, status if status != "valid" else "invalid")]
     if not current.asks:  # only the opt-out key was listened for: the prompt was heard
-        return _after_prompt(script, settings, current, response)
+        return _after_prompt(script, settings, current, response, prompt_no)
     if status == "timeout" and current.no_input.kind != "repeat":
-        return _choose(script, settings, current.no_input, response)
+        return _choose(script, settings, current.no_input, response, prompt_no)
     if try_no < current.tries:
-        return enter(script, settings, name, try_no + 1, invalid=status != "timeout",
-                     responses=response)
+        return enter(script, settings, name, try_no + 1, prompt_no=prompt_no + 1,
+                     invalid=status != "timeout", responses=response)
     return _hangup(response, False)
 
 
@@ -193,7 +209,8 @@ def _message_gather(payload: Mapping[str, Any], settings: Mapping[str, Any]) -> 
     if status == "valid" and opt and digits == opt:
         return _opt_out(settings, [Response("message", 1, digits, status, "opt_out")])
     heard = status in ("timeout", "valid", "invalid")
-    step = FlowStep("hangup" if heard else "done", [Action("hangup")] if heard else [],
+    live = heard or status == "unknown"  # the call may still be up: hang it up
+    step = FlowStep("hangup" if live else "done", [Action("hangup")] if live else [],
                     message_played=heard,
                     responses=[Response("message", 1, digits or None, status)])
     step.script_completed = None
@@ -209,4 +226,5 @@ def entry_actions(flow_state: str | None, settings: Mapping[str, Any]) -> list[A
     current = script.by_index(pos[0]) if script and pos else None
     if current is None or pos is None:
         return []
-    return [_prompt(current, settings, state_of(pos[0], pos[1]), invalid=pos[1] > 1)]
+    # The state as stored (an older one without n included): the prompt's tag must match it.
+    return [_prompt(current, settings, str(flow_state), invalid=pos[1] > 1)]

@@ -433,12 +433,14 @@ class TelnyxClient:
         payload: str,
         voice: str = "female",
         language: str = "en-US",
+        payload_type: str | None = None,
         client_state: str | None = None,
         command_id: str | None = None,
     ) -> None:
+        """`payload_type` "ssml" for SSML (Telnyx's default, when it is absent, is "text")."""
         await self._action(call_control_id, "speak", _set(
-            payload=payload, voice=voice, language=language, client_state=client_state,
-            command_id=command_id))
+            payload=payload, voice=voice, language=language, payload_type=payload_type,
+            client_state=client_state, command_id=command_id))
 
     async def transfer(
         self,

@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
-from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import HealthCheck, example, given, seed, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, update
 
@@ -28,14 +28,22 @@ PRIVATE, PUBLIC = generate_keypair()
 KEYS = set("0123456789*#")
 _digits = (st.text(max_size=40) | st.text(min_size=200, max_size=6000)
            | st.sampled_from(["\x00", "1\x00", "9" * 5000, "１", "9 ", " 9", "99", "1#", "\ud800"])
-           | st.none() | st.integers() | st.lists(st.text(max_size=3), max_size=3))
+           | st.none() | st.integers() | st.floats() | st.booleans()
+           | st.lists(st.text(max_size=3), max_size=3)
+           | st.dictionaries(st.text(max_size=3), st.text(max_size=3), max_size=2))
 _status = st.sampled_from(["valid", "invalid", "timeout", "call_hangup", "cancelled"]) | \
-    st.text(max_size=40) | st.none() | st.integers()
+    st.text(max_size=40) | st.none() | st.integers() | st.floats() \
+    | st.lists(st.text(max_size=3), max_size=2)
+CONTACTS = 100
+FIRST_PROMPT = "s1.1.1"  # step start (s1), try 1, the call's first prompt
+#: Flow states an attempt may be in after one answer to its first prompt.
+AFTER = {"s1.2.2", "s0.1.2", "transfer", "optout", "hangup", "done", FIRST_PROMPT}
 
 
 def test_absurd_digits_never_stop_processing(db_url: str) -> None:
     loop = asyncio.new_event_loop()
-    cid = loop.run_until_complete(seed_campaign(db_url, "hostile-keys", numbers(60), **SETTINGS))
+    cid = loop.run_until_complete(seed_campaign(db_url, "hostile-keys", numbers(CONTACTS),
+                                                **SETTINGS))
 
     async def setup() -> tuple[Engine, TestClient, list[Any]]:
         engine = Engine(EngineConfig(database_url=db_url, api_url="http://127.0.0.1:9/v2",
@@ -46,9 +54,10 @@ def test_absurd_digits_never_stop_processing(db_url: str) -> None:
         async with engine.sessions() as s, s.begin():
             campaign = await s.get(Campaign, cid)
             assert campaign is not None
-            claimed = await claim(s, campaign, 60, utcnow(), instance_id="h", per_number_cap=3)
-            # Every call answered and at the script's first prompt (step start = s1, try 1).
-            await s.execute(update(CallAttempt).values(state="answered", flow_state="s1.1",
+            claimed = await claim(s, campaign, CONTACTS, utcnow(), instance_id="h",
+                                  per_number_cap=3)
+            # Every call answered and at the script's first prompt.
+            await s.execute(update(CallAttempt).values(state="answered", flow_state=FIRST_PROMPT,
                                                        script_completed=False))
         return engine, client, claimed.jobs
     engine, client, jobs = loop.run_until_complete(setup())
@@ -63,15 +72,18 @@ def test_absurd_digits_never_stop_processing(db_url: str) -> None:
                                     "payload": {"digits": digits, "status": status,
                                                 "client_state": encode_client_state(
                                                     AttemptRef(ref.contact_id, ref.attempt_no),
-                                                    "s1.1")}}}).encode()
+                                                    FIRST_PROMPT)}}}).encode()
         resp = await client.post(WEBHOOK_PATH, data=body, headers={
             "Content-Type": "application/json", **sign(PRIVATE, body)})
         assert resp.status in (200, 400), (resp.status, await resp.text())
         await asyncio.wait_for(engine.processor.process_pending(), timeout=30)
         async with engine.sessions() as s:
-            pending = await s.scalar(select(func.count()).select_from(WebhookEvent).where(
-                WebhookEvent.status == "pending"))
-            assert pending == 0
+            unfinished = await s.scalar(select(func.count()).select_from(WebhookEvent).where(
+                WebhookEvent.status.in_(("pending", "failed"))))
+            # Processed, not set aside as an event the processor failed on.
+            assert unfinished == 0, (digits, status)
+            attempt = await s.get(CallAttempt, job.attempt_id)
+            assert attempt is not None and attempt.flow_state in AFTER, attempt.flow_state
             rows = (await s.scalars(select(AttemptResponse).where(
                 AttemptResponse.attempt_id == job.attempt_id))).all()
             dnc = await s.scalar(select(func.count()).select_from(DncNumber).where(
@@ -82,18 +94,42 @@ def test_absurd_digits_never_stop_processing(db_url: str) -> None:
                 assert r.digits in ("1", "2", "9")
         opted = digits == "9" and status == "valid"
         assert bool(dnc) == opted, (digits, status)
+        if digits in ("1", "2") and status == "valid":
+            answers = [(r.digits, r.status) for r in rows if r.status != "reached"]
+            assert answers == [(digits, "valid")]
+        seen.update(r.status for r in rows)
+
+    seen: set[str] = set()
 
     @seed(20261203)
     @settings(max_examples=50, deadline=None, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(digits=_digits, status=_status)
+    # The paths that change something, and values a random draw may miss.
+    @example(digits="9", status="valid")
+    @example(digits="1", status="valid")
+    @example(digits="2", status="valid")
+    @example(digits="", status="timeout")
+    @example(digits="\x00", status="valid")
+    @example(digits="1\x00", status="valid")
+    @example(digits="９", status="valid")
+    @example(digits="٩", status="valid")
+    @example(digits="9 ", status="valid")
+    @example(digits=" 9", status="valid")
+    @example(digits={"9": "9"}, status="valid")
+    @example(digits=9.0, status="valid")
+    @example(digits=True, status="valid")
+    @example(digits="9", status={"valid": 1})
+    @example(digits="9", status=1.5)
+    @example(digits="9", status="VALID")
     def check(digits: Any, status: Any) -> None:
-        job = jobs[turn[0] % len(jobs)]  # a fresh attempt each time, at its first prompt
+        job = jobs[turn[0]]  # a fresh attempt each time, at its first prompt
         turn[0] += 1
         loop.run_until_complete(one(job, digits, status))
 
     try:
         check()
+        assert {"valid", "invalid", "unknown"} <= seen, seen
     finally:
         async def close() -> None:
             await client.close()

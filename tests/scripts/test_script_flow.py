@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
-from dialer.engine import flow
+from campaigns.errors import InvalidSettings
+from campaigns.scripts import invalid_then_prompt, parse_script, script_of
+from dialer.engine import flow, script_flow
 from dialer.engine.flow import Response
 from dialer.engine.identity import AttemptRef, encode_client_state
 from tests.scripts.test_scripts import DEMO
@@ -16,8 +18,8 @@ pytestmark = pytest.mark.fast
 
 SETTINGS: dict[str, Any] = {"on_human": "script", "script": DEMO, "opt_out_digit": "9",
                             "transfer_to": "+14155550199", "opt_out_message": "Bye."}
-# sorted step names: confirm = 0, start = 1
-START, CONFIRM = "s1.1", "s0.1"
+# sorted step names: confirm = 0, start = 1; "s<step>.<try>.<prompt in the call>"
+START, CONFIRM = "s1.1.1", "s0.1.2"
 
 
 def gathered(state: str, digits: Any, status: str = "valid") -> flow.FlowStep | None:
@@ -59,15 +61,15 @@ def test_opt_out_and_transfer() -> None:
 
 def test_no_input_repeats_then_hangs_up() -> None:
     st = gathered(START, "", "timeout")
-    assert st is not None and st.flow_state == "s1.2" and st.responses[0].status == "timeout"
-    last = gathered("s1.2", "", "timeout")
+    assert st is not None and st.flow_state == "s1.2.2" and st.responses[0].status == "timeout"
+    last = gathered("s1.2.2", "", "timeout")
     assert last is not None and last.flow_state == "hangup" and last.script_completed is False
 
 
 @pytest.mark.parametrize("digits", ["1" * 5000, "1\x00", "abc", "１", 7, None, "1#1"])
 def test_absurd_digits_change_nothing_beyond_an_invalid_entry(digits: Any) -> None:
     st = gathered(START, digits)
-    assert st is not None and st.flow_state == "s1.2"  # a wrong entry: the prompt again
+    assert st is not None and st.flow_state == "s1.2.2"  # a wrong entry: the prompt again
     (r,) = st.responses
     assert r.status == "invalid" and (r.digits is None or len(r.digits) <= 32)
     assert r.digits is None or set(r.digits) <= set("0123456789*#")
@@ -84,6 +86,36 @@ def test_late_and_duplicate_gathers_are_ignored() -> None:
     assert flow.step(START, "call.gather.ended", {"digits": "1", "status": "valid",
                                                   "client_state": bogus}, SETTINGS,
                      "disabled") is None
+
+
+LOOP: dict[str, Any] = {
+    "start": {"say": "Menu A. Press 1 to end.", "keys": {"1": "hangup"}, "no_input": "b"},
+    "b": {"say": "Menu B. Press 1 to end.", "keys": {"1": "hangup"}, "no_input": "start"},
+}
+
+
+def test_a_step_visited_again_is_a_new_prompt_and_the_loop_ends() -> None:
+    settings = {"on_human": "script", "script": LOOP}
+    st = flow.step(None, "call.answered", {}, settings, "disabled")
+    seen = []
+    while st is not None and st.flow_state != "hangup":
+        assert st.flow_state is not None
+        seen.append(st.flow_state)
+        (act,) = st.actions
+        assert act.tag == st.flow_state
+        cs = encode_client_state(AttemptRef(5, 1), st.flow_state)
+        # An answer to an earlier visit of the same step changes nothing.
+        if len(seen) > 2:
+            stale = encode_client_state(AttemptRef(5, 1), seen[-3])
+            assert flow.step(st.flow_state, "call.gather.ended", {
+                "digits": "1", "status": "valid", "client_state": stale}, settings,
+                "disabled") is None
+        st = flow.step(st.flow_state, "call.gather.ended", {
+            "digits": "", "status": "timeout", "client_state": cs}, settings, "disabled")
+    # Each visit its own state (so its own command_id and tag), until the cap on prompts.
+    assert seen[:4] == ["s1.1.1", "s0.1.2", "s1.1.3", "s0.1.4"]
+    assert len(seen) == len(set(seen)) == script_flow.MAX_PROMPTS
+    assert st is not None and st.script_completed is False
 
 
 def test_hangup_mid_prompt_is_recorded() -> None:
@@ -106,8 +138,11 @@ def test_plain_message_with_opt_out() -> None:
 
 
 def test_entry_actions_resend_the_current_prompt() -> None:
-    (act,) = flow.entry_actions("s1.2", SETTINGS)
-    assert act.kind == "gather" and act.tag == "s1.2"
+    (act,) = flow.entry_actions("s1.2.2", SETTINGS)
+    assert act.kind == "gather" and act.tag == "s1.2.2"
+    (old,) = flow.entry_actions("s1.2", SETTINGS)  # as stored before states had a prompt number
+    assert old.kind == "gather" and old.tag == "s1.2"
+    assert gathered("s1.2", "1") is not None  # and its answer still moves the call on
     assert flow.entry_actions("optout", SETTINGS)[0].kind == "speak"
 
 
@@ -152,3 +187,83 @@ def test_script_starts_on_the_human_verdict_with_amd() -> None:
                      "detect") is None
     assert flow.step(START, "call.speak.ended", {"status": "completed"}, SETTINGS,
                      "detect") is None
+
+
+@pytest.mark.parametrize("script, message", [
+    ({"start": {"audio": "https://a/b.wav", "invalid": "Sorry.", "keys": {"1": "hangup"}}},
+     "start.invalid: is said before a `say` prompt"),
+    ({"start": {"say": "x", "invalid_audio": "https://a/s.wav", "keys": {"1": "hangup"}}},
+     "start.invalid_audio: is for audio prompts"),
+    ({"start": {"say": "x", "no_input": "b"}, "b": {"say": "y"}}, "no_input: is for steps with"),
+    ({"start": {"say": "x", "invalid": "Sorry.", "next": "b"}, "b": {"say": "y"}},
+     "start.invalid: is for steps with keys"),
+    ({"start": {"media_name": "m_{first_name}", "keys": {"1": "hangup"}}},
+     "media_name: names a stored media file"),
+    ({"start": {"say": "<speak>Hi <unclosed> {first_name|there}</speak>",
+                "keys": {"1": "hangup"}}}, "start.say: is not well-formed SSML"),
+    ({"start": {"say": "M" * 2000, "invalid": "I" * 1500, "keys": {"1": "hangup"}}},
+     "invalid and say together are longer than 3000"),
+])
+def test_scripts_that_would_break_a_call_are_refused_when_written(script: dict[str, Any],
+                                                                  message: str) -> None:
+    with pytest.raises(InvalidSettings) as exc:
+        parse_script(script)
+    assert message in str(exc.value)
+    # A campaign stored before these checks keeps running: reading it for a call passes.
+    assert script_of({"script": script}) is not None
+
+
+def test_a_wrong_key_before_an_ssml_prompt_makes_one_ssml_document() -> None:
+    assert invalid_then_prompt("Sorry.", "Press 1.") == "Sorry. Press 1."
+    assert invalid_then_prompt("Sorry & no.", "<speak>Hi<break time=\"1s\"/></speak>") == (
+        "<speak>Sorry &amp; no. Hi<break time=\"1s\"/></speak>")
+    assert invalid_then_prompt("<speak version=\"1.1\">Oops</speak>", "Press <1>") == (
+        "<speak>Oops Press &lt;1&gt;</speak>")
+    settings = {"on_human": "script", "script": {"start": {
+        "say": "<speak>Hi {first_name}</speak>", "invalid": "Sorry.", "keys": {"1": "hangup"}}}}
+    st = flow.step(None, "call.answered", {}, settings, "disabled")
+    assert st is not None and st.flow_state is not None
+    again = flow.step(st.flow_state, "call.gather.ended", {
+        "digits": "5", "status": "invalid",
+        "client_state": encode_client_state(AttemptRef(5, 1), st.flow_state)}, settings,
+        "disabled")
+    assert again is not None and again.actions[0].text == "<speak>Sorry. Hi {first_name}</speak>"
+
+
+def test_the_invalid_audio_of_a_media_prompt_is_its_only_source() -> None:
+    settings = {"on_human": "script", "script": {"start": {
+        "media_name": "menu", "invalid_audio": "https://a.test/sorry.wav",
+        "keys": {"1": "hangup"}}}}
+    st = flow.step(None, "call.answered", {}, settings, "disabled")
+    assert st is not None and st.flow_state is not None
+    again = flow.step(st.flow_state, "call.gather.ended", {
+        "digits": "", "status": "invalid",
+        "client_state": encode_client_state(AttemptRef(5, 1), st.flow_state)}, settings,
+        "disabled")
+    assert again is not None
+    (act,) = again.actions
+    assert act.audio_url == "https://a.test/sorry.wav" and act.media_name is None
+
+
+@pytest.mark.parametrize("status", ["VALID", "reached", "valid\x00", 7, None, ["valid"]])
+def test_an_unknown_status_is_recorded_as_such_and_hangs_up(status: Any) -> None:
+    st = gathered(START, "1", status)
+    assert st is not None and st.flow_state == "hangup" and st.actions[0].kind == "hangup"
+    assert st.responses == [Response("start", 1, "1", "unknown")]
+    msg = {"on_human": "speak", "message_text": "Hi", "opt_out_digit": "9"}
+    cs = encode_client_state(AttemptRef(1, 1), "message")
+    out = flow.step("message", "call.gather.ended", {"digits": "9", "status": status,
+                                                     "client_state": cs}, msg, "disabled")
+    assert out is not None and out.actions[0].kind == "hangup" and not out.opt_out
+
+
+def test_a_prompt_whose_end_never_comes_is_hung_up() -> None:
+    st = flow.step(None, "call.answered", {}, SETTINGS, "disabled")
+    assert st is not None and st.timer_secs == flow.PROMPT_FALLBACK_SECS + 5
+    fired = flow.timer_fired(st.flow_state, SETTINGS)
+    assert fired is not None and fired.actions[0].kind == "hangup"
+    msg = {"on_human": "speak", "message_text": "Hi", "opt_out_digit": "9"}
+    m = flow.step(None, "call.answered", {}, msg, "disabled")
+    assert m is not None and m.timer_secs is not None
+    assert flow.timer_fired("message", msg) is not None
+    assert flow.timer_fired("hangup", SETTINGS) is None
