@@ -29,7 +29,8 @@ from tests.openapi import command_errors
 SCRIPT: dict[str, Any] = {
     "start": {"say": "Hello {first_name|there}, this is Acme Clinic about your visit. Press 1 to "
                      "confirm, 2 to talk to us, 9 to stop these calls.",
-              "keys": {"1": "confirm", "2": "transfer", "9": "opt_out"},
+              # 3: the menu again (a step visited again is a prompt of its own)
+              "keys": {"1": "confirm", "2": "transfer", "3": "start", "9": "opt_out"},
               "no_input": "repeat", "tries": 2, "invalid": "Sorry, that is not a choice."},
     "confirm": {"say": "Thank you, see you then.", "label": "confirmed"},
 }
@@ -105,6 +106,9 @@ async def test_script_answers_match_the_ledger_and_opt_outs_stick(db_url: str,
             opted.add(a.phone_e164)
             assert contacts[a.contact_id].response == "opt_out"
     assert gathers > 40 and opted, "the mix must exercise prompts and opt-outs"
+    # "3" led back to the menu and the menu was heard (and answered) again.
+    assert any(g["digits"] == "3" and g["status"] == "valid"
+               for call in ledger.values() for g in call.gathers[:-1])
     statuses = {s for rows in recorded.values() for _, s in rows}
     assert {"valid", "timeout", "invalid", "call_hangup"} <= statuses
     assert any(c.response == "confirmed" for c in contacts.values())

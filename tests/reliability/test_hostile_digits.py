@@ -37,7 +37,7 @@ _status = st.sampled_from(["valid", "invalid", "timeout", "call_hangup", "cancel
 CONTACTS = 100
 FIRST_PROMPT = "s1.1.1"  # step start (s1), try 1, the call's first prompt
 #: Flow states an attempt may be in after one answer to its first prompt.
-AFTER = {"s1.2.2", "s0.1.2", "transfer", "optout", "hangup", "done", FIRST_PROMPT}
+AFTER = {"s1.2.2", "s1.1.2", "s0.1.2", "transfer", "optout", "hangup", "done", FIRST_PROMPT}
 
 
 def test_absurd_digits_never_stop_processing(db_url: str) -> None:
