@@ -33,7 +33,7 @@ from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
 from campaigns.errors import InvalidSettings
-from campaigns.templates import Target, is_ssml, parse, render
+from campaigns.templates import Target, is_ssml, length_problem, parse, render, sent_length
 
 START = "start"
 TERMINAL = ("hangup", "transfer", "opt_out")
@@ -208,9 +208,13 @@ def _authoring_problems(where: str, raw: Mapping[str, Any], say: str | None,
         for key in ("no_input", "invalid", "invalid_audio"):
             if key in raw:
                 out.append(f"{where}.{key}: is for steps with keys; this step has none")
-    if invalid and say and len(invalid_then_prompt(invalid, say)) > MAX_PROMPT:
-        out.append(f"{where}: invalid and say together are longer than {MAX_PROMPT} "
-                   "characters (Telnyx's limit; they are said together after a wrong key)")
+    texts = [(f"{where}.say", say), (f"{where}.invalid", invalid)]
+    if invalid and say:  # said together after a wrong key
+        texts.append((f"{where}.invalid + say", invalid_then_prompt(invalid, say)))
+    for name, text in texts:
+        problem = length_problem(name, sent_length(text)) if text else None
+        if problem:
+            out.append(problem)
     return out
 
 

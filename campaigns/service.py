@@ -65,7 +65,7 @@ async def change_status(session: AsyncSession, name: str, action: str, *,
     """Apply a lifecycle action. `stop` also cancels every contact not yet dialed."""
     campaign = await get_campaign(session, name, for_update=True)
     target = next_status(campaign.name, campaign.status, action)
-    if action == "start":
+    if action in ("start", "resume"):  # the list or the settings may have changed since
         from campaigns.template_check import check_campaign_templates
         await check_campaign_templates(session, campaign)
     now = utcnow()
@@ -140,6 +140,12 @@ async def list_campaigns(session: AsyncSession) -> list[Campaign]:
                                                                  Campaign.id))).all())
 
 
+#: Settings whose change is checked against the contacts of a running or paused campaign.
+TEMPLATED_KEYS = frozenset({"message_text", "voicemail_text", "message_audio_url",
+                            "voicemail_audio_url", "transfer_to", "script", "on_human",
+                            "on_machine"})
+
+
 async def update_settings(session: AsyncSession, name: str,
                           values: Mapping[str, Any]) -> tuple[Campaign, dict[str, Any]]:
     """Change settings of a campaign that is not over (a running one included: every engine
@@ -157,6 +163,10 @@ async def update_settings(session: AsyncSession, name: str,
                              **split.dial_settings, **split.settings}
     changed = {k: (current.get(k), after.get(k)) for k in sorted(set(current) | set(after))
                if current.get(k) != after.get(k)}
+    if campaign.status != CampaignStatus.DRAFT and set(changed) & TEMPLATED_KEYS:
+        # A draft is checked at start; a running or paused one dials with these at once.
+        from campaigns.template_check import check_campaign_templates
+        await check_campaign_templates(session, campaign, settings=split.settings)
     campaign.from_number = split.from_number
     campaign.connection_id = split.connection_id
     campaign.dial_settings = split.dial_settings

@@ -30,6 +30,23 @@ from campaigns.windows import CallingWindow, WindowError
 
 E164_RE = r"^\+[1-9]\d{1,14}$"
 
+#: `language` of speak / gather_using_speak: the enum of `SpeakRequest.language` and
+#: `GatherUsingSpeakRequest.language` in the official OpenAPI
+#: (/work/shared/telnyx/call-control.openapi.json); any other value is refused by Telnyx with
+#: 422 10032 and the callee hears nothing.
+SPEAK_LANGUAGES = (
+    "arb", "cmn-CN", "cy-GB", "da-DK", "de-DE", "en-AU", "en-GB", "en-GB-WLS", "en-IN", "en-US",
+    "es-ES", "es-MX", "es-US", "fr-CA", "fr-FR", "hi-IN", "is-IS", "it-IT", "ja-JP", "ko-KR",
+    "nb-NO", "nl-NL", "pl-PL", "pt-BR", "pt-PT", "ro-RO", "ru-RU", "sv-SE", "tr-TR",
+)
+#: `voice`: the providers of `SpeakRequest.voice` in the official OpenAPI (`<Provider>.<Model>.
+#: <VoiceId>`, the provider alone for its default voice; `Polly.*` as named by its `language`),
+#: or male / female (the basic service level's gender).
+VOICE_PROVIDERS = ("AWS", "Polly", "Azure", "ElevenLabs", "Telnyx", "Minimax", "Rime", "Resemble",
+                   "Inworld", "FishAudio", "xAI")
+VOICE_RE = (r"^(male|female|(" + "|".join(VOICE_PROVIDERS)
+            + r")(\.[A-Za-z0-9_][A-Za-z0-9_.:-]*)?)$")
+
 
 def _s(name: str, kind: Any, help: str, **kw: Any) -> FieldSpec:
     return FieldSpec(name=name, kind=kind, help=help, **kw)
@@ -60,12 +77,18 @@ OWN_FIELDS: dict[str, FieldSpec] = {
         _s("voicemail_audio_url", "str", "Audio URL left as voicemail (on_machine=voicemail)"),
         _s("voicemail_media_name", "str", "Uploaded media left as voicemail"),
         _s("voicemail_text", "str", "Text spoken as voicemail (when no voicemail audio)"),
-        _s("voice", "str", "Voice for spoken text", default="female"),
-        _s("language", "str", "Language for spoken text", default="en-US"),
+        _s("voice", "str", "Voice for spoken text: male, female, or a provider's voice like "
+           "Polly.Joanna, AWS.Polly.Joanna-Neural, Azure.en-US-AvaNeural, Telnyx.KokoroTTS.af",
+           default="female", pattern=VOICE_RE,
+           pattern_help="must be male, female, or a provider's voice <Provider>.<Model>.<VoiceId> "
+           f"with provider {', '.join(VOICE_PROVIDERS)} (e.g. AWS.Polly.Joanna, "
+           "Azure.en-US-AvaNeural, Telnyx.KokoroTTS.af)"),
+        _s("language", "str", "Language for spoken text (ignored by Polly voices)",
+           default="en-US", enum=SPEAK_LANGUAGES),
         _s("transfer_to", "str", "Agent number a person is transferred to (on_human=transfer)",
-           pattern=r"^(\+[1-9]\d{1,14}|[^{}]*\{[^{}]+\}[^{}]*)$",
-           pattern_help="must be a +E164 number like +14155550100 or a template like "
-           "{agent_phone}"),
+           pattern=r"^(\+[1-9]\d{1,14}|\{[^{}|]+(\|\+[1-9]\d{1,14})?\})$",
+           pattern_help="must be a +E164 number like +14155550100, or exactly one field like "
+           "{agent_phone} (optionally with a +E164 default: {agent_phone|+14155550100})"),
         _s("script", "object", "The call script run for a person (on_human=script): "
            "[script.<step>] tables, see docs/scripts.md"),
         _s("opt_out_digit", "str", "Key that puts the number on the DNC list at any step of a "
@@ -334,12 +357,28 @@ def _script_problems(values: Mapping[str, Any]) -> list[FieldProblem]:
                                           transfer_to=values.get("transfer_to"))
         except InvalidSettings as exc:
             problems.append(FieldProblem("script", INVALID, "Invalid script", str(exc)))
-    for key in templates.TEMPLATE_SETTINGS:
-        if isinstance(values.get(key), str):
-            try:
-                templates.parse(values[key])
-            except InvalidSettings as exc:
-                problems.append(FieldProblem(key, INVALID, "Invalid template", str(exc)))
+    for key, target in templates.TEMPLATE_SETTINGS.items():
+        value = values.get(key)
+        if not isinstance(value, str):
+            continue
+        try:
+            templates.parse(value)
+        except InvalidSettings as exc:
+            problems.append(FieldProblem(key, INVALID, "Invalid template", str(exc)))
+            continue
+        if target == "speech":  # what is sent: escaped and wrapped when templated
+            length = templates.sent_length(value)
+            if length > templates.SPEAK_LIMIT:
+                problems.append(FieldProblem(
+                    key, INVALID, "Invalid parameter",
+                    f"is {length:,} characters as sent ({length - templates.SPEAK_LIMIT:,} "
+                    f"over Telnyx's limit of {templates.SPEAK_LIMIT:,}"
+                    + ("; with its fields empty, XML escaping and <speak> counted)"
+                       if "{" in value else ")")))
+        elif target == "url" and "{" in value:
+            problem = templates.url_template_problem(value)
+            if problem:
+                problems.append(FieldProblem(key, INVALID, "Invalid template", problem))
     if script is None and values.get("opt_out_digit") and values.get("on_human") not in (
             "speak", "play"):
         problems.append(FieldProblem("opt_out_digit", INVALID, "Invalid parameter",

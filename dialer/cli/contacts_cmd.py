@@ -16,6 +16,7 @@ from campaigns.importing import ImportOptions, ImportSummary, import_contacts
 from campaigns.importing.arrowtext import skip_pandas_probe
 from campaigns.service import get_campaign
 from campaigns.template_check import check_campaign_templates
+from campaigns.templates import field_key
 from dialer.cli.common import app_context, database, err, print_json, run
 
 #: Seconds before the progress bar appears (short imports print only the summary).
@@ -94,7 +95,7 @@ def import_cmd(campaign: str, file: Path, phone_column: str | None, default_regi
             async with AsyncSession(bind=conn, expire_on_commit=False) as session:
                 try:
                     summary = await import_contacts(session, campaign, file, options, bar)
-                    await _check_templates(session, campaign)
+                    await _check_templates(session, campaign, summary)
                 except BaseException:
                     await session.rollback()
                     raise
@@ -141,6 +142,10 @@ def _print_summary(s: ImportSummary) -> None:
         err.print(f"refused rows written to {s.rejects_file}")
     elif s.rows_read > s.accepted:
         err.print("pass --rejects FILE to get the refused rows and why")
+    for group in _same_name_columns(s.columns):
+        err.print(f"warning: the columns {group} differ only in case or punctuation: a template "
+                  "cannot name one of them (campaign start refuses it); rename one in the file",
+                  markup=False, highlight=False)
     if s.same_file_imports:
         err.print(f"note: this file was imported into {s.campaign!r} before (import "
                   f"{', '.join(f'#{i}' for i in s.same_file_imports)})")
@@ -148,9 +153,20 @@ def _print_summary(s: ImportSummary) -> None:
         err.print(f"import #{s.import_id}: {s.accepted:,} contacts added to {s.campaign!r}")
 
 
-async def _check_templates(session: AsyncSession, name: str) -> None:
+async def _check_templates(session: AsyncSession, name: str, summary: ImportSummary) -> None:
     """A campaign with a script checks its templates against the contacts just imported (the
-    import rolls back when they lack a field); others are checked at `campaign start`."""
+    import rolls back when they lack a field); others are checked at `campaign start`. A dry run
+    writes no import record: its header is checked as the real import's would be (the values of
+    contacts it would add are not: `campaign start` counts them)."""
     found = await get_campaign(session, name)
     if (found.settings or {}).get("script"):
-        await check_campaign_templates(session, found)
+        pending = (summary.columns, summary.mapping.get("phone")) if summary.dry_run else None
+        await check_campaign_templates(session, found, pending_import=pending)
+
+
+def _same_name_columns(columns: list[str]) -> list[str]:
+    """Groups of headers that templates cannot tell apart (`Note` and `note_`)."""
+    groups: dict[str, list[str]] = {}
+    for c in columns:
+        groups.setdefault(field_key(c), []).append(c)
+    return [" and ".join(repr(c) for c in g) for g in groups.values() if len(g) > 1]

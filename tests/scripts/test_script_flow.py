@@ -202,7 +202,9 @@ def test_script_starts_on_the_human_verdict_with_amd() -> None:
     ({"start": {"say": "<speak>Hi <unclosed> {first_name|there}</speak>",
                 "keys": {"1": "hangup"}}}, "start.say: is not well-formed SSML"),
     ({"start": {"say": "M" * 2000, "invalid": "I" * 1500, "keys": {"1": "hangup"}}},
-     "invalid and say together are longer than 3000"),
+     "start.invalid + say is 3,501 characters as sent"),
+    ({"start": {"say": "Q&A " * 700 + "{first_name}", "keys": {"1": "hangup"}}},
+     "start.say is 5,615 characters as sent"),
 ])
 def test_scripts_that_would_break_a_call_are_refused_when_written(script: dict[str, Any],
                                                                   message: str) -> None:
