@@ -2,7 +2,9 @@
 transfer, client_state_update), with Telnyx's error codes.
 
 Only the fields a dialer uses are checked in depth; other keys are accepted and ignored, so a
-newer SDK that sends a new optional field keeps working.
+newer SDK that sends a new optional field keeps working. A JSON `null` at the top level of a body
+means "not given" (`normalize_action_body`): an optional field takes its default, a required one is
+missing (422 10004).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from campaigns.telnyx_schema.dial import AMD_MODES, E164_PATTERN
 from campaigns.telnyx_schema.fields import (
+    BAD_ENUM,
     INVALID,
     MISSING,
     NOT_E164,
@@ -35,6 +38,42 @@ _LANGUAGES = (
     "es-ES", "es-MX", "es-US", "fr-CA", "fr-FR", "hi-IN", "is-IS", "it-IT", "ja-JP", "ko-KR",
     "nb-NO", "nl-NL", "pl-PL", "pt-BR", "pt-PT", "ro-RO", "ru-RU", "sv-SE", "tr-TR",
 )
+
+
+#: The OpenAPI's integers are `format: int32`.
+_INT32_MAX = 2**31 - 1
+
+#: Speech providers of the OpenAPI's `voice` description (`<Provider>.<Model>.<VoiceId>`, or the
+#: provider alone for its defaults); `Polly.<VoiceId>` is the older AWS form the `language`
+#: description still names. With `service_level: basic` the voice may be `male` or `female`.
+VOICE_PROVIDERS = ("AWS", "Polly", "Azure", "ElevenLabs", "Telnyx", "Minimax", "Rime", "Resemble",
+                   "Inworld", "FishAudio", "xAI")
+_VOICE = re.compile(rf"male|female|(?:{'|'.join(VOICE_PROVIDERS)})(?:\.[^\s.]\S*)?")
+
+#: `voice_settings` (a oneOf discriminated by `type`): each provider's documented properties.
+_VOICE_SETTINGS: dict[str, tuple[FieldSpec, ...]] = {
+    "aws": (),
+    "azure": (FieldSpec("api_key_ref", "str"), FieldSpec("deployment_id", "str"),
+              FieldSpec("effect", "str", enum=("eq_car", "eq_telecomhp8k")),
+              FieldSpec("gender", "str", enum=("Male", "Female")), FieldSpec("region", "str")),
+    "elevenlabs": (FieldSpec("api_key_ref", "str"),),
+    "inworld": (FieldSpec("delivery_mode", "str", enum=("STABLE", "BALANCED", "CREATIVE")),),
+    "minimax": (FieldSpec("language_boost", "str", enum=(
+        "auto", "Chinese", "Chinese,Yue", "English", "Arabic", "Russian", "Spanish", "French",
+        "Portuguese", "German", "Turkish", "Dutch", "Ukrainian", "Vietnamese", "Indonesian",
+        "Japanese", "Italian", "Korean", "Thai", "Polish", "Romanian", "Greek", "Czech",
+        "Finnish", "Hindi", "Bulgarian", "Danish", "Hebrew", "Malay", "Persian", "Slovak",
+        "Swedish", "Croatian", "Filipino", "Hungarian", "Norwegian", "Slovenian", "Catalan",
+        "Nynorsk", "Tamil", "Afrikaans")),  # or null (no boost)
+                FieldSpec("pitch", "int"), FieldSpec("speed", "float"), FieldSpec("vol", "float")),
+    "resemble": (FieldSpec("format", "str", enum=("wav", "mp3")),
+                 FieldSpec("precision", "str", enum=("PCM_16", "PCM_24", "PCM_32", "MULAW")),
+                 FieldSpec("sample_rate", "str", enum=("8000", "16000", "22050", "32000",
+                                                       "44100", "48000"))),
+    "rime": (FieldSpec("voice_speed", "float"),),
+    "telnyx": (FieldSpec("voice_speed", "float", minimum=0.1, maximum=2.0),),
+    "xai": (FieldSpec("language", "str"),),
+}
 
 
 def _specs(*specs: FieldSpec) -> dict[str, FieldSpec]:
@@ -94,14 +133,17 @@ _SPECS: dict[str, dict[str, FieldSpec]] = {
     "client_state_update": _specs(FieldSpec("client_state", "str")),
 }
 
+# Ranges: minimum_digits >= 1 and maximum_digits <= 128 are documented (so is min <= max, which
+# bounds each by the other's limit); the other integers are int32 (their documented format),
+# and at least 1: the simulator's choice, as no try or wait can be zero or negative.
 _GATHER = (
-    FieldSpec("valid_digits", "str", pattern=r"[0-9*#]{1,12}",
+    FieldSpec("valid_digits", "str", pattern=r"[0-9*#]+",
               pattern_help="must be keypad digits: 0-9, * and #"),
     FieldSpec("minimum_digits", "int", minimum=1, maximum=128),
     FieldSpec("maximum_digits", "int", minimum=1, maximum=128),
-    FieldSpec("maximum_tries", "int", minimum=1, maximum=10),
-    FieldSpec("timeout_millis", "int", minimum=1, maximum=600000),
-    FieldSpec("inter_digit_timeout_millis", "int", minimum=1, maximum=600000),
+    FieldSpec("maximum_tries", "int", minimum=1, maximum=_INT32_MAX),
+    FieldSpec("timeout_millis", "int", minimum=1, maximum=_INT32_MAX),
+    FieldSpec("inter_digit_timeout_millis", "int", minimum=1, maximum=_INT32_MAX),
     FieldSpec("terminating_digit", "str", pattern=r"[0-9*#]",
               pattern_help="must be one keypad digit: 0-9, * or #"),
 )
@@ -161,8 +203,46 @@ def _check_loop(value: Any) -> FieldProblem | None:
                     f"must be a whole number of times (1-100) or \"infinity\", got {value!r}")
 
 
+def normalize_action_body(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The body as it is validated and carried out: a top-level JSON `null` is a field not given
+    (an optional one takes its default; a required one is missing)."""
+    return {k: v for k, v in body.items() if v is not None}
+
+
+def _voice_problems(body: Mapping[str, Any]) -> list[FieldProblem]:
+    problems = []
+    voice = body.get("voice")
+    if isinstance(voice, str) and voice and not _VOICE.fullmatch(voice):
+        problems.append(_problem(
+            "voice", BAD_ENUM, "Invalid enumerated value",
+            f"{voice!r} is not a voice: use male or female, or <Provider>.<Model>.<VoiceId> "
+            f"with a provider of {', '.join(VOICE_PROVIDERS)}"))
+    settings = body.get("voice_settings")
+    if isinstance(settings, Mapping):
+        kind = settings.get("type")
+        if kind is None:
+            problems.append(_problem("voice_settings.type", MISSING, "Missing required parameter",
+                                     "voice_settings needs a type"))
+        elif kind not in _VOICE_SETTINGS:
+            problems.append(_problem(
+                "voice_settings.type", BAD_ENUM, "Invalid enumerated value",
+                f"{kind!r} is not one of the allowed values: {', '.join(_VOICE_SETTINGS)}"))
+        else:
+            for spec in _VOICE_SETTINGS[kind]:
+                value = settings.get(spec.name)
+                if value is None:  # absent, or (minimax language_boost) null: no boost
+                    continue
+                p = check_value(spec, value)
+                if p is not None:
+                    problems.append(_problem(f"voice_settings.{spec.name}", p.code, p.title,
+                                             p.detail))
+    return problems
+
+
 def validate_action(action: str, body: Mapping[str, Any]) -> list[FieldProblem]:
-    """All problems of one command body; [] when it can be carried out."""
+    """All problems of one command body (normalized by `normalize_action_body`); [] when it can
+    be carried out."""
+    body = normalize_action_body(body)
     specs = _SPECS[action]
     problems: list[FieldProblem] = []
     for name in _REQUIRED.get(action, ()):
@@ -191,8 +271,10 @@ def validate_action(action: str, body: Mapping[str, Any]) -> list[FieldProblem]:
         elif len(sources) > 1:
             problems.append(_problem(sources[1], INVALID, "Invalid parameter",
                                      f"{' and '.join(sources)} cannot be used together"))
+    if action in ("speak", "gather_using_speak"):
+        problems.extend(_voice_problems(body))
     if action.startswith("gather_"):
-        problems.extend(_gather_problems(action, body))
+        problems.extend(_gather_problems(action, body, problems))
     if action == "transfer" and isinstance(body.get("to"), str):
         to = body["to"]
         if not (_E164.fullmatch(to) or _SIP_URI.fullmatch(to)):
@@ -201,12 +283,19 @@ def validate_action(action: str, body: Mapping[str, Any]) -> list[FieldProblem]:
     return problems
 
 
-def _gather_problems(action: str, body: Mapping[str, Any]) -> list[FieldProblem]:
+def _gather_problems(action: str, body: Mapping[str, Any],
+                     found: list[FieldProblem]) -> list[FieldProblem]:
+    """Cross-field rules, checked only on fields that are valid alone (`found` lists the
+    problems already found): one problem per mistake, pointing at a field that was sent."""
     problems = []
-    lo, hi = body.get("minimum_digits", 1), body.get("maximum_digits", 128)
-    if isinstance(lo, int) and isinstance(hi, int) and lo > hi:
-        problems.append(_problem("maximum_digits", INVALID, "Invalid parameter",
-                                 "maximum_digits must not be lower than minimum_digits"))
+    bad = {p.field for p in found}
+    if not bad & {"minimum_digits", "maximum_digits"}:
+        lo, hi = body.get("minimum_digits", 1), body.get("maximum_digits", 128)
+        if lo > hi:
+            name = "maximum_digits" if "maximum_digits" in body else "minimum_digits"
+            problems.append(_problem(name, INVALID, "Invalid parameter",
+                                     f"maximum_digits ({hi}) must not be lower than "
+                                     f"minimum_digits ({lo})"))
     if action == "gather_using_audio":
         for a, b in (("audio_url", "media_name"), ("invalid_audio_url", "invalid_media_name")):
             if a in body and b in body:

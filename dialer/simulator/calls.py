@@ -53,6 +53,7 @@ class Gathering:
     """The keypad prompt in progress: its plan and the keys pressed so far."""
 
     plan: GatherPlan
+    terminating_digit: str
     pressed: list[str]
     handles: list[asyncio.TimerHandle]
 
@@ -65,7 +66,11 @@ class SimCall:
         plan: CallPlan,
         dial: Mapping[str, Any],
         rng: random.Random,
+        *,
+        gather_key: tuple[int, str, int] = (0, "", 0),
     ) -> None:
+        """`rng` is the call's generator (`scenarios.call_rng`); `gather_key` the (seed, number,
+        nth call to it) that the person's keypad answers are drawn from (`gather.gather_rng`)."""
         self.host = host
         self.ledger = ledger
         self.plan = plan
@@ -82,8 +87,8 @@ class SimCall:
         self._hangup_timer: asyncio.TimerHandle | None = None
         self._media: Media | None = None
         self._command_ids: set[str] = set()
-        self._gather_seed = rng.getrandbits(32)
-        self._gathers = 0
+        self._gather_key = gather_key
+        self._gathers = 0  # keypad prompts started on this call
         self._gather: Gathering | None = None
 
     # --- identity -------------------------------------------------------------------------
@@ -254,16 +259,24 @@ class SimCall:
 
     def seen_command(self, command_id: Any) -> bool:
         """True when this command_id was already used on this call (Telnyx ignores the repeat)."""
-        if not isinstance(command_id, str):
+        return isinstance(command_id, str) and command_id in self._command_ids
+
+    def command(self, action: str, body: Mapping[str, Any]) -> bool:
+        """Carry out a validated command unless its command_id was already used on this call
+        (False: ignored). The command_id is remembered only once the command was carried out."""
+        command_id = body.get("command_id")
+        if self.seen_command(command_id):
             return False
-        if command_id in self._command_ids:
-            return True
-        self._command_ids.add(command_id)
-        return False
+        self.apply(action, body)
+        if isinstance(command_id, str):
+            self._command_ids.add(command_id)
+        return True
 
     def apply(self, action: str, body: Mapping[str, Any]) -> None:
         """Carry out a validated command. The command's client_state (if any) applies to the
-        webhooks it causes and to every later one."""
+        webhooks it causes and to every later one. What can fail is worked out before anything
+        about the call changes."""
+        gather = self._plan_gather(action, body) if action.startswith("gather_") else None
         if body.get("client_state") is not None:
             self.client_state = body["client_state"]
         record: dict[str, Any] = {"action": action, "at": self.host.now()}
@@ -285,8 +298,8 @@ class SimCall:
             self._stop_media("cancelled", "playback")
         elif action == "speak":
             self._start_media("speak", {}, speak_secs(str(body["payload"])))
-        elif action in ("gather_using_speak", "gather_using_audio"):
-            self._start_gather(action, body)
+        elif gather is not None:
+            self._start_gather(*gather)
         elif action == "transfer":
             self._stop_media("cancelled")
             self._end_gather("cancelled")
@@ -300,11 +313,10 @@ class SimCall:
 
     # --- keypad ---------------------------------------------------------------------------
 
-    def _start_gather(self, action: str, body: Mapping[str, Any]) -> None:
-        """Prompt and collect keys: `call.dtmf.received` per key, then `call.gather.ended`. The
-        person's answer is drawn from the call's own seed, so a rerun replays it."""
-        self._stop_media("cancelled")
-        self._end_gather("cancelled")
+    def _plan_gather(self, action: str, body: Mapping[str, Any]) -> tuple[GatherSpec, GatherPlan]:
+        """The person's answer to this prompt (pure: nothing about the call changes). It is
+        drawn from the seed, the number, the call's rank among the calls to it and the prompt's
+        rank on the call, so a rerun with the same seed replays it."""
         if action == "gather_using_speak":
             prompt = speak_secs(str(body["payload"]))
             invalid = speak_secs(str(body["invalid_payload"])) if "invalid_payload" in body else 0
@@ -314,10 +326,15 @@ class SimCall:
                                         or "invalid_media_name" in body) else 0
         spec = GatherSpec.from_body(body, prompt, invalid)
         behaviour, keys, single = self.host.keypad
-        rng = gather_rng(self._gather_seed, self.call_control_id, self._gathers)
+        rng = gather_rng(*self._gather_key, self._gathers)
+        return spec, plan_gather(spec, rng, behaviour, keys, single)
+
+    def _start_gather(self, spec: GatherSpec, plan: GatherPlan) -> None:
+        """Prompt and collect keys: `call.dtmf.received` per key, then `call.gather.ended`."""
+        self._stop_media("cancelled")
+        self._end_gather("cancelled")
         self._gathers += 1
-        plan = plan_gather(spec, rng, behaviour, keys, single)
-        g = Gathering(plan, [], [])
+        g = Gathering(plan, spec.terminating_digit, [], [])
         self._gather = g
         for at, key in plan.presses:
             g.handles.append(self._later(at, functools.partial(self._press, g, key)))
@@ -344,9 +361,14 @@ class SimCall:
         self._gather = None
         for handle in g.handles:
             handle.cancel()
-        if digits is None:  # cut short: the keys pressed so far, without a terminating one
-            term = "#"
-            digits = "".join(k for k in g.pressed if k != term)
+        if digits is None:
+            # Cut short: the keys of the entry in progress (a terminating digit ended the ones
+            # before it, and is never part of the digits).
+            term = g.terminating_digit
+            entry = g.pressed
+            if term and term in entry:
+                entry = entry[len(entry) - entry[::-1].index(term):]
+            digits = "".join(entry)
         self.ledger.gathers.append({"status": status, "digits": digits, "at": self.host.now(),
                                     "pressed": "".join(g.pressed),
                                     "behaviour": g.plan.behaviour,

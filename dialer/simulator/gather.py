@@ -4,7 +4,8 @@ pure plan: which keys they press and when, and how the gather ends.
 Telnyx's behaviour as documented (REFERENCE.md "Keypad input"): the prompt is interrupted by the
 first key; a gather ends when `maximum_digits` keys were pressed, on the terminating digit, or
 after `timeout_millis` without a key; digits outside `valid_digits` (or too few) make it
-`invalid`; no input replays the prompt up to `maximum_tries` times.
+`invalid`; no input replays the prompt up to `maximum_tries` times. The terminating digit ends the
+entry and is never part of `digits`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class GatherSpec:
     minimum_digits: int = 1
     maximum_digits: int = 128
     maximum_tries: int = 3
-    timeout_secs: float = 5.0
+    timeout_secs: float = 60.0
     inter_digit_secs: float = 5.0
     terminating_digit: str = "#"
     invalid_prompt_secs: float = 0.0
@@ -35,14 +36,19 @@ class GatherSpec:
     @classmethod
     def from_body(cls, body: Mapping[str, Any], prompt_secs: float,
                   invalid_prompt_secs: float) -> GatherSpec:
+        """From a validated command body; a field absent or null takes its documented default."""
+        def get(name: str, default: Any) -> Any:
+            value = body.get(name)
+            return default if value is None else value
+
         return cls(prompt_secs=prompt_secs,
-                   valid_digits=str(body.get("valid_digits", ALL_KEYS)),
-                   minimum_digits=int(body.get("minimum_digits", 1)),
-                   maximum_digits=int(body.get("maximum_digits", 128)),
-                   maximum_tries=int(body.get("maximum_tries", 3)),
-                   timeout_secs=int(body.get("timeout_millis", 5000)) / 1000.0,
-                   inter_digit_secs=int(body.get("inter_digit_timeout_millis", 5000)) / 1000.0,
-                   terminating_digit=str(body.get("terminating_digit", "#")),
+                   valid_digits=str(get("valid_digits", ALL_KEYS)),
+                   minimum_digits=int(get("minimum_digits", 1)),
+                   maximum_digits=int(get("maximum_digits", 128)),
+                   maximum_tries=int(get("maximum_tries", 3)),
+                   timeout_secs=int(get("timeout_millis", 60000)) / 1000.0,
+                   inter_digit_secs=int(get("inter_digit_timeout_millis", 5000)) / 1000.0,
+                   terminating_digit=str(get("terminating_digit", "#")),
                    invalid_prompt_secs=invalid_prompt_secs)
 
 
@@ -61,8 +67,12 @@ class GatherPlan:
     notes: dict[str, Any] = field(default_factory=dict)
 
 
-def gather_rng(seed: int, call_control_id: str, nth: int) -> random.Random:
-    digest = hashlib.sha256(f"gather|{seed}|{call_control_id}|{nth}".encode()).digest()
+def gather_rng(seed: int, number: str, call_nth: int, prompt_nth: int) -> random.Random:
+    """The generator of the `prompt_nth` (0-based) keypad prompt of the `call_nth` call to
+    `number`, the facts a call's scenario is drawn from (`scenarios.call_rng`): a rerun with the
+    same seed and the same dials replays the same answers (nothing random, such as the
+    call_control_id, goes in)."""
+    digest = hashlib.sha256(f"gather|{seed}|{number}|{call_nth}|{prompt_nth}".encode()).digest()
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 
@@ -82,17 +92,19 @@ def plan_gather(spec: GatherSpec, rng: random.Random, keypad: Mapping[str, float
     message that listens for its opt-out key) is a message, not a menu: people listen to it,
     and only `single_key_press` of them press the key."""
     t = 0.0
-    valid_keys = "".join(k for k in spec.valid_digits if k != spec.terminating_digit) \
-        or spec.valid_digits
-    invalid_keys = "".join(k for k in ALL_KEYS if k not in spec.valid_digits)
+    # The terminating digit ends an entry: it is never one of the keys entered (valid or not).
+    term = spec.terminating_digit
+    valid_keys = "".join(k for k in dict.fromkeys(spec.valid_digits) if k != term)
+    invalid_keys = "".join(k for k in ALL_KEYS if k not in spec.valid_digits and k != term)
     for attempt in range(1, max(1, spec.maximum_tries) + 1):
         prompt = spec.prompt_secs if attempt == 1 or not spec.invalid_prompt_secs \
             else spec.prompt_secs + spec.invalid_prompt_secs
         behaviour = _weighted(rng, keypad)
         if len(valid_keys) == 1 and behaviour in ("valid", "invalid"):
             behaviour = "valid" if rng.random() < single_key_press else "timeout"
-        if behaviour == "invalid" and not invalid_keys:
-            behaviour = "timeout"
+        if (behaviour == "invalid" and not invalid_keys) or (behaviour == "valid"
+                                                             and not valid_keys):
+            behaviour = "timeout"  # nothing to press (the only valid key is the terminator)
         last = attempt >= spec.maximum_tries
         if behaviour == "hangup":
             return GatherPlan("hangup", (), t + prompt * rng.uniform(0.2, 0.9), "call_hangup",

@@ -17,10 +17,12 @@ class LedgerCall:
     `events` lists every webhook generated for the call, in generation order, as
     `{"id", "event_type", "occurred_at", "delivery"}` where delivery is one of `pending`, `ok`,
     `failed` (gave up after the last retry), `dropped` (fault injection) or `undeliverable`
-    (no webhook URL). `actions` lists the call-control commands received, as
-    `{"action", "at", ...the command's main parameters}`. `deliveries_ok` / `deliveries_failed`
-    count webhook POSTs that got a 2xx / a non-2xx or connection error (a duplicate delivery is a
-    second POST); `deliveries_dropped` counts events never delivered (dropped or given up)."""
+    (no webhook URL). `actions` lists the call-control commands carried out (not the refused or
+    repeated ones), as `{"action", "at", ...the command's main parameters, "request"}`, `request`
+    being the whole body as validated (top-level nulls left out). `deliveries_ok` /
+    `deliveries_failed` count webhook POSTs that got a 2xx / a non-2xx or connection error (a
+    duplicate delivery is a second POST); `deliveries_dropped` counts events never delivered
+    (dropped or given up)."""
 
     call_control_id: str
     call_leg_id: str

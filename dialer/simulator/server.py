@@ -4,7 +4,8 @@ It runs in whatever event loop starts it (the engine embeds it with `dialer run 
 `dialer simulator` command runs it alone). Routes:
 
 - `POST /v2/calls` (Dial), `GET /v2/calls/{call_control_id}`,
-  `POST /v2/calls/{call_control_id}/actions/{hangup|playback_start|playback_stop|speak|transfer}`,
+  `POST /v2/calls/{call_control_id}/actions/{hangup|playback_start|playback_stop|speak|transfer|
+  gather_using_speak|gather_using_audio}` (a null field is a field not given),
   `PUT|POST /v2/calls/{call_control_id}/actions/client_state_update`;
 - `GET /_simulator/calls` (the ledger), `GET /_simulator/stats`, `GET|POST /_simulator/faults`.
 """
@@ -28,7 +29,12 @@ from aiohttp import web
 
 from campaigns.telnyx_schema.dial import validate_dial_request
 from dialer.simulator import errors as E
-from dialer.simulator.actions import ACTIONS, NEEDS_ANSWER, validate_action
+from dialer.simulator.actions import (
+    ACTIONS,
+    NEEDS_ANSWER,
+    normalize_action_body,
+    validate_action,
+)
 from dialer.simulator.calls import SimCall
 from dialer.simulator.config import FaultConfig, SimulatorConfig
 from dialer.simulator.ids import iso, new_call_control_id, new_uuid
@@ -449,7 +455,7 @@ class Simulator:
             dialed_at=arrived,
             webhook_url=body.get("webhook_url") or cfg.default_webhook_url,
         )
-        call = SimCall(self, ledger, plan, body, rng)
+        call = SimCall(self, ledger, plan, body, rng, gather_key=(cfg.seed, to, nth))
         self._ledger.append(ledger)
         self._by_id[ledger.call_control_id] = ledger
         self._calls[ledger.call_control_id] = call
@@ -523,6 +529,7 @@ class Simulator:
                 )
             return E.error_response(422, E.CALL_ENDED, "Call has already ended",
                                     "This call is no longer active and can't receive commands.")
+        body = normalize_action_body(body)  # a null field is a field not given
         problems = validate_action(action, body)
         if problems:
             stats.actions_rejected += 1
@@ -531,8 +538,7 @@ class Simulator:
             stats.actions_rejected += 1
             return E.error_response(422, E.NOT_ANSWERED, "Call not answered yet",
                                     f"{action} needs an answered call.")
-        if not call.seen_command(body.get("command_id")):
-            call.apply(action, body)
+        call.command(action, body)  # a repeated command_id: ok, and nothing happens
         return web.json_response({"data": {"result": "ok"}})
 
     # --- simulator control ----------------------------------------------------------------
