@@ -1,5 +1,6 @@
-"""Keypad answers in reports: one column per script step that asks something (the contact's last
-answer there: its label, else the digits, else how the prompt ended), the final response and
+"""Keypad answers in reports: one column per script step that asks something, or that listens
+for the opt-out key (the contact's last answer there: its label, else the valid digits, else how
+the prompt ended; `heard` for a prompt without a menu heard to its end), the final response and
 whether the script completed; and counts per answer per step for the summary and the HTML chart.
 """
 
@@ -22,9 +23,11 @@ Row = tuple[Any, ...]
 
 @dataclass(frozen=True)
 class AnswerPlan:
-    """The steps whose answers become columns, in script order (start first, then by name)."""
+    """The steps whose answers become columns, in script order (start first, then by name);
+    `menus` those with a keypad menu (the others only listen for the opt-out key)."""
 
     steps: list[str]
+    menus: frozenset[str] = frozenset()
 
     @property
     def columns(self) -> tuple[Column, ...]:
@@ -36,23 +39,33 @@ def answer_plan(campaign: Campaign) -> AnswerPlan | None:
     """None when the campaign has no script and no opt-out key (no keypad answers)."""
     settings = settings_of(campaign)
     script = script_of(settings)
+    listening = bool(settings.get("opt_out_digit"))
     if script is not None:
-        asking = [n for n in script.names if script.steps[n].asks]
-        asking.sort(key=lambda n: (n != "start", n))
-        return AnswerPlan(asking)
-    if settings.get("opt_out_digit"):
+        steps = [n for n in script.names if script.steps[n].asks or listening]
+        steps.sort(key=lambda n: (n != "start", n))
+        return AnswerPlan(steps, frozenset(n for n in steps if script.steps[n].asks))
+    if listening:
         return AnswerPlan(["message"])
     return None
 
 
-def answer_of(label: str | None, digits: str | None, status: str) -> str:
-    """What a report shows for one prompt: the label, else the digits, else how it ended."""
-    return label or digits or status
+def answer_of(label: str | None, digits: str | None, status: str, menu: bool = True) -> str:
+    """What a report shows for one prompt: the label, else the valid digits, else how it ended
+    (`invalid` for a wrong key: its digits are no answer; `heard` when a prompt without a menu
+    ran to its end without the opt-out key)."""
+    if label:
+        return label
+    if status == "valid" and digits:
+        return digits
+    if status == "timeout" and not menu:
+        return "heard"
+    return status
 
 
-async def answers_by_contact(conn: Conn, campaign_id: int, contact_ids: Sequence[int]
-                             ) -> dict[int, dict[str, str]]:
-    """contact id -> step -> the last answer there (rows in order: the last one wins)."""
+async def answers_by_contact(conn: Conn, campaign_id: int, contact_ids: Sequence[int],
+                             menus: frozenset[str] = frozenset()) -> dict[int, dict[str, str]]:
+    """contact id -> step -> the last answer there (rows in order: the last one wins); `menus`:
+    the steps with a keypad menu (AnswerPlan.menus)."""
     out: dict[int, dict[str, str]] = {}
     if not contact_ids:
         return out
@@ -63,7 +76,7 @@ async def answers_by_contact(conn: Conn, campaign_id: int, contact_ids: Sequence
                r.status != "reached")
         .order_by(r.id))
     for cid, step, label, digits, status in rows:
-        out.setdefault(cid, {})[step] = answer_of(label, digits, status)
+        out.setdefault(cid, {})[step] = answer_of(label, digits, status, step in menus)
     return out
 
 
@@ -73,7 +86,7 @@ async def with_answers(conn: Conn, campaign_id: int, plan: AnswerPlan,
     """Each chunk's rows (database rows with `id`, `response`, `script_completed`) built and
     followed by their answer columns."""
     async for part in parts:
-        answers = await answers_by_contact(conn, campaign_id, [r.id for r in part])
+        answers = await answers_by_contact(conn, campaign_id, [r.id for r in part], plan.menus)
         chunk = []
         for r in part:
             mine = answers.get(r.id, {})
@@ -94,7 +107,7 @@ async def answer_counts(conn: Conn, campaign: Campaign) -> dict[str, dict[str, i
         .where(r.campaign_id == campaign.id, r.status != "reached").order_by(r.id)
         .execution_options(yield_per=20_000))
     async for cid, step, label, digits, status in result:
-        last[(cid, step)] = answer_of(label, digits, status)
+        last[(cid, step)] = answer_of(label, digits, status, step in plan.menus)
     counts: dict[str, dict[str, int]] = {s: {} for s in plan.steps}
     for (_, step), answer in last.items():
         if step in counts:

@@ -119,7 +119,8 @@ async def test_script_answers_match_the_ledger_and_opt_outs_stick(db_url: str,
     for resp in await _responses(db_url):
         if resp.step == "start" and resp.status != "reached":
             phone = attempts[resp.attempt_id].phone_e164
-            last_start[phone] = resp.label or resp.digits or resp.status
+            last_start[phone] = resp.label or (
+                resp.digits if resp.status == "valid" and resp.digits else resp.status)
     out = tmp_path / "r.csv"
     await write_report(db_url, "reminders", out)
     with out.open(newline="") as fh:
@@ -128,9 +129,12 @@ async def test_script_answers_match_the_ledger_and_opt_outs_stick(db_url: str,
     for row in rows:
         assert (row["answer_start"] or None) == last_start.get(row["phone_e164"].lstrip("'"))
     assert {row["response"] for row in rows} >= {"confirmed", "opt_out"}
+    assert "answer_confirm" in rows[0]  # no menu, but it listens for the opt-out key
     s = await summary(db_url, "reminders")
     assert s.answers["start"] and sum(s.answers["start"].values()) == len(last_start)
     assert s.answers["start"].get("opt_out", 0) >= 1
+    # Every opt-out is counted at the step it was pressed at (the menu or the thank-you).
+    assert sum(a.get("opt_out", 0) for a in s.answers.values()) == len(opted)
     html = tmp_path / "r.html"
     await write_report(db_url, "reminders", html)
     assert "Keypad answers" in html.read_text()
