@@ -43,8 +43,12 @@ def test_key_goes_to_step_and_records_label() -> None:
                             Response("confirm", 1, None, "reached", "confirmed")]
     (act,) = st.actions  # the confirm step listens for the opt-out key only
     assert act.kind == "gather" and act.valid_digits == "9" and act.timeout_ms == 1000
+    # Reaching the closing step completes the script, even if the person hangs up during it.
+    assert st.script_completed is True
     end = gathered(CONFIRM, "", "timeout")
     assert end is not None and end.flow_state == "hangup" and end.script_completed is True
+    gone = gathered(CONFIRM, "", "call_hangup")
+    assert gone is not None and gone.script_completed is None  # keeps what it was
 
 
 def test_opt_out_and_transfer() -> None:
