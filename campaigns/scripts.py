@@ -315,6 +315,9 @@ def parse_script(raw: Any, *, opt_out_digit: str | None = None,
             if opt_out_digit and digits == opt_out_digit and c.kind != "opt_out":
                 problems.append(f"script.{s.name}.keys: {digits!r} is the opt_out_digit; it "
                                 "opts out at every step and cannot do anything else")
+            elif strict and opt_out_digit and len(digits) > 1 and digits[0] == opt_out_digit:
+                problems.append(f"script.{s.name}.keys: {digits!r} starts with the "
+                                "opt_out_digit; an entry that starts with it opts out")
             if c.kind == "transfer" and not transfer_to:
                 problems.append(f"script.{s.name}.keys.{digits}: transfer needs transfer_to")
         if s.no_input.kind == "transfer" and not transfer_to:

@@ -175,12 +175,22 @@ def _status(payload: Mapping[str, Any], step: Step | None) -> tuple[str, str]:
     return status, digits
 
 
+def _opts_out_of_entry(payload: Mapping[str, Any], step: Step, opt: Any) -> bool:
+    """At a step whose answers are several keys long, the opt-out key alone is no complete entry
+    (Telnyx waits for more keys, or ends it as invalid or timed out): an entry of keypad keys
+    that starts with it opts out (`campaign create` refuses menu keys that start with it)."""
+    digits = payload.get("digits")
+    return (bool(opt) and step.max_digits > 1 and isinstance(digits, str)
+            and digits[:1] == opt and clean_digits(digits)[1]
+            and payload.get("status") in ("valid", "invalid", "timeout"))
+
+
 def _gathered(script: Script, settings: Mapping[str, Any], current: Step, try_no: int,
               prompt_no: int, payload: Mapping[str, Any]) -> FlowStep:
     status, digits = _status(payload, current)
     opt = settings.get("opt_out_digit")
     name = current.name
-    if status == "valid" and opt and digits == opt:
+    if (status == "valid" and opt and digits == opt) or _opts_out_of_entry(payload, current, opt):
         return _opt_out(settings, [Response(name, try_no, digits, status, "opt_out")])
     if status == "valid" and digits in current.keys:
         choice = current.keys[digits]

@@ -273,3 +273,34 @@ def test_a_prompt_whose_end_never_comes_is_hung_up() -> None:
     assert m is not None and m.timer_secs is not None
     assert flow.timer_fired("message", msg) is not None
     assert flow.timer_fired("hangup", SETTINGS) is None
+
+
+TWO_DIGITS: dict[str, Any] = {"on_human": "script", "opt_out_digit": "*", "script": {
+    "start": {"say": "Press 10 or 20, or star to stop these calls.", "min_digits": 2,
+              "max_digits": 2, "keys": {"10": "hangup", "20": "hangup"}}}}
+
+
+@pytest.mark.parametrize("digits, status", [("*", "timeout"), ("*", "invalid"), ("**", "valid"),
+                                            ("*0", "valid"), ("*1", "invalid")])
+def test_the_opt_out_key_starts_an_entry_at_a_step_of_longer_answers(digits: str,
+                                                                    status: str) -> None:
+    st = flow.step(None, "call.answered", {}, TWO_DIGITS, "disabled")
+    assert st is not None and st.flow_state is not None
+    assert st.actions[0].valid_digits == "*012"
+    cs = encode_client_state(AttemptRef(5, 1), st.flow_state)
+    out = flow.step(st.flow_state, "call.gather.ended", {"digits": digits, "status": status,
+                                                          "client_state": cs}, TWO_DIGITS,
+                    "disabled")
+    assert out is not None and out.opt_out and out.responses[0].label == "opt_out"
+
+
+def test_menu_keys_may_not_start_with_the_opt_out_key() -> None:
+    with pytest.raises(InvalidSettings, match="starts with the opt_out_digit"):
+        parse_script({"start": {"say": "x", "max_digits": 2, "keys": {"*1": "hangup"}}},
+                     opt_out_digit="*")
+    cs = encode_client_state(AttemptRef(5, 1), "s0.1.1")
+    for digits in ("1*", "10"):  # not starting with it: a wrong or a valid entry
+        out = flow.step("s0.1.1", "call.gather.ended", {"digits": digits, "status": "valid",
+                                                        "client_state": cs}, TWO_DIGITS,
+                        "disabled")
+        assert out is not None and not out.opt_out
