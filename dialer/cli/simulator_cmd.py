@@ -68,7 +68,11 @@ def _fault_option(name: str, help: str) -> Any:
 @click.option("--webhook-retry-max-secs", type=_SECONDS, default=10.0, show_default=True,
               help="Longest delay between two deliveries of one webhook.")
 @_fault_option("duplicate", "deliver a webhook twice (same event id).")
-@_fault_option("reorder", "deliver a webhook after the next event of its call.")
+@_fault_option("reorder", "deliver a webhook after the next event of its call (or after "
+               "--fault-reorder-hold-secs).")
+@click.option("--fault-reorder-hold-secs", "reorder_hold_secs", type=_SECONDS, default=0.5,
+              show_default=True, help="Longest a reordered webhook waits for its call's next "
+              "event.")
 @_fault_option("delay", "hold a webhook back --fault-delay-secs before delivery.")
 @click.option("--fault-delay-secs", "delay_secs", type=_SECONDS, default=2.0, show_default=True,
               help="How long a delayed webhook waits.")

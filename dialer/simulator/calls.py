@@ -326,6 +326,8 @@ class SimCall:
                                         or "invalid_media_name" in body) else 0
         spec = GatherSpec.from_body(body, prompt, invalid)
         behaviour, keys, single = self.host.keypad
+        if self.plan.scenario != "human":  # a machine, a fax or silence presses nothing
+            behaviour = {"timeout": 1.0}
         rng = gather_rng(*self._gather_key, self._gathers)
         return spec, plan_gather(spec, rng, behaviour, keys, single)
 

@@ -48,7 +48,9 @@ class FaultConfig:
 
     - duplicate: a webhook is delivered twice (same event id).
     - reorder: a webhook is held back and delivered after the next event of its call (so e.g.
-      `call.hangup` can arrive before `call.answered`).
+      `call.hangup` can arrive before `call.answered`), or after `reorder_hold_secs` if that
+      event is slower to come (it may wait for an answer to the held one: deliveries overtake
+      each other in flight, a `call.answered` is not held until the hangup).
     - delay: a webhook waits `delay_secs` before delivery (its call's later webhooks wait behind
       it: order is kept).
     - drop: a webhook is never delivered (recorded as dropped).
@@ -62,6 +64,7 @@ class FaultConfig:
 
     duplicate: float = 0.0
     reorder: float = 0.0
+    reorder_hold_secs: float = 0.5
     delay: float = 0.0
     delay_secs: float = 2.0
     drop: float = 0.0

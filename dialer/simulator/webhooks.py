@@ -49,6 +49,8 @@ class Outbox:
     queue: deque[Outgoing] = field(default_factory=deque)
     held: list[Outgoing] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
+    #: Releases held events if the call's next event is slow to come (reorder_hold_secs).
+    release: asyncio.TimerHandle | None = None
 
 
 class WebhookDispatcher:
@@ -108,11 +110,21 @@ class WebhookDispatcher:
         if not final and faults.reorder and rng.random() < faults.reorder:
             outbox.held.append(item)  # goes out after the call's next event
             self._stats.webhooks_reordered += 1
+            if outbox.release is None:
+                # ...or soon, if that event waits for an answer to this one (a `call.answered`
+                # held until the hangup would keep a dialer from ever speaking).
+                outbox.release = asyncio.get_running_loop().call_later(
+                    faults.reorder_hold_secs, self._flush_held, outbox)
             return
         outbox.queue.append(item)
         self._flush_held(outbox)
 
     def _flush_held(self, outbox: Outbox) -> None:
+        if outbox.release is not None:
+            outbox.release.cancel()
+            outbox.release = None
+        if self._session is None:
+            return  # stopped
         if outbox.held:
             outbox.queue.extend(outbox.held)
             outbox.held.clear()

@@ -377,3 +377,20 @@ def test_limits_the_docs_do_not_give_are_not_enforced(body: dict[str, Any]) -> N
 def test_one_problem_per_mistake(body: dict[str, Any], expected: list[tuple[str, str]]) -> None:
     problems = validate_action("gather_using_speak", {**SPEAK, **body})
     assert [(p.code, p.pointer) for p in problems] == expected
+
+
+async def test_only_a_person_presses_keys(make_sim: SimFactory, receiver: Receiver,
+                                          http: aiohttp.ClientSession) -> None:
+    machine = "+15557100002"
+    # Everyone who can press does (valid keys only); the machine answers and never does.
+    sim = await make_sim(speed=50.0, pinned={HUMAN: "human", machine: "machine_beep"},
+                         keypad={"valid": 1.0})
+    ended = {}
+    for to in (HUMAN, machine):
+        cid = await _answered(sim, receiver, http, to)
+        answer = await action(http, sim, cid, "gather_using_speak",
+                              {**SPEAK, "valid_digits": "19", "timeout_millis": 1000})
+        assert answer.status == 200, answer.body
+        ended[to] = await receiver.wait_event(cid, "call.gather.ended")
+    assert ended[HUMAN].payload["status"] == "valid"
+    assert ended[machine].payload["status"] == "timeout" and not ended[machine].payload["digits"]

@@ -102,7 +102,9 @@ async def test_duplicate_fault_delivers_each_event_twice_with_the_same_id(
 async def test_reorder_fault_delivers_hangup_before_earlier_events(
     make_sim: SimFactory, receiver: Receiver, http: aiohttp.ClientSession
 ) -> None:
-    sim = await make_sim(faults=FaultConfig(reorder=1.0), pinned={HUMAN: "human"})
+    # Held until the call's next event however long it takes: the hangup comes first.
+    sim = await make_sim(faults=FaultConfig(reorder=1.0, reorder_hold_secs=60),
+                         pinned={HUMAN: "human"})
     cid = (await dial(http, sim, HUMAN, answering_machine_detection="detect")).body["data"][
         "call_control_id"]
     assert await sim.wait_idle(timeout=5)
@@ -110,6 +112,17 @@ async def test_reorder_fault_delivers_hangup_before_earlier_events(
     assert types[0] == "call.hangup"
     assert sorted(types) == sorted(["call.initiated", "call.answered",
                                     "call.machine.detection.ended", "call.hangup"])
+
+
+async def test_a_reordered_event_is_not_held_until_the_hangup(
+    make_sim: SimFactory, receiver: Receiver, http: aiohttp.ClientSession
+) -> None:
+    # A person talks 20-60 simulated seconds (0.2-0.6 s at 100x)... at 5x, 4-12 s: the held
+    # `call.answered` (no AMD: nothing follows it until the dialer acts) goes out after 0.5 s.
+    sim = await make_sim(faults=FaultConfig(reorder=1.0), pinned={HUMAN: "human"}, speed=5.0)
+    cid = (await dial(http, sim, HUMAN)).body["data"]["call_control_id"]
+    await receiver.wait_event(cid, "call.answered", timeout=3.0)
+    assert "call.hangup" not in receiver.types(cid)
 
 
 async def test_reorder_fault_sometimes_swaps_neighbours(
