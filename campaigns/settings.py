@@ -349,12 +349,11 @@ def _script_problems(values: Mapping[str, Any]) -> list[FieldProblem]:
     from campaigns import scripts, templates
 
     problems: list[FieldProblem] = []
-    script = None
     if values.get("script"):
         try:
-            script = scripts.parse_script(values["script"],
-                                          opt_out_digit=values.get("opt_out_digit"),
-                                          transfer_to=values.get("transfer_to"))
+            scripts.parse_script(values["script"],
+                                 opt_out_digit=values.get("opt_out_digit"),
+                                 transfer_to=values.get("transfer_to"))
         except InvalidSettings as exc:
             problems.append(FieldProblem("script", INVALID, "Invalid script", str(exc)))
     for key, target in templates.TEMPLATE_SETTINGS.items():
@@ -379,8 +378,7 @@ def _script_problems(values: Mapping[str, Any]) -> list[FieldProblem]:
             problem = templates.url_template_problem(value)
             if problem:
                 problems.append(FieldProblem(key, INVALID, "Invalid template", problem))
-    if script is None and values.get("opt_out_digit") and values.get("on_human") not in (
-            "speak", "play"):
+    if values.get("opt_out_digit") and values.get("on_human") not in ("speak", "play", "script"):
         problems.append(FieldProblem("opt_out_digit", INVALID, "Invalid parameter",
                                      "needs on_human = speak, play or script"))
     return problems

@@ -304,3 +304,13 @@ def test_menu_keys_may_not_start_with_the_opt_out_key() -> None:
                                                         "client_state": cs}, TWO_DIGITS,
                         "disabled")
         assert out is not None and not out.opt_out
+
+
+def test_a_script_problem_does_not_also_blame_the_opt_out_digit() -> None:
+    from campaigns.settings import split_and_validate
+
+    with pytest.raises(InvalidSettings) as exc:
+        split_and_validate({"from": "+14155550100", "connection_id": "1", "on_human": "script",
+                            "opt_out_digit": "9",
+                            "script": {"start": {"say": "x", "keys": {"9": "hangup"}}}})
+    assert "is the opt_out_digit" in str(exc.value) and "needs on_human" not in str(exc.value)
