@@ -94,6 +94,10 @@ def _disk_errors(out: Path | None) -> Iterator[None]:
     """An OSError while writing (disk full, I/O error, a closed pipe) as one clear ReportError."""
     try:
         yield
+    except BrokenPipeError:
+        if out is None:
+            raise  # `dialer report X | head`: the reader has what it wanted (click exits 1 quietly)
+        raise ReportError(f"cannot write the report to {out}: broken pipe") from None
     except OSError as exc:
         where = "stdout" if out is None else str(out)
         reason = exc.strerror or str(exc) or type(exc).__name__

@@ -26,7 +26,8 @@ from campaigns.names import json_safe
 T = TypeVar("T")
 
 #: Data goes to stdout; progress and messages to stderr.
-out = Console(soft_wrap=True)
+# Not a terminal (`dialer dnc list > file`): no 80-column default cutting tables' cells short.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 4096)
 err = Console(stderr=True, soft_wrap=True)
 
 
