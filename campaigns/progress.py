@@ -55,6 +55,8 @@ class Progress:
 def engine_activity(seen_text: str, live: int, in_flight: int, due_now: int, queued: int,
                     next_due: str | None, status: str) -> str:
     """One line on what the engine is doing (pure)."""
+    if not live and status in ("completed", "stopped"):
+        return f"no engine running (the campaign is {status})"
     if not live:
         return seen_text
     if status != "running":
@@ -70,6 +72,7 @@ async def progress(session: AsyncSession, name: str, now: datetime | None = None
     c = await get_campaign(session, name)
     counts = (await campaign_counts(session, [c.id]))[c.id]
     now = now or utcnow()
+    wall = now  # engines' heartbeats are wall-clock times, even in a dry run
     if c.dry_run:
         # A dry run's stored times are simulated and run ahead of the wall clock: measure the
         # recent rate and what is due at its latest attempt.
@@ -96,7 +99,7 @@ async def progress(session: AsyncSession, name: str, now: datetime | None = None
     eta = remaining / rate if rate > 0 and remaining else (0.0 if not remaining else None)
     queued = counts.by_status.get(ContactStatus.QUEUED, 0)
     nxt = await next_due(session, c, now) if queued else None
-    seen = await engines_seen(session, now)
+    seen = await engines_seen(session, wall)
     return Progress(c.name, c.status, counts.contacts, counts.done, queued, due, in_flight,
                     dialed, counts.by_outcome, round(rate, 2), limited, eta, c.last_error,
                     next_due_at=nxt.at if nxt else None,

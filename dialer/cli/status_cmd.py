@@ -50,7 +50,8 @@ def render(p: Progress, compliance: dict[str, Any] | None = None) -> Table:
     t.add_row("calls placed", str(p.dialed))
     t.add_row("dials/s (last 60 s)", f"{p.dials_per_sec:.2f}")
     t.add_row("429s (last 60 s)", str(p.rate_limited_recent))
-    t.add_row("ETA", str(timedelta(seconds=int(p.eta_secs))) if p.eta_secs is not None else "-")
+    eta = "-" if p.eta_secs is None else str(timedelta(seconds=int(p.eta_secs)))
+    t.add_row("ETA", "done" if p.contacts and p.done == p.contacts else eta)
     for outcome, n in sorted(p.outcomes.items(), key=lambda kv: -kv[1]):
         t.add_row(f"  {outcome}", str(n))
     if p.last_error:

@@ -205,3 +205,28 @@ def test_explain_wait_rule() -> None:
     never = explain_wait(NOW, at, window=window, zones=["America/New_York", "Asia/Tokyo"],
                          last_outcome=None)
     assert never.reason == "window" and "never" in never.text
+
+
+async def test_a_finished_dry_run_is_not_asked_about_its_engine(db_url: str) -> None:
+    engine = create_engine(db_url)
+    try:
+        async with session_factory(engine)() as s, s.begin():
+            c = Campaign(name="dry-done", status=CampaignStatus.COMPLETED,
+                         from_number="+14155550100", connection_id="1", dry_run=True,
+                         settings={"calling_hours": "00:00-24:00", "calling_days": "all"})
+            s.add(c)
+            await s.flush()
+            contact = Contact(campaign_id=c.id, phone_e164="+12125550010", status="done",
+                              outcome="busy", timezones=NY, attempts=1)
+            s.add(contact)
+            await s.flush()
+            # Its attempt's time is simulated: days ahead of the wall clock.
+            s.add(CallAttempt(contact_id=contact.id, campaign_id=c.id, attempt_no=1,
+                              phone_e164="+12125550010", command_id="x", client_state="y",
+                              state="ended", created_at=NOW + timedelta(days=3)))
+    finally:
+        await engine.dispose()
+    await _heartbeat(db_url, NOW - timedelta(seconds=40))  # the engine that ran it, gone
+    p = await _progress(db_url, "dry-done")
+    assert p.engine_last_seen_secs == 40.0  # wall-clock heartbeats against the wall clock
+    assert p.engine == "no engine running (the campaign is completed)"
