@@ -29,7 +29,7 @@ from campaigns.reports.output import (
 )
 from campaigns.reports.pgcopy import copy_csv, copy_parquet
 from campaigns.reports.responses import answer_plan
-from campaigns.reports.rows import RowStream, attempt_rows, contact_rows
+from campaigns.reports.rows import RowStream, attempt_rows, contact_rows, response_rows
 from campaigns.reports.source import Conn, Source, dialect_name, open_source, tune_for_report
 from campaigns.reports.summary import CampaignSummary, build_summary
 from campaigns.reports.writers import CsvWriter, JsonlWriter, ParquetWriter, RowWriter, XlsxWriter
@@ -133,12 +133,14 @@ def _open_writer(fmt: str, path: Path | None, stream: RowStream,
 
 async def write_report(source: Source, campaign_name: str,
                        path: str | os.PathLike[str] | None = None, fmt: str | None = None, *,
-                       attempts: bool = False, now: datetime | None = None) -> ReportResult:
+                       attempts: bool = False, responses: bool = False,
+                       now: datetime | None = None) -> ReportResult:
     """Write campaign `campaign_name`'s report to `path` (None: stdout, csv/jsonl/html only).
 
     `fmt` is csv, jsonl, xlsx, parquet or html; None: from the extension of `path` (csv on
-    stdout). Rows are per contact, or per attempt with `attempts=True`; html is the summary with
-    charts. `now` is the time the summary's recent rate and ETA are measured at (default: now).
+    stdout). Rows are per contact, per attempt with `attempts=True`, or per keypad answer with
+    `responses=True`; html is the summary with charts. `now` is the time the summary's recent
+    rate and ETA are measured at (default: now).
     A file appears only complete: it is written to a temp file and renamed into place (removed
     when anything fails or the run is interrupted). The file must not be the database (SQLite)
     nor anything but a regular file, and its folder must exist (`campaigns.output_paths`).
@@ -146,8 +148,11 @@ async def write_report(source: Source, campaign_name: str,
     """
     fmt = resolve_format(path, fmt)
     out = Path(path) if path is not None else None
-    if fmt == "html" and attempts:
-        raise ReportError("the html report is the summary with charts: --attempts applies to csv, "
+    if attempts and responses:
+        raise ReportError("--attempts and --responses are two different reports: choose one")
+    if fmt == "html" and (attempts or responses):
+        which = "--attempts" if attempts else "--responses"
+        raise ReportError(f"the html report is the summary with charts: {which} applies to csv, "
                           "jsonl, xlsx and parquet")
     protect: Protected = tuple(protect_database(_database_url(source)))
     if out is not None:
@@ -156,19 +161,20 @@ async def write_report(source: Source, campaign_name: str,
     async with open_source(source) as conn:
         campaign = await get_campaign(conn, campaign_name)
         await tune_for_report(conn)
-        kind = "html" if fmt == "html" else "attempts" if attempts else "contacts"
+        kind = ("html" if fmt == "html" else "attempts" if attempts
+                else "responses" if responses else "contacts")
         unmapped: list[str] = []
         with _disk_errors(out):
             if fmt == "html":
                 rows = await _write_html(conn, campaign, out, now, protect)
             elif (fmt in ("csv", "parquet") and dialect_name(conn) == "postgresql"
-                  and (attempts or answer_plan(campaign) is None)):
+                  and not responses and (attempts or answer_plan(campaign) is None)):
                 # Keypad answer columns are added in Python: such contact reports take the
                 # row path.
                 rows, unmapped = await _write_by_copy(conn, campaign, out, fmt, attempts,
                                                       protect)
             else:
-                rows, unmapped = await _write_rows(conn, campaign, out, fmt, attempts, protect)
+                rows, unmapped = await _write_rows(conn, campaign, out, fmt, kind, protect)
     return ReportResult(fmt, out, kind, rows, time.monotonic() - started, unmapped)
 
 
@@ -202,11 +208,12 @@ async def _write_by_copy(conn: Conn, campaign: Campaign, out: Path | None, fmt: 
 
 
 async def _write_rows(conn: Conn, campaign: Campaign, out: Path | None, fmt: str,
-                      attempts: bool, protect: Protected) -> tuple[int, list[str]]:
-    """Any database, any row format: stream rows through a Python writer."""
-    stream = await (attempt_rows if attempts else contact_rows)(conn, campaign)
-    with _open_writer(fmt, out, stream, "attempts" if attempts else "contacts",
-                      protect) as writer:
+                      kind: str, protect: Protected) -> tuple[int, list[str]]:
+    """Any database, any row format: stream rows through a Python writer. `kind`: contacts,
+    attempts or responses."""
+    rows_of = {"attempts": attempt_rows, "responses": response_rows}.get(kind, contact_rows)
+    stream = await rows_of(conn, campaign)
+    with _open_writer(fmt, out, stream, kind, protect) as writer:
         async for chunk in stream.chunks:
             writer.write(chunk)
             await _stop_if_interrupted()

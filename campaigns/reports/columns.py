@@ -109,6 +109,24 @@ ATTEMPT_COLUMNS: tuple[Column, ...] = (
 )
 
 
+#: `report --responses`: one row per prompt's end (and labelled step reached) of a script or a
+#: message listening for its opt-out key (`attempt_responses`).
+RESPONSE_COLUMNS: tuple[Column, ...] = (
+    Column("phone_e164", Kind.TEXT),
+    Column("source_row", Kind.INT),
+    Column("attempt_no", Kind.INT),
+    Column("step", Kind.TEXT),
+    Column("try", Kind.INT),
+    Column("digits", Kind.TEXT),
+    Column("status", Kind.TEXT),
+    Column("label", Kind.TEXT),
+    Column("answer", Kind.TEXT),
+    Column("at_utc", Kind.UTC),
+    Column("at_local", Kind.LOCAL),
+    Column("timezone", Kind.TEXT),
+)
+
+
 def report_columns(uploaded: Sequence[str], own: Sequence[Column]) -> list[Column]:
     """Uploaded headers (text) then the report's own columns; an own column whose name an uploaded
     header already uses is renamed `dialer_<name>` so that no two columns share a name."""

@@ -20,6 +20,7 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
 from campaigns.db.models import (
+    AttemptResponse,
     AttemptState,
     CallAttempt,
     Campaign,
@@ -31,6 +32,7 @@ from campaigns.reports import responses, sqlexpr
 from campaigns.reports.columns import (
     ATTEMPT_COLUMNS,
     CONTACT_COLUMNS,
+    RESPONSE_COLUMNS,
     STORED_FIELDS,
     Column,
     report_columns,
@@ -338,3 +340,34 @@ def decision_text(value: Any) -> str | None:
 async def attempt_rows(conn: Conn, campaign: Campaign) -> RowStream:
     stmt = attempt_query(dialect_name(conn), campaign.id)
     return RowStream(report_columns([], ATTEMPT_COLUMNS), _chunks(conn, stmt, attempt_row))
+
+
+# ---- per keypad answer ------------------------------------------------------------------------
+
+def response_query(campaign_id: int) -> Any:
+    r, a, c = AttemptResponse, CallAttempt, Contact
+    return (
+        select(c.phone_e164, c.source_row, first_zone(), a.attempt_no, r.step, r.try_no,
+               r.digits, r.status, r.label, r.at)
+        .join(a, a.id == r.attempt_id)
+        .join(c, c.id == r.contact_id)
+        .where(r.campaign_id == campaign_id)
+        .order_by(r.contact_id, a.attempt_no, r.id)
+    )
+
+
+def response_row(menus: frozenset[str]) -> Any:
+    def build(r: Any) -> Row:
+        tz = zone(r.tz)
+        answer = None if r.status == "reached" else responses.answer_of(
+            r.label, r.digits, r.status, r.step in menus)
+        return (r.phone_e164, r.source_row, r.attempt_no, r.step, r.try_no, r.digits, r.status,
+                r.label, answer, r.at, local(r.at, tz), r.tz)
+    return build
+
+
+async def response_rows(conn: Conn, campaign: Campaign) -> RowStream:
+    plan = responses.answer_plan(campaign)
+    build = response_row(plan.menus if plan is not None else frozenset())
+    return RowStream(report_columns([], RESPONSE_COLUMNS),
+                     _chunks(conn, response_query(campaign.id), build))

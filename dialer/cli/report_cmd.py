@@ -20,27 +20,31 @@ from dialer.cli.common import app_context, err, out, print_json, run
               help="Output format [default: from FILE's extension, csv on stdout]. xlsx and "
                    "parquet need -o; html is the summary with charts in one file.")
 @click.option("--attempts", is_flag=True, help="One row per call attempt instead of per contact.")
+@click.option("--responses", is_flag=True,
+              help="One row per keypad answer (each prompt's end: step, try, digits, status, "
+                   "label, time) instead of per contact.")
 @click.option("--summary", "show_summary", is_flag=True,
               help="Print the summary (outcomes, rates, talk time, pace, ETA) instead of rows.")
 @click.option("--json", "as_json", is_flag=True, help="With --summary: print it as JSON.")
-def report(name: str, output: Path | None, fmt: str | None, attempts: bool, show_summary: bool,
-           as_json: bool) -> None:
+def report(name: str, output: Path | None, fmt: str | None, attempts: bool, responses: bool,
+           show_summary: bool, as_json: bool) -> None:
     """Export campaign NAME's outcomes: every uploaded column of each contact, with its status,
     outcome, attempts, times and call details (see docs/reports.md)."""
     url = app_context().database_url
     if as_json and not show_summary:
         raise click.UsageError("--json goes with --summary (for JSON rows use --format jsonl)")
     if show_summary:
-        if output is not None or fmt is not None or attempts:
-            raise click.UsageError("--summary prints to the terminal and takes no -o, --format or "
-                                   "--attempts (the html format has the summary with charts)")
+        if output is not None or fmt is not None or attempts or responses:
+            raise click.UsageError("--summary prints to the terminal and takes no -o, --format, "
+                                   "--attempts or --responses (the html format has the summary "
+                                   "with charts)")
         data = run(summary(url, name))
         if as_json:
             print_json(data.to_dict())
         else:
             print_summary(data)
         return
-    result = run(write_report(url, name, output, fmt, attempts=attempts))
+    result = run(write_report(url, name, output, fmt, attempts=attempts, responses=responses))
     where = str(result.path) if result.path is not None else "stdout"
     what = "summary and charts" if result.kind == "html" else f"{result.rows:,} {result.kind}"
     err.print(f"wrote {what} to {where} ({result.format}, {result.seconds:.1f} s)",

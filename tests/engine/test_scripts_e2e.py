@@ -135,6 +135,17 @@ async def test_script_answers_match_the_ledger_and_opt_outs_stick(db_url: str,
     assert s.answers["start"].get("opt_out", 0) >= 1
     # Every opt-out is counted at the step it was pressed at (the menu or the thank-you).
     assert sum(a.get("opt_out", 0) for a in s.answers.values()) == len(opted)
+    # One row per keypad answer, as stored (and so as the callee pressed), in every format.
+    stored = await _responses(db_url)
+    by_row = tmp_path / "answers.csv"
+    await write_report(db_url, "reminders", by_row, responses=True)
+    with by_row.open(newline="") as fh:
+        answers = list(csv.DictReader(fh))
+    assert [(a["step"], a["digits"] or None, a["status"], a["label"] or None) for a in answers] \
+        == [(r.step, r.digits, r.status, r.label)
+            for r in sorted(stored, key=lambda r: (r.contact_id, r.id))]
+    assert {a["answer"] for a in answers} >= {"confirmed", "opt_out", "timeout"}
+    await write_report(db_url, "reminders", tmp_path / "answers.parquet", responses=True)
     html = tmp_path / "r.html"
     await write_report(db_url, "reminders", html)
     assert "Keypad answers" in html.read_text()
