@@ -225,6 +225,8 @@ class Dispatcher:
         self.screen = DncScreen(queue=queue, record=record, metrics=metrics)
         #: Slots given up because their dial could not start in time (a busy host).
         self.slots_missed = 0
+        #: Armed dials asked back from the wire because their numbers opted out.
+        self.withdrawn = 0
         #: Dials waiting out their backoff before they are queued again for a slot.
         self._resends: dict[int, tuple[asyncio.TimerHandle, DialJob]] = {}
 
@@ -343,6 +345,8 @@ class Dispatcher:
             self.queue.push([job], front=True)
         elif report.kind in ("skipped", "expired"):
             self.queue.release(job)
+        elif report.kind == "withdrawn":
+            self.screen.not_dialed(job)
         else:
             self.stats.dials_sent += 1
             self.metrics.dials_sent.inc()
@@ -352,6 +356,23 @@ class Dispatcher:
             if job.sends:
                 outcome = replace(outcome, sends=outcome.sends + job.sends)
             self._record(outcome)
+
+    def withdraw_numbers(self, numbers: set[str]) -> None:
+        """Numbers this engine just put on the DNC list (a keypress opt-out, committed): their
+        dials still waiting for a slot are taken off the queue, and those armed are asked back
+        from the wire; both end `dnc` like a dial the reservation's DNC check stops. (Other
+        engines learn of the number at their next reservation: docs/engine.md.)"""
+        queued = [job for cid in list(self.queue.waiting())
+                  for job in self.queue.front(cid, self.queue.queued(cid))
+                  if job.phone in numbers]
+        for job in queued:
+            if self.queue.remove(job):
+                self.screen.not_dialed(job)
+        armed = self.wire.withdraw(numbers)
+        self.withdrawn += armed
+        if queued or armed:
+            log.info("opt-out: %d queued and %d armed dial(s) to the number(s) withdrawn",
+                     len(queued), armed)
 
     def _resend_later(self, job: DialJob, error: BaseException | None) -> bool:
         """Whether `job` goes back to the queue (after its backoff) to be sent again in a new

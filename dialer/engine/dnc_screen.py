@@ -14,8 +14,10 @@ A listed dial's attempt becomes `not_placed` with outcome and `error_code` `dnc`
 ends `dnc`, as at the claim (`dial_results.apply_dial_outcomes`, kind `dnc`). A recovered dial
 (it may have been placed before a crash) is not re-sent: its webhooks or reconciliation settle it.
 
-What remains: a number committed to the list after its dial's check is still dialed if that
-dial's slot comes within those 0.5 s, and so is a dial whose request is already being written.
+A keypress opt-out processed by this engine withdraws its dials of the number at once
+(`Dispatcher.withdraw_numbers`: off the queue, and asked back from the wire if armed). What
+remains: another engine's dial checked before the commit whose slot comes within those 0.5 s, and
+a dial whose request is already being written.
 """
 
 from __future__ import annotations
@@ -71,6 +73,11 @@ class DncScreen:
     def _block(self, job: DialJob) -> bool:
         if not self.queue.remove(job):
             return False  # already being sent (or released): too late for this one
+        self.not_dialed(job)
+        return True
+
+    def not_dialed(self, job: DialJob) -> None:
+        """`job` (off the queue, or withdrawn from the wire) is not sent: its number is listed."""
         self.blocked += 1
         if job.resend:
             # It may have been placed before a crash: its webhooks or reconciliation tell.
@@ -80,4 +87,3 @@ class DncScreen:
                                      error_detail=NOT_DIALED))
             self.metrics.outcomes.labels(o.DNC).inc()
         self.metrics.dnc_blocked.inc()
-        return True

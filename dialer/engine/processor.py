@@ -56,7 +56,8 @@ class EventProcessor:
     def __init__(self, *, tx: Transactions, state: RunState, timing: Timing, settler: Settler,
                  recent: Callable[[], event_log.RecentEvents | None], stats: Stats,
                  on_actions: Callable[[list[PendingAction]], None],
-                 on_processed: Callable[[], None], clock: Clock) -> None:
+                 on_processed: Callable[[], None], clock: Clock,
+                 on_opt_outs: Callable[[set[str]], None] | None = None) -> None:
         self.tx = tx
         self.clock = clock
         self.state = state
@@ -67,6 +68,9 @@ class EventProcessor:
         self._on_actions = on_actions
         #: Told after a batch changed something (calls may have ended: channels freed).
         self._on_processed = on_processed
+        #: Told the numbers a batch put on the DNC list by keypress, once committed (this
+        #: engine's dials of them not sent yet are withdrawn at once).
+        self._on_opt_outs = on_opt_outs
         self.ready = asyncio.Event()
         #: Set when an event a call flow waits on was stored.
         self.urgent = asyncio.Event()
@@ -116,7 +120,10 @@ class EventProcessor:
         return n
 
     async def _batch(self, only_id: int | None = None) -> int:
-        n, actions = await self.tx.run(lambda s: self._apply(s, only_id))
+        opted: set[str] = set()
+        n, actions = await self.tx.run(lambda s: self._apply(s, only_id, opted))
+        if opted and self._on_opt_outs is not None:
+            self._on_opt_outs(opted)
         if n:
             self._on_processed()
         self._on_actions(actions)
@@ -140,8 +147,10 @@ class EventProcessor:
                             now=self.clock.now()))
         return len(ids)
 
-    async def _apply(self, s: AsyncSession, only_id: int | None
+    async def _apply(self, s: AsyncSession, only_id: int | None, opted: set[str]
                      ) -> tuple[int, list[PendingAction]]:
+        """One batch in transaction `s`; `opted` gets the numbers it puts on the DNC list."""
+        opted.clear()  # a transaction retried from the start
         now = self.clock.now()
         events = await event_log.take_pending(s, EVENT_BATCH, self._recent(), only_id=only_id)
         if not events:
@@ -170,6 +179,7 @@ class EventProcessor:
                 if attempt.call_control_id:
                     actions.append(pending_action(attempt, act, settings_of(campaign)))
         # Script responses and keypress opt-outs (DNC) in this same transaction; templates.
+        opted.update(notes.opt_outs)
         actions = await script_events.flush(s, notes, actions, now)
         due = [a for a in attempts.values()
                if a.state == AttemptState.ENDED and a.settled_at is None

@@ -85,7 +85,7 @@ class Engine:
         self.processor = EventProcessor(
             tx=self.tx, state=self.state, timing=self.timing, settler=settler,
             recent=lambda: self.store.recent, stats=self.stats, on_actions=self.actions.run,
-            on_processed=self._channels_freed, clock=self.clock)
+            on_processed=self._channels_freed, clock=self.clock, on_opt_outs=self._opted_out)
         self.workers = webhook_workers_for(
             config, postgres=dialects.is_postgres(self.db), on_stored=self._events_stored,
             on_report=self._worker_report, on_lost=self.store.store_failed)
@@ -137,6 +137,9 @@ class Engine:
 
     def _channels_freed(self) -> None:
         self.scheduler.channels_freed()
+
+    def _opted_out(self, numbers: set[str]) -> None:
+        self.dispatcher.withdraw_numbers(numbers)
 
     def _dials_recorded(self, batch: list[DialOutcome]) -> None:
         self.queue.recorded(r.attempt_id for r in batch)

@@ -150,6 +150,14 @@ class DialWire:
             self._allowed_sent = self._allowed
             self._write(("allow", *self._allowed))
 
+    def withdraw(self, numbers: set[str]) -> int:
+        """Armed dials to these numbers are not sent (each reported `withdrawn`, or as usual if
+        it is already on its way); returns how many were asked back."""
+        tokens = [t for t, d in self._armed.items() if d.job.phone in numbers]
+        if tokens and self.pid is not None:
+            self._write(("withdraw", tokens))
+        return len(tokens)
+
     def arm(self, dials: list[ArmedDial], burst_limit: int) -> None:
         """Send each dial in its slot; no more than `burst_limit` start in any 100 ms."""
         loop = asyncio.get_running_loop()

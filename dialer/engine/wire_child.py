@@ -14,7 +14,8 @@ full garbage collections no longer stop the wire either.
 Protocol (pickled frames, each a 4-byte length and the pickle, on stdin and stdout; only between
 the engine and the child it started): the engine sends `WireSettings`, the child answers
 `("ready",)`; then the engine sends `("arm", burst_limit, [WireDial, ...])`,
-`("allow", claiming, running_campaign_ids)` and `("close",)`, and the child answers
+`("allow", claiming, running_campaign_ids)`, `("withdraw", [token, ...])` (dials not to send:
+their numbers went on the DNC list) and `("close",)`, and the child answers
 `("report", token, kind, result, error)` for every dial armed. When its stdin closes without
 `close` (the engine was killed), the child exits at once and starts nothing more; it is also
 killed with its parent (Linux: `PR_SET_PDEATHSIG`).
@@ -48,7 +49,7 @@ _HEADER = struct.Struct("!I")
 #: Linux's prctl option: the signal the child gets when its parent dies.
 _PR_SET_PDEATHSIG = 1
 
-ReportKind = Literal["missed", "skipped", "expired", "sent"]
+ReportKind = Literal["missed", "skipped", "expired", "withdrawn", "sent"]
 #: A dial's result as it crosses the pipe: call_control_id, call_leg_id, call_session_id,
 #: client_state, sends.
 ResultTuple = tuple[str, str | None, str | None, str | None, int]
@@ -129,6 +130,7 @@ class Sender:
         self._guard = StartStampedThrottler(rate_limit=1, period=0.1, retry_interval=0.002)
         self._claiming = True
         self._running: frozenset[int] = frozenset()
+        self._withdrawn: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         #: Opening connections ahead (see `arm`), and when dials were last armed.
         self._warming: asyncio.Task[int] | None = None
@@ -139,6 +141,10 @@ class Sender:
 
     def allow(self, claiming: bool, running: frozenset[int]) -> None:
         self._claiming, self._running = claiming, running
+
+    def withdraw(self, tokens: list[int]) -> None:
+        """These armed dials are not sent (reported `withdrawn`), unless already on their way."""
+        self._withdrawn.update(tokens)
 
     def arm(self, burst_limit: int, dials: list[WireDial]) -> None:
         if burst_limit != self._burst_limit:
@@ -201,6 +207,9 @@ class Sender:
         # Checked in the task that writes the request, not a loop turn earlier: the less time
         # between the check and the write, the less a late write can bunch.
         loop = asyncio.get_running_loop()
+        if dial.token in self._withdrawn:
+            self._withdrawn.discard(dial.token)
+            return self._report(dial, "withdrawn")
         if not (self._claiming and dial.campaign_id in self._running):
             return self._report(dial, "skipped")
         if loop.time() - dial.at > SEND_TOLERANCE_SECS:
@@ -264,6 +273,8 @@ async def serve(parent_pid: int, out_fd: int) -> None:
             sender.arm(message[1], message[2])
         elif kind == "allow":
             sender.allow(message[1], message[2])
+        elif kind == "withdraw":
+            sender.withdraw(message[1])
         elif kind == "close":
             sender.stop_warming()
             await sender.wait_sent()

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from campaigns.db.engine import create_engine, session_factory
 from campaigns.dnc import add_numbers
 from dialer.engine.dispatcher import SLOT_HORIZON_SECS
@@ -76,6 +78,33 @@ async def test_dials_queued_when_their_numbers_go_on_the_list_are_not_sent(db_ur
                for a in screened)
     assert {a.contact_id for a in screened} <= {c.id for c in dnc}
     check_one_call_per_attempt(r.sim, attempts)
+
+
+@pytest.mark.timing
+async def test_an_opt_out_in_this_engine_withdraws_its_dials_at_once(db_url: str) -> None:
+    """A keypress opt-out committed by this engine's processor (`withdraw_numbers`, called
+    after the commit) stops this engine's dials of the number that wait for a slot or are armed
+    in the wire: none starts after it, not even within the reservation's horizon."""
+    phones = numbers(80)
+    cid = await seed(db_url, "withdrawn", phones, max_attempts=1, cps=20, max_concurrent=200)
+    async with rig(db_url, mix={"busy": 1}, cps=40, max_concurrent=300, speed=30,
+                   tick_secs=1.0) as r:
+        await wait_for(lambda: _ledger_has(r.sim, 10), timeout=60, poll=0.02)
+        committed = await _add_to_dnc(db_url, phones)
+        r.engine.dispatcher.withdraw_numbers(set(phones))  # as the processor does
+
+        async def done() -> bool:
+            return await campaign_status(db_url, cid) == "completed"
+        await wait_for(done, timeout=60)
+        late = [round(c.dialed_at - committed, 3) for c in r.sim.ledger
+                if c.dialed_at > committed + 2 * TRAVEL_SECS]
+        withdrawn = r.engine.dispatcher.withdrawn
+    assert withdrawn > 0, "dials were armed in the wire when the numbers were listed"
+    assert late == [], f"dials after the opt-out: {late}"
+    contacts = await contacts_of(db_url, cid)
+    called = {c.to for c in r.sim.ledger}
+    assert all(c.outcome == "dnc" for c in contacts if c.phone_e164 not in called)
+    check_one_call_per_attempt(r.sim, await attempts_of(db_url))
 
 
 async def test_the_recheck_costs_no_round_trip_per_dial(db_url: str) -> None:

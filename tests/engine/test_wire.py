@@ -10,7 +10,7 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -129,6 +129,20 @@ async def test_a_campaign_no_longer_allowed_at_the_slot_sends_nothing(
     w.allow(False, frozenset({2}))  # the engine stopped claiming
     await reports.wait_for(3)
     assert reports.kinds()["cmd-3"] == "skipped" and set(telnyx.arrivals) == {"cmd-2"}
+
+
+async def test_armed_dials_to_a_number_just_opted_out_are_withdrawn(
+        wire: tuple[DialWire, Reports], telnyx: Telnyx) -> None:
+    w, reports = wire
+    at = time.monotonic() + 0.3
+    listed, other = armed(1, at), armed(2, at + 0.02)
+    other.job = replace(other.job, phone="+14155550111")
+    w.arm([listed, other], burst_limit=5)
+    assert w.withdraw({"+14155550100"}) == 1
+    await reports.wait_for(2)
+    assert reports.kinds() == {"cmd-1": "withdrawn", "cmd-2": "sent"}
+    assert list(telnyx.arrivals) == ["cmd-2"]
+    assert w.withdraw({"+14155550100"}) == 0  # reported: nothing armed any more
 
 
 async def test_a_request_that_cannot_be_built_is_reported_with_its_error(
