@@ -220,7 +220,9 @@ def _message_gather(payload: Mapping[str, Any], settings: Mapping[str, Any]) -> 
     status, digits = _status(payload, None)
     opt = settings.get("opt_out_digit")
     if status == "valid" and opt and digits == opt:
-        return _opt_out(settings, [Response("message", 1, digits, status, "opt_out")])
+        out = _opt_out(settings, [Response("message", 1, digits, status, "opt_out")])
+        out.script_completed = None  # a message, not a script: as for everyone who heard it
+        return out
     heard = status in ("timeout", "valid", "invalid")
     live = heard or status == "unknown"  # the call may still be up: hang it up
     step = FlowStep("hangup" if live else "done", [Action("hangup")] if live else [],

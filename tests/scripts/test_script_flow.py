@@ -135,7 +135,7 @@ def test_plain_message_with_opt_out() -> None:
     cs = encode_client_state(AttemptRef(1, 1), "message")
     out = flow.step("message", "call.gather.ended", {"digits": "9", "status": "valid",
                                                      "client_state": cs}, settings, "disabled")
-    assert out is not None and out.opt_out
+    assert out is not None and out.opt_out and out.script_completed is None  # no script
     heard = flow.step("message", "call.gather.ended", {"digits": "", "status": "timeout",
                                                        "client_state": cs}, settings, "disabled")
     assert heard is not None and heard.message_played and heard.flow_state == "hangup"
