@@ -225,28 +225,28 @@ def test_a_wrong_key_before_an_ssml_prompt_makes_one_ssml_document() -> None:
         "<speak>Sorry &amp; no. Hi<break time=\"1s\"/></speak>")
     assert invalid_then_prompt("<speak version=\"1.1\">Oops</speak>", "Press <1>") == (
         "<speak>Oops Press &lt;1&gt;</speak>")
-    settings = {"on_human": "script", "script": {"start": {
-        "say": "<speak>Hi {first_name}</speak>", "invalid": "Sorry.", "keys": {"1": "hangup"}}}}
+    again = _after_a_wrong_key({"start": {
+        "say": "<speak>Hi {first_name}</speak>", "invalid": "Sorry.", "keys": {"1": "hangup"}}})
+    assert again.actions[0].text == "<speak>Sorry. Hi {first_name}</speak>"
+
+
+def _after_a_wrong_key(script: dict[str, Any]) -> flow.FlowStep:
+    """The step after a wrong key at the script's first prompt."""
+    settings = {"on_human": "script", "script": script}
     st = flow.step(None, "call.answered", {}, settings, "disabled")
     assert st is not None and st.flow_state is not None
     again = flow.step(st.flow_state, "call.gather.ended", {
         "digits": "5", "status": "invalid",
         "client_state": encode_client_state(AttemptRef(5, 1), st.flow_state)}, settings,
         "disabled")
-    assert again is not None and again.actions[0].text == "<speak>Sorry. Hi {first_name}</speak>"
+    assert again is not None
+    return again
 
 
 def test_the_invalid_audio_of_a_media_prompt_is_its_only_source() -> None:
-    settings = {"on_human": "script", "script": {"start": {
+    again = _after_a_wrong_key({"start": {
         "media_name": "menu", "invalid_audio": "https://a.test/sorry.wav",
-        "keys": {"1": "hangup"}}}}
-    st = flow.step(None, "call.answered", {}, settings, "disabled")
-    assert st is not None and st.flow_state is not None
-    again = flow.step(st.flow_state, "call.gather.ended", {
-        "digits": "", "status": "invalid",
-        "client_state": encode_client_state(AttemptRef(5, 1), st.flow_state)}, settings,
-        "disabled")
-    assert again is not None
+        "keys": {"1": "hangup"}}})
     (act,) = again.actions
     assert act.audio_url == "https://a.test/sorry.wav" and act.media_name is None
 
