@@ -90,8 +90,8 @@ def enter(script: Script, settings: Mapping[str, Any], name: str, try_no: int = 
     if step.label and try_no == 1:
         out.append(Response(name, try_no, None, "reached", step.label))
     action = _prompt(step, settings, tag, invalid=invalid)
-    # A closing step (no menu, no next) reached by an answer completes the script: the person
-    # has said what was asked, whether or not they hear the goodbye to its end.
+    # A closing step (no menu, no next) reached from an earlier prompt completes the script: the
+    # person has said and heard what was asked, whether or not they hear the goodbye to its end.
     closing = not step.asks and not step.next and prompt_no > 1
     return FlowStep(tag, [action], responses=out, script_completed=closing,
                     timer_secs=prompt_fallback_secs(action))
