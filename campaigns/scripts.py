@@ -119,6 +119,20 @@ class Script:
         names = self.names
         return self.steps[names[idx]] if 0 <= idx < len(names) else None
 
+    def flow_order(self) -> list[str]:
+        """Step names in the order a call meets them: `start`, then breadth-first along keys
+        (in key order), no-input actions and `next`; steps never reached last, by name."""
+        order, todo = [START], [START]
+        while todo:
+            step = self.steps[todo.pop(0)]
+            choices = [step.keys[k] for k in sorted(step.keys)] + [step.no_input]
+            targets = [c.target for c in choices if step.asks and c.kind == "goto" and c.target]
+            for t in [*targets, *([step.next] if step.next else [])]:
+                if t in self.steps and t not in order:
+                    order.append(t)
+                    todo.append(t)
+        return order + sorted(set(self.steps) - set(order))
+
     def prompts(self) -> list[tuple[str, str, Target]]:
         """Every templated prompt, for campaigns.templates validation."""
         out: list[tuple[str, str, Target]] = []
@@ -175,7 +189,7 @@ def _text(where: str, raw: Mapping[str, Any], key: str, problems: list[str]) -> 
     if not isinstance(value, str) or not value.strip():
         problems.append(f"{where}.{key}: must be a non-empty text")
         return None
-    if len(value) > MAX_PROMPT:
+    if len(value) > MAX_PROMPT and key not in ("say", "invalid"):  # those: as sent, below
         problems.append(f"{where}.{key}: longer than {MAX_PROMPT} characters (Telnyx's limit)")
     try:
         parse(value)
@@ -320,6 +334,13 @@ def parse_script(raw: Any, *, opt_out_digit: str | None = None,
                                 "opt_out_digit; an entry that starts with it opts out")
             if c.kind == "transfer" and not transfer_to:
                 problems.append(f"script.{s.name}.keys.{digits}: transfer needs transfer_to")
+        if strict and s.name in (*TERMINAL, "repeat"):
+            problems.append(f"script.{s.name}: {s.name!r} is an action (hangup, transfer, "
+                            "opt_out, repeat), not a step name: rename the step")
+        used = set("".join(s.keys)) | ({opt_out_digit} if opt_out_digit else set())
+        if strict and s.asks and used >= set(DIGITS):
+            problems.append(f"script.{s.name}.keys: every key (0-9, * and #) is used; leave one "
+                            "free to end an entry (Telnyx's terminating key)")
         if s.no_input.kind == "transfer" and not transfer_to:
             problems.append(f"script.{s.name}.no_input: transfer needs transfer_to")
     if not problems and strict:  # a stored script's graph was checked when it was written

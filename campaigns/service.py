@@ -14,7 +14,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns import names, outcomes
-from campaigns.db.models import Campaign, CampaignStatus, Contact, ContactStatus
+from campaigns.db.models import (
+    AttemptState,
+    CallAttempt,
+    Campaign,
+    CampaignStatus,
+    Contact,
+    ContactStatus,
+)
 from campaigns.db.types import utcnow
 from campaigns.errors import AlreadyExists, IllegalTransition, InvalidSettings, NotFound
 from campaigns.lifecycle import next_status
@@ -163,16 +170,31 @@ async def update_settings(session: AsyncSession, name: str,
                              **split.dial_settings, **split.settings}
     changed = {k: (current.get(k), after.get(k)) for k in sorted(set(current) | set(after))
                if current.get(k) != after.get(k)}
+    if {"script", "opt_out_digit"} & set(changed) and await _calls_in_flight(session, campaign):
+        # A live call's flow state names its prompt by the step's place in the script: another
+        # script under it would take its answer for a different step's.
+        raise InvalidSettings(
+            f"campaign {name!r} has calls in progress: its script and opt-out key cannot change "
+            f"under them. Pause it (`dialer campaign pause {name}`), wait until `dialer status "
+            f"{name}` shows no calls in flight, then set them")
     if campaign.status != CampaignStatus.DRAFT and set(changed) & TEMPLATED_KEYS:
         # A draft is checked at start; a running or paused one dials with these at once.
         from campaigns.template_check import check_campaign_templates
-        await check_campaign_templates(session, campaign, settings=split.settings)
+        await check_campaign_templates(session, campaign, settings=split.settings,
+                                       refused="nothing was changed")
     campaign.from_number = split.from_number
     campaign.connection_id = split.connection_id
     campaign.dial_settings = split.dial_settings
     campaign.settings = split.settings
     campaign.updated_at = utcnow()
     return campaign, changed
+
+
+async def _calls_in_flight(session: AsyncSession, campaign: Campaign) -> bool:
+    """Calls placed and not ended (dials still waiting for a slot have no flow yet)."""
+    return bool(await session.scalar(select(func.count()).select_from(CallAttempt).where(
+        CallAttempt.campaign_id == campaign.id,
+        CallAttempt.state.in_((AttemptState.DIALED, AttemptState.ANSWERED)))))
 
 
 async def mark_dry_run(session: AsyncSession) -> list[str]:

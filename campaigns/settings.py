@@ -335,6 +335,9 @@ def validate_own(values: Mapping[str, Any]) -> list[FieldProblem]:
          "on_machine=voicemail needs voicemail_audio_url, voicemail_media_name or voicemail_text")
     need(on_human != "script" or bool(values.get("script")),
          "script", "on_human=script needs [script.start] and its steps")
+    need(on_human == "script" or not values.get("script"),
+         "on_human", f"the campaign has a script but on_human = {on_human!r}: set on_human = "
+         "\"script\" to run it (or remove the [script] tables)")
     problems.extend(_script_problems(values))
     if values.get("message_audio_url") and values.get("message_media_name"):
         problems.append(FieldProblem("message_media_name", INVALID, "Invalid parameter",

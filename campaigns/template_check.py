@@ -27,11 +27,13 @@ ImportColumns = tuple[Sequence[str], str | None]
 
 async def check_campaign_templates(session: AsyncSession, campaign: Campaign, *,
                                    settings: Mapping[str, Any] | None = None,
-                                   pending_import: ImportColumns | None = None) -> None:
+                                   pending_import: ImportColumns | None = None,
+                                   refused: str = "nothing was dialed") -> None:
     """Raise InvalidSettings naming each field and how many contacts lack it.
 
     `settings`: check these instead of the campaign's (a `campaign set` before it applies them).
-    `pending_import`: the header of an import not written to the database (a dry run)."""
+    `pending_import`: the header of an import not written to the database (a dry run).
+    `refused`: what the message ends with (what did not happen)."""
     cs = CampaignSettings(settings) if settings is not None else settings_of(campaign)
     script = script_of(cs)
     tpls = templates.templates_of(cs, script.prompts() if script else ())
@@ -56,7 +58,7 @@ async def check_campaign_templates(session: AsyncSession, campaign: Campaign, *,
     problems.extend(scan.problems())
     if problems:
         raise InvalidSettings(f"campaign {campaign.name!r}: " + "; ".join(problems)
-                              + "; nothing was dialed")
+                              + f"; {refused}")
 
 
 def column_problems(tpls: list[tuple[str, str, templates.Target]],

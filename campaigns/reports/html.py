@@ -91,7 +91,9 @@ def render_html(summary: CampaignSummary, data: ChartData) -> str:
         answer_rows = "".join(
             f"<tr><td>{escape(step)}</td><td>{escape(answer)}</td><td class=n>{n:,}</td></tr>"
             for step, counts in summary.answers.items() for answer, n in counts.items())
-        answers = ('<section id="answers"><h2>Keypad answers</h2>'
+        opted = (f"<p>Opted out by keypress: {summary.opted_out:,} contacts</p>"
+                 if summary.opted_out is not None else "")
+        answers = ('<section id="answers"><h2>Keypad answers</h2>' + opted +
                    "<table><thead><tr><th>step</th><th>answer</th><th>contacts</th></tr></thead>"
                    f"<tbody>{answer_rows}</tbody></table>"
                    f'<figure id="answers-chart"><figcaption>Answers per step</figcaption>'

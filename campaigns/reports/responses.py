@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from campaigns.db.models import AttemptResponse, Campaign
+from campaigns.db.models import AttemptResponse, Campaign, Contact
 from campaigns.reports.columns import Column, Kind
 from campaigns.reports.source import Conn
 from campaigns.scripts import script_of
@@ -23,7 +23,7 @@ Row = tuple[Any, ...]
 
 @dataclass(frozen=True)
 class AnswerPlan:
-    """The steps whose answers become columns, in script order (start first, then by name);
+    """The steps whose answers become columns, in the order a call meets them (`flow_order`);
     `menus` those with a keypad menu (the others only listen for the opt-out key)."""
 
     steps: list[str]
@@ -41,8 +41,7 @@ def answer_plan(campaign: Campaign) -> AnswerPlan | None:
     script = script_of(settings)
     listening = bool(settings.get("opt_out_digit"))
     if script is not None:
-        steps = [n for n in script.names if script.steps[n].asks or listening]
-        steps.sort(key=lambda n: (n != "start", n))
+        steps = [n for n in script.flow_order() if script.steps[n].asks or listening]
         return AnswerPlan(steps, frozenset(n for n in steps if script.steps[n].asks))
     if listening:
         return AnswerPlan(["message"])
@@ -113,3 +112,12 @@ async def answer_counts(conn: Conn, campaign: Campaign) -> dict[str, dict[str, i
         if step in counts:
             counts[step][answer] = counts[step].get(answer, 0) + 1
     return {s: dict(sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))) for s, c in counts.items()}
+
+
+async def opted_out_count(conn: Conn, campaign: Campaign) -> int | None:
+    """Contacts whose answer is the opt-out (None: the campaign has no keypad answers)."""
+    if answer_plan(campaign) is None:
+        return None
+    n = await conn.scalar(select(func.count()).select_from(Contact).where(
+        Contact.campaign_id == campaign.id, Contact.response == "opt_out"))
+    return int(n or 0)

@@ -39,7 +39,7 @@ from campaigns.db.models import (
 )
 from campaigns.db.types import utcnow
 from campaigns.reports import sqlexpr
-from campaigns.reports.responses import answer_counts
+from campaigns.reports.responses import answer_counts, opted_out_count
 from campaigns.reports.source import Conn, dialect_name
 
 RECENT_WINDOW = timedelta(minutes=15)
@@ -87,8 +87,11 @@ class CampaignSummary:
     eta_seconds: float | None
     eta_at: datetime | None
     notes: list[str] = field(default_factory=list)
-    #: Keypad answers: script step -> answer -> contacts (campaigns with a script or opt-out key).
+    #: Keypad answers: script step -> answer -> contacts (campaigns with a script or opt-out key),
+    #: steps in the order a call meets them.
     answers: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: Contacts who opted out by keypress (None: the campaign has no keypad answers).
+    opted_out: int | None = None
     #: Played by a dry run (`dialer run --simulate`): no call was placed, times are simulated.
     dry_run: bool = False
 
@@ -246,6 +249,7 @@ async def build_summary(conn: Conn, campaign: Campaign,
         eta_at=now + timedelta(seconds=eta_seconds) if eta_seconds is not None else None,
         notes=notes,
         answers=await answer_counts(conn, campaign),
+        opted_out=await opted_out_count(conn, campaign),
         dry_run=dry_run,
     )
 

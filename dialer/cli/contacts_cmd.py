@@ -161,7 +161,9 @@ async def _check_templates(session: AsyncSession, name: str, summary: ImportSumm
     found = await get_campaign(session, name)
     if (found.settings or {}).get("script"):
         pending = (summary.columns, summary.mapping.get("phone")) if summary.dry_run else None
-        await check_campaign_templates(session, found, pending_import=pending)
+        await check_campaign_templates(
+            session, found, pending_import=pending,
+            refused="nothing would be imported" if summary.dry_run else "nothing was imported")
 
 
 def _same_name_columns(columns: list[str]) -> list[str]:

@@ -70,6 +70,9 @@ def print_summary(s: CampaignSummary) -> None:
         table.add_row(o.outcome, f"{o.contacts:,}", f"{o.contacts_share:.1%}", f"{o.attempts:,}",
                       f"{o.attempts_share:.1%}")
     out.print(table)
+    if s.opted_out is not None:
+        out.print(f"opted out by keypress: {s.opted_out:,} contact"
+                  f"{'' if s.opted_out == 1 else 's'}", highlight=False)
     for step, counts in s.answers.items():
         answers = Table(title=f"Answers at step {step}")
         answers.add_column("answer")

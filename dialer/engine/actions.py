@@ -64,14 +64,15 @@ async def send_action(client: TelnyxClient, pa: PendingAction,
                 cc, payload=act.text, voice=voice, language=language,
                 payload_type="ssml" if _ssml(act) else "text", valid_digits=act.valid_digits,
                 minimum_digits=act.min_digits, maximum_digits=act.max_digits, maximum_tries=1,
-                timeout_millis=act.timeout_ms, client_state=act.client_state,
-                command_id=pa.command_id)
+                timeout_millis=act.timeout_ms, terminating_digit=act.terminating_digit,
+                client_state=act.client_state, command_id=pa.command_id)
         elif act.kind == "gather":
             await client.gather_using_audio(
                 cc, audio_url=act.audio_url, media_name=act.media_name,
                 valid_digits=act.valid_digits, minimum_digits=act.min_digits,
                 maximum_digits=act.max_digits, maximum_tries=1, timeout_millis=act.timeout_ms,
-                client_state=act.client_state, command_id=pa.command_id)
+                terminating_digit=act.terminating_digit, client_state=act.client_state,
+                command_id=pa.command_id)
     except (CallEnded, CallNotFound):
         pass  # the call ended first: normal
     except InvalidRequest as exc:

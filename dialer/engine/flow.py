@@ -46,6 +46,8 @@ class Action:
     timeout_ms: int = 5000
     #: gather: the flow state it belongs to; its webhooks carry it in their client_state.
     tag: str | None = None
+    #: gather: the key that ends an entry (Telnyx's default `#` would never reach us as a key).
+    terminating_digit: str | None = None
     #: The client_state the command sets (the attempt's, with the tag); set by the processor.
     client_state: str | None = None
     #: text is SSML (templates render to SSML).
@@ -100,7 +102,8 @@ def _human_step(settings: Mapping[str, Any]) -> FlowStep:
             "gather", audio_url=settings.get("message_audio_url"),
             media_name=settings.get("message_media_name"),
             text=settings.get("message_text") if on_human == "speak" else None,
-            valid_digits=str(opt), timeout_ms=1000, tag="message")
+            valid_digits=str(opt), timeout_ms=1000, tag="message",
+            terminating_digit=free_key(str(opt)))
         return FlowStep("message", [gather], timer_secs=prompt_fallback_secs(gather))
     if on_human == "play":
         return FlowStep("message", [Action("playback", audio_url=settings.get("message_audio_url"),
@@ -196,6 +199,13 @@ def entry_actions(flow_state: str | None, settings: Mapping[str, Any]) -> list[A
         from dialer.engine import script_flow
         return script_flow.entry_actions(flow_state, settings)
     return []
+
+
+def free_key(valid_digits: str) -> str:
+    """A key that ends an entry without being one (`terminating_digit`): Telnyx's default `#`,
+    else `*`, else the first digit that is not a valid key; never a valid key (a `#` opt-out
+    key would otherwise end every entry instead of opting out)."""
+    return next((k for k in "#*0123456789" if k not in valid_digits), "#")
 
 
 def prompt_fallback_secs(action: Action) -> float:

@@ -58,6 +58,8 @@ def collect(attempt: AttemptFields, campaign: CampaignFields, step: FlowStep | N
         step.actions[:] = [dataclasses.replace(a, verdict_at=at) for a in step.actions]
     if step.script_completed is not None and attempt.script_completed is not True:
         attempt.script_completed = step.script_completed
+        if notes is not None:  # the contact's too, whether or not the step recorded an answer
+            notes.completed[attempt.contact_id] = attempt.script_completed
     if notes is None or (not step.responses and not step.opt_out):
         return
     for r in step.responses:
@@ -69,8 +71,6 @@ def collect(attempt: AttemptFields, campaign: CampaignFields, step: FlowStep | N
         answer = r.label or (r.digits if r.status == "valid" else None)
         if answer:
             notes.responses[attempt.contact_id] = str(answer)[:64]
-    if attempt.script_completed is not None:
-        notes.completed[attempt.contact_id] = attempt.script_completed
     if step.opt_out:
         notes.opt_outs[attempt.phone_e164] = (
             f"keypress in campaign {campaign.name!r} at {at.isoformat(timespec='seconds')}")

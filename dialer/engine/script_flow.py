@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from campaigns.scripts import DIGITS, Choice, Script, Step, invalid_then_prompt, script_of
-from dialer.engine.flow import Action, FlowStep, Response, prompt_fallback_secs
+from dialer.engine.flow import Action, FlowStep, Response, free_key, prompt_fallback_secs
 from dialer.engine.identity import client_state_tag
 
 #: Returned when an event is not one this module handles (flow.step goes on).
@@ -73,16 +73,19 @@ def _prompt(step: Step, settings: Mapping[str, Any], tag: str, *, invalid: bool)
         lo, hi, wait = step.min_digits, step.max_digits, int(step.timeout * 1000)
     else:
         lo, hi, wait = 1, 1, OPT_OUT_WAIT_MS
+    valid = "".join(sorted(keys))
     return Action("gather", text=text, audio_url=audio if text is None else None,
                   media_name=media if text is None else None,
-                  valid_digits="".join(sorted(keys)), min_digits=lo, max_digits=hi,
-                  timeout_ms=wait, tag=tag)
+                  valid_digits=valid, min_digits=lo, max_digits=hi,
+                  timeout_ms=wait, tag=tag, terminating_digit=free_key(valid))
 
 
 def enter(script: Script, settings: Mapping[str, Any], name: str, try_no: int = 1, *,
-          prompt_no: int = 1, invalid: bool = False, responses: list[Response] | None = None
-          ) -> FlowStep:
-    if prompt_no > MAX_PROMPTS:
+          prompt_no: int = 1, invalid: bool = False, responses: list[Response] | None = None,
+          answered: bool = True) -> FlowStep:
+    """The prompt of step `name`; `answered`: the call got here by what the person pressed or
+    heard, not by a no-input action (only then does a closing step complete the script)."""
+    if prompt_no > MAX_PROMPTS + len(script.steps):
         return _hangup(list(responses or []), False)
     step = script.steps[name]
     tag = state_of(script.index(name), try_no, prompt_no)
@@ -92,7 +95,7 @@ def enter(script: Script, settings: Mapping[str, Any], name: str, try_no: int = 
     action = _prompt(step, settings, tag, invalid=invalid)
     # A closing step (no menu, no next) reached from an earlier prompt completes the script: the
     # person has said and heard what was asked, whether or not they hear the goodbye to its end.
-    closing = not step.asks and not step.next and prompt_no > 1
+    closing = not step.asks and not step.next and prompt_no > 1 and answered
     return FlowStep(tag, [action], responses=out, script_completed=closing,
                     timer_secs=prompt_fallback_secs(action))
 
@@ -116,17 +119,22 @@ def _hangup(responses: list[Response], completed: bool | None) -> FlowStep:
 
 
 def _choose(script: Script, settings: Mapping[str, Any], choice: Choice,
-            responses: list[Response], prompt_no: int) -> FlowStep:
-    """`choice` made at prompt number `prompt_no`."""
+            responses: list[Response], prompt_no: int, *, answered: bool = True,
+            current: Step | None = None, try_no: int = 1) -> FlowStep:
+    """`choice` made at prompt number `prompt_no` of step `current` (try `try_no`); `answered`
+    False when it is the step's no-input action (the script is then not completed by it)."""
     if choice.kind == "goto" and choice.target:
         return enter(script, settings, choice.target, prompt_no=prompt_no + 1,
+                     responses=responses, answered=answered)
+    if choice.kind == "repeat" and current is not None:  # "press 1 to hear this again"
+        return enter(script, settings, current.name, try_no, prompt_no=prompt_no + 1,
                      responses=responses)
     if choice.kind == "opt_out":
         return _opt_out(settings, responses)
     if choice.kind == "transfer":
         return FlowStep("transfer", [Action("transfer", to=settings.get("transfer_to"))],
-                        responses=responses, script_completed=True)
-    return _hangup(responses, True)
+                        responses=responses, script_completed=answered)
+    return _hangup(responses, answered)
 
 
 def _after_prompt(script: Script, settings: Mapping[str, Any], step: Step,
@@ -195,10 +203,12 @@ def _gathered(script: Script, settings: Mapping[str, Any], current: Step, try_no
     if status == "valid" and digits in current.keys:
         choice = current.keys[digits]
         target = script.steps.get(choice.target or "") if choice.kind == "goto" else None
-        # The answer's label: its own, else the label of the step it leads to, else the action.
-        label = choice.label or (target.label if target else choice.kind)
+        # The answer's label: its own, else the label (or name) of the step it leads to, else
+        # the action.
+        label = choice.label or ((target.label or target.name) if target else choice.kind)
         return _choose(script, settings, choice,
-                       [Response(name, try_no, digits, status, label or digits)], prompt_no)
+                       [Response(name, try_no, digits, status, label or digits)], prompt_no,
+                       current=current, try_no=try_no)
     if status in ENDED_STATUSES:
         return FlowStep("done", [], responses=[Response(name, try_no, digits or None, status)])
     if status == "unknown":  # nothing to go on: end the call rather than leave it silent
@@ -207,7 +217,7 @@ def _gathered(script: Script, settings: Mapping[str, Any], current: Step, try_no
     if not current.asks:  # only the opt-out key was listened for: the prompt was heard
         return _after_prompt(script, settings, current, response, prompt_no)
     if status == "timeout" and current.no_input.kind != "repeat":
-        return _choose(script, settings, current.no_input, response, prompt_no)
+        return _choose(script, settings, current.no_input, response, prompt_no, answered=False)
     if try_no < current.tries:
         return enter(script, settings, name, try_no + 1, prompt_no=prompt_no + 1,
                      invalid=status != "timeout", responses=response)

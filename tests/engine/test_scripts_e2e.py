@@ -134,7 +134,8 @@ async def test_script_answers_match_the_ledger_and_opt_outs_stick(db_url: str,
     assert s.answers["start"] and sum(s.answers["start"].values()) == len(last_start)
     assert s.answers["start"].get("opt_out", 0) >= 1
     # Every opt-out is counted at the step it was pressed at (the menu or the thank-you).
-    assert sum(a.get("opt_out", 0) for a in s.answers.values()) == len(opted)
+    assert sum(a.get("opt_out", 0) for a in s.answers.values()) == len(opted) == s.opted_out
+    assert list(s.answers)[0] == "start"  # in the order a call meets the steps
     # One row per keypad answer, as stored (and so as the callee pressed), in every format.
     stored = await _responses(db_url)
     by_row = tmp_path / "answers.csv"
@@ -149,6 +150,7 @@ async def test_script_answers_match_the_ledger_and_opt_outs_stick(db_url: str,
     html = tmp_path / "r.html"
     await write_report(db_url, "reminders", html)
     assert "Keypad answers" in html.read_text()
+    assert f"Opted out by keypress: {len(opted):,} contacts" in html.read_text()
 
     dnc = await _dnc(db_url)
     assert opted <= set(dnc)

@@ -40,6 +40,7 @@ def test_script_campaign_checks_fields(sqlite_url: str, tmp_path: Path,
     assert code == 0
     code, _, err = dialer(capsys, sqlite_url, "contacts", "import", "visits", str(gaps))
     assert code != 0 and "{appointment}" in err and "2 contacts" in err
+    assert "nothing was imported" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert dialer(capsys, sqlite_url, "campaign", "start", "visits")[0] == 0
 

@@ -118,7 +118,7 @@ def test_a_step_visited_again_is_a_new_prompt_and_the_loop_ends() -> None:
             "digits": "", "status": "timeout", "client_state": cs}, settings, "disabled")
     # Each visit its own state (so its own command_id and tag), until the cap on prompts.
     assert seen[:4] == ["s1.1.1", "s0.1.2", "s1.1.3", "s0.1.4"]
-    assert len(seen) == len(set(seen)) == script_flow.MAX_PROMPTS
+    assert len(seen) == len(set(seen)) == script_flow.MAX_PROMPTS + len(LOOP)
     assert st is not None and st.script_completed is False
 
 
@@ -314,3 +314,61 @@ def test_a_script_problem_does_not_also_blame_the_opt_out_digit() -> None:
                             "opt_out_digit": "9",
                             "script": {"start": {"say": "x", "keys": {"9": "hangup"}}}})
     assert "is the opt_out_digit" in str(exc.value) and "needs on_human" not in str(exc.value)
+
+
+def test_the_opt_out_key_is_never_the_key_that_ends_an_entry() -> None:
+    hash_out = {"on_human": "script", "opt_out_digit": "#",
+                "script": {"start": {"say": "Press 1, or # to stop these calls.",
+                                     "keys": {"1": "hangup"}}}}
+    st = flow.step(None, "call.answered", {}, hash_out, "disabled")
+    assert st is not None and st.actions[0].valid_digits == "#1"
+    assert st.actions[0].terminating_digit == "*"  # Telnyx's default `#` would swallow it
+    msg = flow.step(None, "call.answered", {}, {"on_human": "speak", "message_text": "Hi",
+                                                "opt_out_digit": "#"}, "disabled")
+    assert msg is not None and msg.actions[0].terminating_digit == "*"
+    assert flow.free_key("0123456789*") == "#" and flow.free_key("#*0") == "1"
+    with pytest.raises(InvalidSettings, match="every key"):
+        parse_script({"start": {"say": "x", "max_digits": 2,
+                                "keys": {k: "hangup" for k in "0123456789*#"}}})
+
+
+def test_a_repeat_key_says_the_prompt_again() -> None:
+    settings = {"on_human": "script", "script": {"start": {
+        "say": "Press 1 to hear this again, 2 to end.", "keys": {"1": "repeat", "2": "hangup"}}}}
+    st = flow.step(None, "call.answered", {}, settings, "disabled")
+    assert st is not None and st.flow_state == "s0.1.1"
+    cs = encode_client_state(AttemptRef(5, 1), "s0.1.1")
+    again = flow.step("s0.1.1", "call.gather.ended", {"digits": "1", "status": "valid",
+                                                      "client_state": cs}, settings, "disabled")
+    assert again is not None and again.flow_state == "s0.1.2"  # same try, the next prompt
+    assert again.actions[0].kind == "gather" and again.responses[0].label == "repeat"
+
+
+def test_no_input_leading_to_an_end_does_not_complete_the_script() -> None:
+    for no_input in ("hangup", "bye"):
+        settings = {"on_human": "script", "script": {
+            "start": {"say": "Press 1.", "keys": {"1": "bye"}, "no_input": no_input},
+            "bye": {"say": "Goodbye."}}}
+        st = flow.step(None, "call.answered", {}, settings, "disabled")
+        assert st is not None and st.flow_state is not None
+        cs = encode_client_state(AttemptRef(5, 1), st.flow_state)
+        out = flow.step(st.flow_state, "call.gather.ended", {
+            "digits": "", "status": "timeout", "client_state": cs}, settings, "disabled")
+        assert out is not None and out.script_completed is False, no_input
+        pressed = flow.step(st.flow_state, "call.gather.ended", {
+            "digits": "1", "status": "valid", "client_state": cs}, settings, "disabled")
+        assert pressed is not None and pressed.script_completed is True
+
+
+@pytest.mark.parametrize("name", ["hangup", "transfer", "opt_out", "repeat"])
+def test_action_names_are_not_step_names(name: str) -> None:
+    with pytest.raises(InvalidSettings, match="is an action"):
+        parse_script({"start": {"say": "x", "keys": {"1": name}}, name: {"say": "y"}})
+
+
+def test_a_script_runs_only_with_on_human_script() -> None:
+    from campaigns.settings import split_and_validate
+
+    with pytest.raises(InvalidSettings, match="has a script but on_human = 'speak'"):
+        split_and_validate({"from": "+14155550100", "connection_id": "1", "on_human": "speak",
+                            "message_text": "Hi", "script": {"start": {"say": "x"}}})
