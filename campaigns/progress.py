@@ -4,7 +4,7 @@ the next queued contact is due and why it waits, and whether an engine is runnin
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -94,9 +94,19 @@ async def progress(session: AsyncSession, name: str, now: datetime | None = None
     due = await session.scalar(select(func.count()).select_from(Contact).where(
         Contact.campaign_id == c.id, Contact.status == ContactStatus.QUEUED,
         Contact.next_attempt_at <= now)) or 0
-    rate = recent / RATE_WINDOW_SECS
+    # A campaign dialing for less than the window: its rate over the time it has dialed.
+    began = _as_aware(await session.scalar(select(func.min(CallAttempt.created_at)).where(
+        CallAttempt.campaign_id == c.id, CallAttempt.created_at > since)))
+    window = RATE_WINDOW_SECS if began is None else min(
+        RATE_WINDOW_SECS, max(1.0, (now - began).total_seconds()))
+    rate = recent / window
     remaining = counts.contacts - counts.done
     eta = remaining / rate if rate > 0 and remaining else (0.0 if not remaining else None)
+    # Not before the last queued contact is due (a cap or a retry can hold one until tomorrow).
+    last_due = _as_aware(await session.scalar(select(func.max(Contact.next_attempt_at)).where(
+        Contact.campaign_id == c.id, Contact.status == ContactStatus.QUEUED)))
+    if remaining and last_due is not None and last_due > now:
+        eta = max(eta or 0.0, (last_due - now).total_seconds())
     queued = counts.by_status.get(ContactStatus.QUEUED, 0)
     nxt = await next_due(session, c, now) if queued else None
     seen = await engines_seen(session, wall)
@@ -111,3 +121,10 @@ async def progress(session: AsyncSession, name: str, now: datetime | None = None
                     engine=engine_activity(seen.text, seen.live, in_flight, due, queued,
                                            nxt.text if nxt else None, c.status),
                     dry_run=bool(c.dry_run))
+
+
+def _as_aware(value: datetime | None) -> datetime | None:
+    """A min()/max() of stored times as aware UTC (SQLite's driver returns naive ones)."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)

@@ -8,6 +8,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import select
 
 from campaigns.db.engine import create_engine, session_factory
 from campaigns.db.models import (
@@ -230,3 +231,23 @@ async def test_a_finished_dry_run_is_not_asked_about_its_engine(db_url: str) -> 
     p = await _progress(db_url, "dry-done")
     assert p.engine_last_seen_secs == 40.0  # wall-clock heartbeats against the wall clock
     assert p.engine == "no engine running (the campaign is completed)"
+
+
+async def test_the_eta_waits_for_the_last_contact_due_and_the_rate_for_the_time_dialed(
+        db_url: str) -> None:
+    await _setup(db_url)
+    p = await _progress(db_url, "retry")  # its one contact is due in an hour
+    assert p.eta_secs is not None and p.eta_secs >= 3600
+    engine = create_engine(db_url)
+    try:
+        async with session_factory(engine)() as s, s.begin():
+            cid = await s.scalar(select(Campaign.id).where(Campaign.name == "due"))
+            contact = await s.scalar(select(Contact.id).where(Contact.campaign_id == cid))
+            for i in range(8):  # 8 dials over the last 4 seconds: 2 a second, not 8/60
+                s.add(CallAttempt(contact_id=contact, campaign_id=cid, attempt_no=i + 1,
+                                  phone_e164="+12125550005", command_id=f"r{i}",
+                                  client_state="x", state=AttemptState.ENDED,
+                                  created_at=NOW - timedelta(seconds=4 - i * 0.5)))
+    finally:
+        await engine.dispose()
+    assert (await _progress(db_url, "due")).dials_per_sec == 2.0
