@@ -32,7 +32,7 @@ E164_RE = r"^\+[1-9]\d{1,14}$"
 
 #: `language` of speak / gather_using_speak: the enum of `SpeakRequest.language` and
 #: `GatherUsingSpeakRequest.language` in the official OpenAPI
-#: (/work/shared/telnyx/call-control.openapi.json); any other value is refused by Telnyx with
+#: (shared/telnyx/call-control.openapi.json beside the checkout); any other value is refused with
 #: 422 10032 and the callee hears nothing.
 SPEAK_LANGUAGES = (
     "arb", "cmn-CN", "cy-GB", "da-DK", "de-DE", "en-AU", "en-GB", "en-GB-WLS", "en-IN", "en-US",
