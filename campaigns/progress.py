@@ -107,6 +107,8 @@ async def progress(session: AsyncSession, name: str, now: datetime | None = None
         Contact.campaign_id == c.id, Contact.status == ContactStatus.QUEUED)))
     if remaining and last_due is not None and last_due > now:
         eta = max(eta or 0.0, (last_due - now).total_seconds())
+    if c.status != "running" and remaining:
+        eta = None  # paused (or a draft): it will not finish by itself
     queued = counts.by_status.get(ContactStatus.QUEUED, 0)
     nxt = await next_due(session, c, now) if queued else None
     seen = await engines_seen(session, wall)

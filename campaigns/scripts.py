@@ -120,18 +120,30 @@ class Script:
         return self.steps[names[idx]] if 0 <= idx < len(names) else None
 
     def flow_order(self) -> list[str]:
-        """Step names in the order a call meets them: `start`, then breadth-first along keys
-        (in key order), no-input actions and `next`; steps never reached last, by name."""
-        order, todo = [START], [START]
-        while todo:
-            step = self.steps[todo.pop(0)]
-            choices = [step.keys[k] for k in sorted(step.keys)] + [step.no_input]
-            targets = [c.target for c in choices if step.asks and c.kind == "goto" and c.target]
-            for t in [*targets, *([step.next] if step.next else [])]:
-                if t in self.steps and t not in order:
-                    order.append(t)
-                    todo.append(t)
+        """Step names in the order a call meets them: a step before every step it leads to
+        (ignoring the ways back, "to the menu"), from `start`, keys in key order; steps never
+        reached last, by name. (Reverse postorder of a depth-first walk.)"""
+        done: list[str] = []
+        seen = {START}
+        # Children in reverse key order: reversing the postorder puts them back in key order.
+        stack = [(START, reversed(self._targets(START)))]
+        while stack:
+            name, targets = stack[-1]
+            nxt = next((t for t in targets if t not in seen), None)
+            if nxt is None:
+                done.append(name)
+                stack.pop()
+            else:
+                seen.add(nxt)
+                stack.append((nxt, reversed(self._targets(nxt))))
+        order = done[::-1]
         return order + sorted(set(self.steps) - set(order))
+
+    def _targets(self, name: str) -> list[str]:
+        step = self.steps[name]
+        choices = [step.keys[k] for k in sorted(step.keys)] + [step.no_input] if step.asks else []
+        targets = [c.target for c in choices if c.kind == "goto" and c.target]
+        return [t for t in [*targets, *([step.next] if step.next else [])] if t in self.steps]
 
     def prompts(self) -> list[tuple[str, str, Target]]:
         """Every templated prompt, for campaigns.templates validation."""

@@ -10,7 +10,8 @@ Definitions (docs/reports.md repeats them for users):
 * talk time of an attempt = ended_at - answered_at (both known); average and median over those.
 * attempts per contact = placed attempts / contacts with at least one placed attempt.
 * dials per hour = placed attempts / hours between the first and the last dial; recent dials per
-  hour = placed attempts in the last RECENT_WINDOW before `now`, scaled to an hour.
+  hour = placed attempts in the last RECENT_WINDOW before `now` (or since the first dial, when
+  that is later), scaled to an hour.
 * remaining = contacts not done (queued, dialing, in call). ETA = remaining / recent dial rate: it
   assumes one more dial per remaining contact (retries make it longer), and is given only while the
   campaign is running and dialing.
@@ -205,7 +206,11 @@ async def build_summary(conn: Conn, campaign: Campaign,
 
     hours = ((last_dial - first_dial).total_seconds() / 3600) if first_dial and last_dial else 0.0
     dials_per_hour = n_placed / hours if hours > 0 else None
-    recent_per_hour = int(row.recent) * (timedelta(hours=1) / RECENT_WINDOW)
+    # A campaign dialing for less than the window: its rate over the time it has dialed.
+    window = RECENT_WINDOW
+    if first_dial is not None and now - first_dial < RECENT_WINDOW:
+        window = max(now - first_dial, timedelta(seconds=1))
+    recent_per_hour = int(row.recent) * (timedelta(hours=1) / window)
     remaining = contacts - by_status.get(ContactStatus.DONE, 0)
     notes: list[str] = [DRY_RUN_NOTE] if dry_run else []
     eta_seconds: float | None = None

@@ -69,7 +69,7 @@ def collect(attempt: AttemptFields, campaign: CampaignFields, step: FlowStep | N
             digits=(r.digits or None), status=r.status[:16],
             label=(r.label or None) and str(r.label)[:64], at=at))
         answer = r.label or (r.digits if r.status == "valid" else None)
-        if answer:
+        if answer and answer != "repeat":  # "say that again" is no answer to keep
             notes.responses[attempt.contact_id] = str(answer)[:64]
     if step.opt_out:
         notes.opt_outs[attempt.phone_e164] = (

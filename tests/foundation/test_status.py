@@ -251,3 +251,12 @@ async def test_the_eta_waits_for_the_last_contact_due_and_the_rate_for_the_time_
     finally:
         await engine.dispose()
     assert (await _progress(db_url, "due")).dials_per_sec == 2.0
+    engine = create_engine(db_url)
+    try:
+        async with session_factory(engine)() as s, s.begin():
+            paused = await s.scalar(select(Campaign).where(Campaign.name == "due"))
+            assert paused is not None
+            paused.status = CampaignStatus.PAUSED
+    finally:
+        await engine.dispose()
+    assert (await _progress(db_url, "due")).eta_secs is None  # it will not finish by itself

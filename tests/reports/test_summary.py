@@ -49,6 +49,12 @@ async def test_summary_figures(db_url: str) -> None:
     assert s.recent_dials_per_hour == pytest.approx(4.0)
     assert s.eta_seconds == pytest.approx(5 / 4 * 3600)
     assert s.eta_at == data.NOW + timedelta(seconds=4500)
+    # Early in a campaign (dialing for less than the 15 min window) the recent rate is over the
+    # time it has dialed, not the whole window.
+    early = first + timedelta(seconds=40)
+    n = len(placed)  # every dial is within the window's 15 min of `early` (none before first)
+    young = await summary(db_url, "spring", now=early)
+    assert n and young.recent_dials_per_hour == pytest.approx(n * 3600 / 40)
 
     by = {x.outcome: x for x in s.outcomes}
     assert by["human"].contacts == 2 and by["human"].contacts_share == pytest.approx(2 / 16)

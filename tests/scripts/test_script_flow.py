@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -372,3 +373,30 @@ def test_a_script_runs_only_with_on_human_script() -> None:
     with pytest.raises(InvalidSettings, match="has a script but on_human = 'speak'"):
         split_and_validate({"from": "+14155550100", "connection_id": "1", "on_human": "speak",
                             "message_text": "Hi", "script": {"start": {"say": "x"}}})
+
+
+def test_steps_are_listed_in_the_order_a_call_meets_them() -> None:
+    script = parse_script({
+        "start": {"say": "x", "next": "menu"},
+        "menu": {"say": "m", "keys": {"1": "zz_confirm", "3": "hours", "4": "code"}},
+        "hours": {"say": "h", "keys": {"0": "menu"}},
+        "code": {"say": "c", "max_digits": 2, "keys": {"12": "zz_confirm", "56": "menu"}},
+        "zz_confirm": {"say": "ok"}})
+    # Each step before the steps it leads to (ways back to the menu aside), keys in order.
+    assert script.flow_order() == ["start", "menu", "hours", "code", "zz_confirm"]
+
+
+def test_a_repeat_is_recorded_but_is_not_the_contacts_answer() -> None:
+    from types import SimpleNamespace
+
+    from dialer.engine.script_events import Notes, collect
+
+    attempt = SimpleNamespace(id=1, contact_id=7, campaign_id=1, phone_e164="+14155550100",
+                              flow_state="s1.1.1", script_completed=False)
+    campaign = SimpleNamespace(name="c")
+    notes = Notes()
+    for label in ("middle", "repeat"):
+        step = flow.FlowStep("s1.1.2", [], responses=[Response("start", 1, "1", "valid", label)])
+        collect(attempt, campaign, step, datetime.now(UTC), notes)  # type: ignore[arg-type]
+    assert [r["label"] for r in notes.response_rows] == ["middle", "repeat"]
+    assert notes.responses == {7: "middle"}
