@@ -16,6 +16,7 @@ import pyarrow as pa
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from campaigns import dnc_events
 from campaigns.db import storage
 from campaigns.db.models import DncNumber
 from campaigns.db.types import utcnow
@@ -92,6 +93,7 @@ async def add_numbers(session: AsyncSession, raw: Sequence[str], region: str = "
         raise InvalidNumber(f"not valid phone numbers: {listing}; nothing was added")
     pairs = _unique(good)
     added = await storage.insert_dnc(session, [(e, r, source) for e, r in pairs], utcnow())
+    await dnc_events.announce(session, [e for e, _ in pairs])  # engines withdraw their dials
     return DncChange(added=added, already_listed=len(pairs) - added, rows_read=len(raw),
                      numbers=[e for e, _ in pairs])
 

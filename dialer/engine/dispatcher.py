@@ -358,10 +358,10 @@ class Dispatcher:
             self._record(outcome)
 
     def withdraw_numbers(self, numbers: set[str]) -> None:
-        """Numbers this engine just put on the DNC list (a keypress opt-out, committed): their
+        """Numbers just put on the DNC list (a keypress opt-out this engine committed, or one
+        another engine or `dialer dnc add` announced on PostgreSQL: `dnc_listener`): their
         dials still waiting for a slot are taken off the queue, and those armed are asked back
-        from the wire; both end `dnc` like a dial the reservation's DNC check stops. (Other
-        engines learn of the number at their next reservation: docs/engine.md.)"""
+        from the wire; both end `dnc` like a dial the reservation's DNC check stops."""
         queued = [job for cid in list(self.queue.waiting())
                   for job in self.queue.front(cid, self.queue.queued(cid))
                   if job.phone in numbers]
@@ -371,8 +371,8 @@ class Dispatcher:
         armed = self.wire.withdraw(numbers)
         self.withdrawn += armed
         if queued or armed:
-            log.info("opt-out: %d queued and %d armed dial(s) to the number(s) withdrawn",
-                     len(queued), armed)
+            log.info("DNC list: %d queued and %d armed dial(s) to %d number(s) just listed "
+                     "withdrawn", len(queued), armed, len(numbers))
 
     def _resend_later(self, job: DialJob, error: BaseException | None) -> bool:
         """Whether `job` goes back to the queue (after its backoff) to be sent again in a new

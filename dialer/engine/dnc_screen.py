@@ -15,9 +15,10 @@ ends `dnc`, as at the claim (`dial_results.apply_dial_outcomes`, kind `dnc`). A 
 (it may have been placed before a crash) is not re-sent: its webhooks or reconciliation settle it.
 
 A keypress opt-out processed by this engine withdraws its dials of the number at once
-(`Dispatcher.withdraw_numbers`: off the queue, and asked back from the wire if armed). What
-remains: another engine's dial checked before the commit whose slot comes within those 0.5 s, and
-a dial whose request is already being written.
+(`Dispatcher.withdraw_numbers`: off the queue, and asked back from the wire if armed); on
+PostgreSQL so do numbers listed by other engines or `dialer dnc add` (`dnc_listener`). What
+remains: a dial whose request is already being written, and the 0.5 s bound when a listing is not
+announced (a large import, SQLite's CLI, a lost listening connection).
 """
 
 from __future__ import annotations

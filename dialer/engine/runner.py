@@ -27,6 +27,7 @@ from campaigns.db import dialects
 from campaigns.db.engine import create_engine
 from campaigns.db.migrate import ensure_current
 from dialer import short_gc
+from dialer.engine import dnc_listener
 from dialer.engine.actions import ActionRunner
 from dialer.engine.attempts import DialOutcome, Timing
 from dialer.engine.config import EngineConfig, webhook_verifier, webhook_workers_for
@@ -221,6 +222,9 @@ class Engine:
             ("dial-results", self.results.run()),
             ("events", self.processor.run()),
             ("sweeps", self.sweeps.run()),
+            *([("dnc-listener", dnc_listener.listen(self.db, self.state.stopping,
+                                                    self.dispatcher.withdraw_numbers))]
+              if dialects.is_postgres(self.db) else []),
         ]:
             self._tasks.append(asyncio.create_task(self.guard(name, coro), name=name))
         # Start-up's objects collected and frozen now, before the tasks run; then no long

@@ -25,7 +25,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from campaigns import templates
+from campaigns import dnc_events, templates
 from campaigns.db import dialects
 from campaigns.db.models import AttemptResponse, CallAttempt, Contact, DncNumber
 from dialer.engine.flow import Action, FlowStep
@@ -101,6 +101,7 @@ async def add_opt_outs(session: AsyncSession, numbers: dict[str, str], now: date
             for n, src in sorted(numbers.items())]
     ins = pg_insert(DncNumber) if dialects.is_postgres(session) else sqlite_insert(DncNumber)
     await session.execute(ins.values(rows).on_conflict_do_nothing(index_elements=["phone_e164"]))
+    await dnc_events.announce(session, numbers)  # every engine withdraws their dials on commit
     log.info("%d number(s) opted out by keypress and added to the DNC list", len(rows))
 
 
