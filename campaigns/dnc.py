@@ -168,5 +168,6 @@ async def import_file(session: AsyncSession, path: Path, region: str = "US",
     unique = _unique(pairs)
     change.added = await storage.insert_dnc(session, [(e, r, source) for e, r in unique],
                                             utcnow())
+    await dnc_events.announce(session, [e for e, _ in unique])  # up to MAX_ANNOUNCED numbers
     change.already_listed = len(unique) - change.added
     return change
