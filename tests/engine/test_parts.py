@@ -206,3 +206,11 @@ def test_status_says_which_account_limits_apply_and_when_engines_disagree() -> N
     split = EngineSeen(3, 0.5, (20.0, 30.0), (24, 40))
     assert "the engines disagree: 20-30 dials/s, 24-40 channels; the lowest wins" in split.text
     assert EngineSeen(0, 40.0).text.startswith("no engine seen for 40 s")
+
+
+def test_a_dnc_announcement_yields_only_numbers() -> None:
+    from campaigns.dnc_events import numbers_of
+
+    assert numbers_of('["+14155550100", "+14155550101"]') == {"+14155550100", "+14155550101"}
+    for payload in ("", "not json", "{}", "[1, null, {}]", '"+1415"', '["' + "9" * 50 + '"]'):
+        assert numbers_of(payload) == set(), payload
