@@ -108,28 +108,27 @@ async def test_an_opt_out_in_this_engine_withdraws_its_dials_at_once(db_url: str
 
 
 @pytest.mark.timing
-async def test_numbers_listed_elsewhere_are_withdrawn_at_once_on_postgresql(db_url: str) -> None:
+async def test_numbers_listed_elsewhere_are_withdrawn_at_once_on_postgresql(pg_url: str) -> None:
     """PostgreSQL: the transaction that lists numbers (here `dnc add`'s; a keypress opt-out in
     another engine's processor does the same) announces them on commit, and this engine
     withdraws its dials of them at once: none starts after it, not even within the horizon."""
-    if "sqlite" in db_url:
-        pytest.skip("one engine per SQLite database: its own processor tells it")
+    # (SQLite: one engine per database, told by its own processor.)
     phones = numbers(80)
-    cid = await seed(db_url, "announced", phones, max_attempts=1, cps=20, max_concurrent=200)
-    async with rig(db_url, mix={"busy": 1}, cps=40, max_concurrent=300, speed=30,
+    cid = await seed(pg_url, "announced", phones, max_attempts=1, cps=20, max_concurrent=200)
+    async with rig(pg_url, mix={"busy": 1}, cps=40, max_concurrent=300, speed=30,
                    tick_secs=1.0) as r:
         await wait_for(lambda: _ledger_has(r.sim, 10), timeout=60, poll=0.02)
-        committed = await _add_to_dnc(db_url, phones)  # another process, another connection
+        committed = await _add_to_dnc(pg_url, phones)  # another process, another connection
 
         async def done() -> bool:
-            return await campaign_status(db_url, cid) == "completed"
+            return await campaign_status(pg_url, cid) == "completed"
         await wait_for(done, timeout=60)
         late = [round(c.dialed_at - committed, 3) for c in r.sim.ledger
                 if c.dialed_at > committed + 2 * TRAVEL_SECS]
         withdrawn = r.engine.dispatcher.withdrawn
     assert withdrawn > 0, "dials were armed in the wire when the numbers were listed"
     assert late == [], f"dials after the numbers were listed: {late}"
-    check_one_call_per_attempt(r.sim, await attempts_of(db_url))
+    check_one_call_per_attempt(r.sim, await attempts_of(pg_url))
 
 
 async def test_the_recheck_costs_no_round_trip_per_dial(db_url: str) -> None:
