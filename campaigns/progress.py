@@ -4,14 +4,14 @@ the next queued contact is due and why it waits, and whether an engine is runnin
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from campaigns.db.models import AttemptState, CallAttempt, Contact, ContactStatus
-from campaigns.db.types import utcnow
+from campaigns.db.models import AttemptState, CallAttempt, CampaignStatus, Contact, ContactStatus
+from campaigns.db.types import aware_utc, utcnow
 from campaigns.due import engines_seen, next_due
 from campaigns.service import campaign_counts, get_campaign
 
@@ -95,7 +95,7 @@ async def progress(session: AsyncSession, name: str, now: datetime | None = None
         Contact.campaign_id == c.id, Contact.status == ContactStatus.QUEUED,
         Contact.next_attempt_at <= now)) or 0
     # A campaign dialing for less than the window: its rate over the time it has dialed.
-    began = _as_aware(await session.scalar(select(func.min(CallAttempt.created_at)).where(
+    began = aware_utc(await session.scalar(select(func.min(CallAttempt.created_at)).where(
         CallAttempt.campaign_id == c.id, CallAttempt.created_at > since)))
     window = RATE_WINDOW_SECS if began is None else min(
         RATE_WINDOW_SECS, max(1.0, (now - began).total_seconds()))
@@ -103,11 +103,11 @@ async def progress(session: AsyncSession, name: str, now: datetime | None = None
     remaining = counts.contacts - counts.done
     eta = remaining / rate if rate > 0 and remaining else (0.0 if not remaining else None)
     # Not before the last queued contact is due (a cap or a retry can hold one until tomorrow).
-    last_due = _as_aware(await session.scalar(select(func.max(Contact.next_attempt_at)).where(
+    last_due = aware_utc(await session.scalar(select(func.max(Contact.next_attempt_at)).where(
         Contact.campaign_id == c.id, Contact.status == ContactStatus.QUEUED)))
     if remaining and last_due is not None and last_due > now:
         eta = max(eta or 0.0, (last_due - now).total_seconds())
-    if c.status != "running" and remaining:
+    if c.status != CampaignStatus.RUNNING and remaining:
         eta = None  # paused (or a draft): it will not finish by itself
     queued = counts.by_status.get(ContactStatus.QUEUED, 0)
     nxt = await next_due(session, c, now) if queued else None
@@ -124,9 +124,3 @@ async def progress(session: AsyncSession, name: str, now: datetime | None = None
                                            nxt.text if nxt else None, c.status),
                     dry_run=bool(c.dry_run))
 
-
-def _as_aware(value: datetime | None) -> datetime | None:
-    """A min()/max() of stored times as aware UTC (SQLite's driver returns naive ones)."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)

@@ -140,10 +140,7 @@ class Script:
         return order + sorted(set(self.steps) - set(order))
 
     def _targets(self, name: str) -> list[str]:
-        step = self.steps[name]
-        choices = [step.keys[k] for k in sorted(step.keys)] + [step.no_input] if step.asks else []
-        targets = [c.target for c in choices if c.kind == "goto" and c.target]
-        return [t for t in [*targets, *([step.next] if step.next else [])] if t in self.steps]
+        return [t for t in _edges(self.steps[name]) if t in self.steps]
 
     def prompts(self) -> list[tuple[str, str, Target]]:
         """Every templated prompt, for campaigns.templates validation."""
@@ -305,7 +302,8 @@ def _step(name: str, raw: Any, problems: list[str], strict: bool = False) -> Ste
 
 
 def _edges(step: Step) -> list[str]:
-    choices = [*step.keys.values(), step.no_input] if step.asks else []
+    """The steps `step` leads to: its keys' (in key order) and no-input action's, then `next`."""
+    choices = [*(step.keys[k] for k in sorted(step.keys)), step.no_input] if step.asks else []
     out = [c.target for c in choices if c.kind == "goto" and c.target]
     if step.next:
         out.append(step.next)

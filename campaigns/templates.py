@@ -60,9 +60,6 @@ TEMPLATE_SETTINGS: dict[str, Target] = {
 #: Fields every contact has whatever the uploaded file held (`phone` is the dialed number).
 BUILTIN_FIELDS = ("phone",)
 STORED = ("first_name", "last_name", "email", "region", "postal_code")
-#: `transfer_to`: a +E164 number, or exactly one field with an optional +E164 default.
-E164 = r"\+[1-9]\d{1,14}"
-TRANSFER_TO_RE = re.compile(rf"{E164}|\{{[^{{}}|]+(?:\|{E164})?\}}")
 
 
 def field_key(name: str) -> str:
@@ -262,14 +259,6 @@ def url_template_problem(template: str) -> str | None:
     return None
 
 
-def transfer_to_problem(value: str) -> str | None:
-    if TRANSFER_TO_RE.fullmatch(value.strip()):
-        return None
-    return ("must be a +E164 number like +14155550100, or one field like {agent_phone} "
-            "(optionally with a +E164 default: {agent_phone|+14155550100}), got "
-            f"{value[:60]!r}")
-
-
 def contact_fields(phone_e164: str | None, stored: Mapping[str, Any],
                    custom: Mapping[str, Any] | None) -> dict[str, str]:
     """A contact's fields keyed by `field_key`: uploaded columns, the stored ones, the phone, and
@@ -335,13 +324,10 @@ def check_columns(templates: Iterable[tuple[str, str, Target]], columns: Iterabl
 def missing_counts(templates: Iterable[tuple[str, str, Target]],
                    contacts: Iterable[Mapping[str, str]]) -> dict[str, int]:
     """How many contacts (their `contact_fields`) lack each field used without a default."""
-    _, strict = requirements(templates)
-    counts = {r.key: 0 for r in strict}
+    scan = ContactScan(list(templates))
     for fields in contacts:
-        for key in counts:
-            if not str(fields.get(key) or "").strip():
-                counts[key] += 1
-    return {k: n for k, n in counts.items() if n}
+        scan.add(fields)
+    return {k: n for k, n in scan.missing.items() if n}
 
 
 def describe_missing(templates: Iterable[tuple[str, str, Target]], counts: Mapping[str, int]

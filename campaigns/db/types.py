@@ -44,5 +44,17 @@ def naive_utc(value: datetime) -> datetime:
     return value.astimezone(timezone.utc).replace(tzinfo=None)
 
 
+def aware_utc(value: Any) -> datetime | None:
+    """A min()/max() of stored times as aware UTC, whatever the driver returned (an aggregate
+    can skip the column type: SQLite gives a naive datetime or its text)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)

@@ -24,7 +24,7 @@ talk times (`ORDER BY ... LIMIT 2 OFFSET (n-1)/2`), which SQLite sorts with boun
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, select
@@ -38,7 +38,7 @@ from campaigns.db.models import (
     Contact,
     ContactStatus,
 )
-from campaigns.db.types import utcnow
+from campaigns.db.types import aware_utc, utcnow
 from campaigns.reports import sqlexpr
 from campaigns.reports.responses import answer_counts, opted_out_count
 from campaigns.reports.source import Conn, dialect_name
@@ -163,7 +163,8 @@ async def build_summary(conn: Conn, campaign: Campaign,
         select(func.min(dial_time), func.max(dial_time), func.count(func.distinct(a.contact_id)))
         .where(a.campaign_id == cid, placed)
     )).one()
-    first_dial, last_dial, dialed_contacts = _as_dt(span[0]), _as_dt(span[1]), int(span[2] or 0)
+    first_dial, last_dial = aware_utc(span[0]), aware_utc(span[1])
+    dialed_contacts = int(span[2] or 0)
     dry_run = bool(campaign.dry_run)
     if dry_run and not explicit_now and last_dial is not None and last_dial > now:
         # A dry run's times are simulated and run ahead of the wall clock: "recent" and the
@@ -263,12 +264,3 @@ def _round(v: float | None) -> float | None:
     return round(v, 3) if v is not None else None
 
 
-def _as_dt(value: Any) -> datetime | None:
-    """A min()/max() of stored times, aware UTC whatever the driver returned."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value
