@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -81,19 +82,11 @@ async def send_action(client: TelnyxClient, pa: PendingAction,
         # hang up. Hang up instead, and say why.
         log.error("action %s on call %s was refused (%s): hanging the call up", act.kind, cc, exc)
         if act.kind != "hangup":
-            await _hang_up_after_refusal(client, pa)
+            await send_action(client, replace(
+                pa, command_id=action_command_id(pa.command_id, "hangup-refused"),
+                action=Action("hangup", client_state=act.client_state)))
     except TelnyxError as exc:
         log.warning("action %s on call %s failed: %s", act.kind, cc, exc)
-
-
-async def _hang_up_after_refusal(client: TelnyxClient, pa: PendingAction) -> None:
-    try:
-        await client.hangup(pa.call_control_id, client_state=pa.action.client_state,
-                            command_id=action_command_id(pa.command_id, "hangup-refused"))
-    except (CallEnded, CallNotFound):
-        pass
-    except TelnyxError as exc:
-        log.warning("hangup of call %s failed: %s", pa.call_control_id, exc)
 
 
 class ActionRunner:

@@ -366,8 +366,7 @@ class Dispatcher:
                   for job in self.queue.front(cid, self.queue.queued(cid))
                   if job.phone in numbers]
         for job in queued:
-            if self.queue.remove(job):
-                self.screen.not_dialed(job)
+            self.screen.block(job)
         armed = self.wire.withdraw(numbers)
         self.withdrawn += armed
         if queued or armed:

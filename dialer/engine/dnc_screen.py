@@ -67,11 +67,13 @@ class DncScreen:
         self.metrics.dnc_rechecks.inc()
         taken: dict[int, int] = {}
         for job in jobs:
-            if job.phone in listed and self._block(job):
+            if job.phone in listed and self.block(job):
                 taken[job.campaign_id] = taken.get(job.campaign_id, 0) + 1
         return taken
 
-    def _block(self, job: DialJob) -> bool:
+    def block(self, job: DialJob) -> bool:
+        """Take `job` off the queue as not dialed (its number is listed); False when it is not
+        there any more."""
         if not self.queue.remove(job):
             return False  # already being sent (or released): too late for this one
         self.not_dialed(job)

@@ -120,8 +120,7 @@ class EventProcessor:
         return n
 
     async def _batch(self, only_id: int | None = None) -> int:
-        opted: set[str] = set()
-        n, actions = await self.tx.run(lambda s: self._apply(s, only_id, opted))
+        n, actions, opted = await self.tx.run(lambda s: self._apply(s, only_id))
         if opted and self._on_opt_outs is not None:
             self._on_opt_outs(opted)
         if n:
@@ -147,14 +146,14 @@ class EventProcessor:
                             now=self.clock.now()))
         return len(ids)
 
-    async def _apply(self, s: AsyncSession, only_id: int | None, opted: set[str]
-                     ) -> tuple[int, list[PendingAction]]:
-        """One batch in transaction `s`; `opted` gets the numbers it puts on the DNC list."""
-        opted.clear()  # a transaction retried from the start
+    async def _apply(self, s: AsyncSession, only_id: int | None
+                     ) -> tuple[int, list[PendingAction], set[str]]:
+        """One batch in transaction `s`: the events handled, the actions to send after the
+        commit, and the numbers it puts on the DNC list (keypress opt-outs)."""
         now = self.clock.now()
         events = await event_log.take_pending(s, EVENT_BATCH, self._recent(), only_id=only_id)
         if not events:
-            return 0, []
+            return 0, [], set()
         attempts = await find_attempts(s, events)
         campaigns = await self._campaigns.get(s, {a.campaign_id for a in attempts.values()})
         notes = script_events.Notes()
@@ -179,7 +178,7 @@ class EventProcessor:
                 if attempt.call_control_id:
                     actions.append(pending_action(attempt, act, settings_of(campaign)))
         # Script responses and keypress opt-outs (DNC) in this same transaction; templates.
-        opted.update(notes.opt_outs)
+        opted = set(notes.opt_outs)
         actions = await script_events.flush(s, notes, actions, now)
         due = [a for a in attempts.values()
                if a.state == AttemptState.ENDED and a.settled_at is None
@@ -191,4 +190,4 @@ class EventProcessor:
             log.info("%d webhook events for calls this database does not know were kept "
                      "as orphans", orphans)
         self.stats.events_processed += len(events)
-        return len(events), actions
+        return len(events), actions, opted
