@@ -26,24 +26,13 @@ from campaigns.telnyx_schema.fields import (
     FieldSpec,
     check_value,
 )
+from campaigns.telnyx_schema.speech import SPEAK_LANGUAGES, VOICE_PROVIDERS
 from campaigns.windows import CallingWindow, WindowError
 
 E164_RE = r"^\+[1-9]\d{1,14}$"
 
-#: `language` of speak / gather_using_speak: the enum of `SpeakRequest.language` and
-#: `GatherUsingSpeakRequest.language` in the official OpenAPI
-#: (shared/telnyx/call-control.openapi.json beside the checkout); any other value is refused with
-#: 422 10032 and the callee hears nothing.
-SPEAK_LANGUAGES = (
-    "arb", "cmn-CN", "cy-GB", "da-DK", "de-DE", "en-AU", "en-GB", "en-GB-WLS", "en-IN", "en-US",
-    "es-ES", "es-MX", "es-US", "fr-CA", "fr-FR", "hi-IN", "is-IS", "it-IT", "ja-JP", "ko-KR",
-    "nb-NO", "nl-NL", "pl-PL", "pt-BR", "pt-PT", "ro-RO", "ru-RU", "sv-SE", "tr-TR",
-)
-#: `voice`: the providers of `SpeakRequest.voice` in the official OpenAPI (`<Provider>.<Model>.
-#: <VoiceId>`, the provider alone for its default voice; `Polly.*` as named by its `language`),
-#: or male / female (the basic service level's gender).
-VOICE_PROVIDERS = ("AWS", "Polly", "Azure", "ElevenLabs", "Telnyx", "Minimax", "Rime", "Resemble",
-                   "Inworld", "FishAudio", "xAI")
+#: `voice`: male / female, or a provider's voice (campaigns.telnyx_schema.speech); the characters
+#: a voice id is written with.
 VOICE_RE = (r"^(male|female|(" + "|".join(VOICE_PROVIDERS)
             + r")(\.[A-Za-z0-9_][A-Za-z0-9_.:-]*)?)$")
 

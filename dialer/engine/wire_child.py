@@ -197,6 +197,7 @@ class Sender:
 
     def _report(self, dial: WireDial, kind: ReportKind, result: DialResult | None = None,
                 error: BaseException | None = None) -> None:
+        self._withdrawn.discard(dial.token)  # asked back too late, or done with
         sent: ResultTuple | None = None
         if result is not None:
             sent = (result.call_control_id, result.call_leg_id, result.call_session_id,
@@ -208,7 +209,6 @@ class Sender:
         # between the check and the write, the less a late write can bunch.
         loop = asyncio.get_running_loop()
         if dial.token in self._withdrawn:
-            self._withdrawn.discard(dial.token)
             return self._report(dial, "withdrawn")
         if not (self._claiming and dial.campaign_id in self._running):
             return self._report(dial, "skipped")

@@ -25,6 +25,7 @@ from campaigns.telnyx_schema.fields import (
     FieldSpec,
     check_value,
 )
+from campaigns.telnyx_schema.speech import SPEAK_LANGUAGES, VOICE_PROVIDERS
 
 ACTIONS = ("hangup", "playback_start", "playback_stop", "speak", "transfer", "client_state_update",
            "gather_using_speak", "gather_using_audio")
@@ -33,21 +34,13 @@ NEEDS_ANSWER = frozenset({"playback_start", "playback_stop", "speak", "transfer"
                           "gather_using_speak", "gather_using_audio"})
 
 _HTTP_URL = r"https?://\S+"
-_LANGUAGES = (
-    "arb", "cmn-CN", "cy-GB", "da-DK", "de-DE", "en-AU", "en-GB", "en-GB-WLS", "en-IN", "en-US",
-    "es-ES", "es-MX", "es-US", "fr-CA", "fr-FR", "hi-IN", "is-IS", "it-IT", "ja-JP", "ko-KR",
-    "nb-NO", "nl-NL", "pl-PL", "pt-BR", "pt-PT", "ro-RO", "ru-RU", "sv-SE", "tr-TR",
-)
 
 
 #: The OpenAPI's integers are `format: int32`.
 _INT32_MAX = 2**31 - 1
 
-#: Speech providers of the OpenAPI's `voice` description (`<Provider>.<Model>.<VoiceId>`, or the
-#: provider alone for its defaults); `Polly.<VoiceId>` is the older AWS form the `language`
-#: description still names. With `service_level: basic` the voice may be `male` or `female`.
-VOICE_PROVIDERS = ("AWS", "Polly", "Azure", "ElevenLabs", "Telnyx", "Minimax", "Rime", "Resemble",
-                   "Inworld", "FishAudio", "xAI")
+#: `voice` as the OpenAPI describes it (`campaigns.telnyx_schema.speech`): what Telnyx would
+#: take, any voice id after the provider.
 _VOICE = re.compile(rf"male|female|(?:{'|'.join(VOICE_PROVIDERS)})(?:\.[^\s.]\S*)?")
 
 #: `voice_settings` (a oneOf discriminated by `type`): each provider's documented properties.
@@ -106,7 +99,7 @@ _SPECS: dict[str, dict[str, FieldSpec]] = {
         FieldSpec("voice", "str", min_length=1),
         FieldSpec("payload_type", "str", enum=("text", "ssml")),
         FieldSpec("service_level", "str", enum=("basic", "premium")),
-        FieldSpec("language", "str", enum=_LANGUAGES),
+        FieldSpec("language", "str", enum=SPEAK_LANGUAGES),
         FieldSpec("stop", "str"),
         FieldSpec("target_legs", "str", enum=("self", "opposite", "both")),
         FieldSpec("voice_settings", "object"),
@@ -154,7 +147,7 @@ _SPECS["gather_using_speak"] = _specs(
     FieldSpec("voice", "str", min_length=1),
     FieldSpec("payload_type", "str", enum=("text", "ssml")),
     FieldSpec("service_level", "str", enum=("basic", "premium")),
-    FieldSpec("language", "str", enum=_LANGUAGES),
+    FieldSpec("language", "str", enum=SPEAK_LANGUAGES),
     FieldSpec("voice_settings", "object"),
 )
 _SPECS["gather_using_audio"] = _specs(

@@ -10,7 +10,8 @@ import pytest
 from campaigns import templates as t
 from campaigns.errors import InvalidSettings
 from campaigns.importing.columns import header_key
-from campaigns.settings import SPEAK_LANGUAGES, split_and_validate
+from campaigns.settings import split_and_validate
+from campaigns.telnyx_schema.speech import SPEAK_LANGUAGES
 from campaigns.template_check import column_problems
 
 pytestmark = pytest.mark.fast
