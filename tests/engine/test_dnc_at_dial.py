@@ -80,31 +80,43 @@ async def test_dials_queued_when_their_numbers_go_on_the_list_are_not_sent(db_ur
     check_one_call_per_attempt(r.sim, attempts)
 
 
+async def _listed_while_armed(url: str, name: str, *, tell_engine: bool
+                              ) -> tuple[int, list[float], int, set[str]]:
+    """A campaign dialing with dials queued and armed when its numbers go on the DNC list (by
+    another connection; `tell_engine`: and this engine told at once, as its processor does for
+    its own opt-outs). Returns the campaign, the dials that started later than a dial's travel
+    after the commit (seconds after it), how many armed dials were withdrawn, and the numbers
+    the simulator's ledger shows called."""
+    phones = numbers(80)
+    cid = await seed(url, name, phones, max_attempts=1, cps=20, max_concurrent=200)
+    async with rig(url, mix={"busy": 1}, cps=40, max_concurrent=300, speed=30,
+                   tick_secs=1.0) as r:
+        await wait_for(lambda: _ledger_has(r.sim, 10), timeout=60, poll=0.02)
+        committed = await _add_to_dnc(url, phones)
+        if tell_engine:
+            r.engine.dispatcher.withdraw_numbers(set(phones))
+
+        async def done() -> bool:
+            return await campaign_status(url, cid) == "completed"
+        await wait_for(done, timeout=60)
+        late = [round(c.dialed_at - committed, 3) for c in r.sim.ledger
+                if c.dialed_at > committed + 2 * TRAVEL_SECS]
+        withdrawn = r.engine.dispatcher.withdrawn
+    check_one_call_per_attempt(r.sim, await attempts_of(url))
+    return cid, late, withdrawn, {c.to for c in r.sim.ledger}
+
+
 @pytest.mark.timing
 async def test_an_opt_out_in_this_engine_withdraws_its_dials_at_once(db_url: str) -> None:
     """A keypress opt-out committed by this engine's processor (`withdraw_numbers`, called
     after the commit) stops this engine's dials of the number that wait for a slot or are armed
     in the wire: none starts after it, not even within the reservation's horizon."""
-    phones = numbers(80)
-    cid = await seed(db_url, "withdrawn", phones, max_attempts=1, cps=20, max_concurrent=200)
-    async with rig(db_url, mix={"busy": 1}, cps=40, max_concurrent=300, speed=30,
-                   tick_secs=1.0) as r:
-        await wait_for(lambda: _ledger_has(r.sim, 10), timeout=60, poll=0.02)
-        committed = await _add_to_dnc(db_url, phones)
-        r.engine.dispatcher.withdraw_numbers(set(phones))  # as the processor does
-
-        async def done() -> bool:
-            return await campaign_status(db_url, cid) == "completed"
-        await wait_for(done, timeout=60)
-        late = [round(c.dialed_at - committed, 3) for c in r.sim.ledger
-                if c.dialed_at > committed + 2 * TRAVEL_SECS]
-        withdrawn = r.engine.dispatcher.withdrawn
+    cid, late, withdrawn, called = await _listed_while_armed(db_url, "withdrawn",
+                                                             tell_engine=True)
     assert withdrawn > 0, "dials were armed in the wire when the numbers were listed"
     assert late == [], f"dials after the opt-out: {late}"
     contacts = await contacts_of(db_url, cid)
-    called = {c.to for c in r.sim.ledger}
     assert all(c.outcome == "dnc" for c in contacts if c.phone_e164 not in called)
-    check_one_call_per_attempt(r.sim, await attempts_of(db_url))
 
 
 @pytest.mark.timing
@@ -113,22 +125,9 @@ async def test_numbers_listed_elsewhere_are_withdrawn_at_once_on_postgresql(pg_u
     another engine's processor does the same) announces them on commit, and this engine
     withdraws its dials of them at once: none starts after it, not even within the horizon."""
     # (SQLite: one engine per database, told by its own processor.)
-    phones = numbers(80)
-    cid = await seed(pg_url, "announced", phones, max_attempts=1, cps=20, max_concurrent=200)
-    async with rig(pg_url, mix={"busy": 1}, cps=40, max_concurrent=300, speed=30,
-                   tick_secs=1.0) as r:
-        await wait_for(lambda: _ledger_has(r.sim, 10), timeout=60, poll=0.02)
-        committed = await _add_to_dnc(pg_url, phones)  # another process, another connection
-
-        async def done() -> bool:
-            return await campaign_status(pg_url, cid) == "completed"
-        await wait_for(done, timeout=60)
-        late = [round(c.dialed_at - committed, 3) for c in r.sim.ledger
-                if c.dialed_at > committed + 2 * TRAVEL_SECS]
-        withdrawn = r.engine.dispatcher.withdrawn
+    _, late, withdrawn, _ = await _listed_while_armed(pg_url, "announced", tell_engine=False)
     assert withdrawn > 0, "dials were armed in the wire when the numbers were listed"
     assert late == [], f"dials after the numbers were listed: {late}"
-    check_one_call_per_attempt(r.sim, await attempts_of(pg_url))
 
 
 async def test_the_recheck_costs_no_round_trip_per_dial(db_url: str) -> None:
